@@ -1,0 +1,1 @@
+"""Every figure the notebooks show, one module per pipeline stage."""
