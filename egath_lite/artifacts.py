@@ -33,10 +33,10 @@ def run_dir(cfg: Config) -> Path:
 
 def versions() -> dict[str, str]:
     """Versions of the packages that shape an artifact's numbers."""
-    out = {"python": platform.python_version(), "torch": torch.__version__}
+    out = {"python": platform.python_version(), "torch": str(torch.__version__)}
     for mod in ("numpy", "open_clip", "torch_geometric"):
         try:
-            out[mod] = __import__(mod).__version__
+            out[mod] = str(__import__(mod).__version__)
         except Exception:  # noqa: BLE001 - optional packages
             pass
     from . import __version__
@@ -82,7 +82,7 @@ def save_artifact(
         "key": key,
         "config": cfg.to_dict() if cfg is not None else {},
         "versions": versions(),
-        "meta": meta or {},
+        "meta": _plain(meta or {}),
         "tensors": {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
     }
     atomic_write_bytes(path, lambda f: torch.save(payload, f))
@@ -179,6 +179,13 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); delete it and rerun") from exc
+
+
+def _plain(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` as plain JSON types (numpy scalars, paths -> lists, str) so weights_only can read it."""
+    import json
+
+    return json.loads(json.dumps(meta, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:
