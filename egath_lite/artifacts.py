@@ -34,11 +34,12 @@ def run_dir(cfg: Config) -> Path:
 def versions() -> dict[str, str]:
     """Versions of the packages that shape an artifact's numbers."""
     out = {"python": platform.python_version(), "torch": str(torch.__version__)}
-    for mod in ("numpy", "open_clip", "torch_geometric"):
-        try:
-            out[mod] = str(__import__(mod).__version__)
-        except Exception:  # noqa: BLE001 - optional packages
-            pass
+    import sys
+
+    # Only modules already imported: importing open_clip just to read its version costs seconds.
+    for mod in ("numpy", "open_clip", "torch_geometric", "numba"):
+        if mod in sys.modules:
+            out[mod] = str(getattr(sys.modules[mod], "__version__", "?"))
     from . import __version__
 
     out["egath_lite"] = __version__

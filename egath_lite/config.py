@@ -45,11 +45,12 @@ class Config:
     batch_size: int = 256  # feature extraction batch size
 
     # --- label graph (egath_lite.graph) ---
-    zeta: float = 0.4  # adjacency threshold on D_ij = C_ij / N_i
+    zeta: float = 0.3  # adjacency threshold on D_ij = C_ij / N_i (GCDH: 0.3; connects 8 of 10 NUS labels)
     self_loops: bool = True
     reweight: bool = False  # ML-GCN re-weighting of the binary adjacency
     reweight_p: float = 0.2
     label_embedding: str = "glove"  # glove | clip
+    label_prompt: str = "a photo of a {}"  # graph: CLIP prompt template when label_embedding == "clip"
 
     # --- GAT classifier (egath_lite.models) ---
     gat_layers: int = 2
@@ -66,6 +67,9 @@ class Config:
     hidden_dim: int = 512
     trans_layers: int = 1
     trans_heads: int = 4
+    trans_tokens: int = 8  # CLIPTrans: the D-dim CLIP vector is cut into this many tokens of D/T
+    trans_width: int = 64  # token width of CLIPTrans and TransFC
+    trans_dropout: float = 0.0  # transformer dropout; 0: CPU dropout masks cost more than they help here
     label_fusion: str = "concat"  # how predicted labels reach the hash layer
     epochs: int = 30
     hash_batch_size: int = 64
@@ -79,6 +83,7 @@ class Config:
     w_cls: float = 1.0
     w_quant: float = 0.1
     finetune_clip: bool = False
+    finetune_lr_scale: float = 0.1  # CLIP tower's lr = lr × this when finetune_clip (pretrained weights move slowly)
     early_stop_patience: int = 10
 
     # --- evaluation (egath_lite.metrics) ---
@@ -133,7 +138,7 @@ _PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
     # CI: minutes on 2 CPU cores, every stage exercised.
     "tiny": dict(
         toy_size=1_200, num_query=200, num_train=600, vocab_size=256,
-        clip_epochs=1, clip_batch_size=64, batch_size=128,
+        clip_epochs=2, clip_batch_size=32, batch_size=128,
         gat_hidden=128, gat_epochs=5, hidden_dim=128, epochs=3, bits=(16, 32, 64),
         early_stop_patience=3, topk=(10, 50, 100, 200, 500),
     ),

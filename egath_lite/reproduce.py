@@ -148,10 +148,7 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for res in results:
         for row in res["rows"]:
-            method = row["method"]
-            if method in ("egath", "EGATH"):
-                method = res["variant"]
-            groups.setdefault((row["dataset"], method, row["bits"]), []).append(row)
+            groups.setdefault((row["dataset"], row["method"], row["bits"]), []).append(row)
     table = []
     for (dataset, method, bits), rows in sorted(groups.items()):
         seeds = sorted({r["seed"] for r in rows})

@@ -9,7 +9,7 @@ from egath_lite import reproduce
 
 def _rows(seed, variant, i2t):
     return {"seed": seed, "variant": variant, "rows": [
-        {"dataset": "toy_nuswide", "seed": seed, "method": "egath", "bits": 16, "i2t": i2t, "t2i": i2t / 2},
+        {"dataset": "toy_nuswide", "seed": seed, "method": variant, "bits": 16, "i2t": i2t, "t2i": i2t / 2},
         {"dataset": "toy_nuswide", "seed": seed, "method": "lsh", "bits": 16, "i2t": 0.3, "t2i": 0.2},
     ]}
 

@@ -1,0 +1,47 @@
+"""``python -m egath_lite.data [--dataset NAME] [--size N|tiny|default] [--out PNG]``: summary and example grid."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the dataset summary and write a grid of example images with their tags."""
+    from . import available_datasets, load_dataset
+
+    parser = argparse.ArgumentParser(prog="python -m egath_lite.data", description=__doc__)
+    parser.add_argument("--dataset", default="toy_nuswide", choices=available_datasets())
+    parser.add_argument("--root", default=None, help="folder of a real benchmark (default: data/<dataset>)")
+    parser.add_argument("--size", default="default", help="toy_nuswide: number of items, 'tiny' or 'default'")
+    parser.add_argument("--seed", type=int, default=0, help="toy_nuswide: generator seed")
+    parser.add_argument("--image-size", type=int, default=64, help="toy_nuswide: image side in pixels")
+    parser.add_argument("--out", default="runs/data_examples.png", help="where to write the example grid (PNG)")
+    parser.add_argument("--examples", type=int, default=24, help="number of example images in the grid")
+    args = parser.parse_args(argv)
+
+    if args.dataset == "toy_nuswide":
+        size = int(args.size) if args.size.isdigit() else args.size
+        ds = load_dataset("toy_nuswide", size=size, seed=args.seed, image_size=args.image_size)
+        hit = "cache hit" if ds.info["cache_hit"] else f"generated in {ds.info['generate_seconds']:.1f} s"
+        print(f"[{hit}: {ds.info['cache_path']}]")
+    else:
+        ds = load_dataset(args.dataset, root=args.root)
+    print(ds.format_summary())
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..plots.data import example_grid
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cols = 6
+    fig = example_grid(ds, cols=cols, rows=max(1, -(-args.examples // cols)))
+    fig.savefig(out, dpi=110)
+    print(f"example grid: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

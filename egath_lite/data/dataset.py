@@ -1,0 +1,257 @@
+"""The dataset object every stage consumes, its query/train/retrieval split, and the input checks.
+
+One class for all sets: labels are uint8 (N, C) multi-hot, texts are tag strings (tags
+joined by spaces; MS-COCO: a caption), images are either in memory (toy_nuswide,
+uint8 (N, H, W, 3)) or paths opened on demand. The split follows GCDH / DCHMT:
+``np.random.seed(seed); perm = np.random.permutation(N)``; query = the first
+``num_query``, train = the next ``num_train``, retrieval = every item but the query.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """Bad or missing data: the message names the file or field, the problem and the fix."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """A data folder or file that a loader needs is not there."""
+
+
+# ----------------------------------------------------------------------------- checks
+def check_labels(labels: Any, source: str, num_labels: int | None = None, allow_empty_rows: bool = False) -> np.ndarray:
+    """Validate a multi-hot matrix and return it as contiguous uint8 (N, C); ``source`` names it in errors."""
+    try:
+        arr = np.asarray(labels)
+    except Exception as exc:  # noqa: BLE001 - ragged lists and the like
+        raise DatasetError(f"{source}: labels are not a rectangular array ({exc}); expected a (N, C) 0/1 matrix") \
+            from exc
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DatasetError(f"{source}: labels must be a non-empty 2-D (N, C) matrix, got shape {arr.shape}")
+    if num_labels is not None and arr.shape[1] != num_labels:
+        raise DatasetError(
+            f"{source}: labels have {arr.shape[1]} columns but this dataset has {num_labels} labels; "
+            f"check that the file is the right one (and not transposed: shape {arr.shape})"
+        )
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise DatasetError(f"{source}: labels have dtype {arr.dtype}, expected numbers 0/1")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise DatasetError(f"{source}: labels contain NaN/Inf (first at row {bad[0]}, column {bad[1]}); fix the file")
+    if not np.isin(arr, (0, 1)).all():
+        bad = np.argwhere(~np.isin(arr, (0, 1)))[0]
+        raise DatasetError(
+            f"{source}: labels must be 0/1, found {arr[bad[0], bad[1]].item()!r} at row {bad[0]}, column {bad[1]}; "
+            f"multi-hot labels, not counts or scores"
+        )
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    empty = np.flatnonzero(arr.sum(axis=1) == 0)
+    if len(empty) and not allow_empty_rows:
+        raise DatasetError(
+            f"{source}: {len(empty)} of {arr.shape[0]} label rows are all zero (first rows: {empty[:5].tolist()}); "
+            f"every item needs at least one label (it has no relevant item otherwise). Remove those items, or pass "
+            f"drop_unlabeled=True to the loader to drop them explicitly"
+        )
+    return arr
+
+
+def check_same_length(source: str, **columns: Sequence[Any] | np.ndarray | None) -> int:
+    """All given per-item columns must have the same length; returns it. ``None`` columns are skipped."""
+    lengths = {name: len(col) for name, col in columns.items() if col is not None}
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join(f"{k}: {v}" for k, v in lengths.items())
+        raise DatasetError(
+            f"{source}: per-item fields have different lengths ({desc}); the files must describe the same items "
+            f"in the same order (were they made by the same preparation script?)"
+        )
+    return next(iter(lengths.values()))
+
+
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise DatasetError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+# ----------------------------------------------------------------------------- split
+@dataclass(frozen=True)
+class Split:
+    """Index arrays (int64) into a dataset: query, train, retrieval (= all but the query)."""
+
+    query: np.ndarray
+    train: np.ndarray
+    retrieval: np.ndarray
+    seed: int
+    num_items: int
+
+    def carve_validation(self, fraction: float, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(train, val): ``round(fraction * len(train))`` training items set aside, order kept; seed None: split's."""
+        if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0.0 <= fraction < 1.0:
+            raise DatasetError(f"validation fraction must be a float in [0, 1), got {fraction!r}")
+        n_val = int(round(fraction * len(self.train)))
+        if fraction > 0 and n_val == 0:
+            n_val = 1  # a positive fraction always yields a validation set
+        if n_val >= len(self.train):
+            raise DatasetError(f"validation fraction {fraction} leaves no training items out of {len(self.train)}")
+        rng = np.random.RandomState(self.seed if seed is None else seed)
+        chosen = np.zeros(len(self.train), dtype=bool)
+        chosen[rng.permutation(len(self.train))[:n_val]] = True
+        return self.train[~chosen].copy(), self.train[chosen].copy()
+
+    def sizes(self) -> dict[str, int]:
+        """Number of items per part."""
+        return {"query": len(self.query), "train": len(self.train), "retrieval": len(self.retrieval)}
+
+
+def make_split(num_items: int, num_query: int, num_train: int, seed: int) -> Split:
+    """GCDH's split: permutation of range(N) by ``np.random.seed(seed)``; query first, train next, retrieval = rest."""
+    num_items, num_query, num_train = (_check_count(n, v) for n, v in
+                                       (("num_items", num_items), ("num_query", num_query), ("num_train", num_train)))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DatasetError(f"split seed must be a non-negative int, got {seed!r}")
+    if num_query + num_train > num_items:
+        raise DatasetError(
+            f"num_query ({num_query}) + num_train ({num_train}) exceeds the {num_items} items of the dataset; "
+            f"ask for fewer (None picks the dataset's benchmark default)"
+        )
+    perm = np.random.RandomState(int(seed)).permutation(num_items).astype(np.int64)
+    return Split(query=perm[:num_query], train=perm[num_query:num_query + num_train], retrieval=perm[num_query:],
+                 seed=int(seed), num_items=num_items)
+
+
+@dataclass(frozen=True)
+class SplitDefaults:
+    """A dataset's benchmark split: GCDH's sizes and seed for the real sets."""
+
+    num_query: int
+    num_train: int
+    seed: int
+
+
+# ----------------------------------------------------------------------------- dataset
+@dataclass
+class MultiModalDataset:
+    """Image-text pairs with multi-hot labels; build through ``load_dataset`` (validated on construction)."""
+
+    name: str
+    label_names: list[str]
+    labels: np.ndarray  # uint8 (N, C)
+    texts: list[str]  # N tag strings (tags joined by " ")
+    split_defaults: SplitDefaults
+    images: np.ndarray | None = None  # uint8 (N, H, W, 3) for in-memory sets
+    image_paths: list[str] | None = None  # N paths (absolute, or relative to image_root)
+    image_root: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # provenance: layout, root, files, generator version
+
+    def __post_init__(self) -> None:
+        source = self.info.get("source", self.name)
+        self.labels = check_labels(self.labels, f"{source} labels", num_labels=len(self.label_names))
+        if len(set(self.label_names)) != len(self.label_names):
+            raise DatasetError(f"{source}: label names are not unique: {self.label_names}")
+        if not isinstance(self.texts, list) or not all(isinstance(t, str) for t in self.texts):
+            raise DatasetError(f"{source}: texts must be a list of str (tags joined by spaces)")
+        if (self.images is None) == (self.image_paths is None):
+            raise DatasetError(f"{source}: give exactly one of images (in memory) or image_paths")
+        if self.images is not None:
+            if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
+                raise DatasetError(f"{source}: images must be uint8 (N, H, W, 3), "
+                                   f"got {self.images.dtype} {self.images.shape}")
+        check_same_length(source, labels=self.labels, texts=self.texts, images=self.images,
+                          image_paths=self.image_paths)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_labels(self) -> int:
+        """C, the number of labels."""
+        return int(self.labels.shape[1])
+
+    def get_image(self, i: int):
+        """Item i's image as an RGB ``PIL.Image``; missing or unreadable files raise DatasetError."""
+        from PIL import Image
+
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"item {i} out of range for {self.name} with {len(self)} items")
+        if self.images is not None:
+            return Image.fromarray(self.images[i])
+        path = self.image_path(i)
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+            raise DatasetError(f"{self.name}: image {path} of item {i} cannot be read ({exc}); re-extract it") from exc
+
+    def image_path(self, i: int) -> Path:
+        """Resolved path of item i's image file (raises DatasetError naming the paths tried)."""
+        if self.image_paths is None:
+            raise DatasetError(f"{self.name} keeps its images in memory (ds.images); it has no image files")
+        entry = self.image_paths[i]
+        tried = candidate_image_paths(entry, self.image_root)
+        for cand in tried:
+            if cand.is_file():
+                return cand
+        raise DatasetNotFoundError(
+            f"{self.name}: image of item {i} ({entry!r}) not found; tried {[str(t) for t in tried]}. "
+            f"Put the images there or pass image_dir=<folder holding them> to load_dataset"
+        )
+
+    def split(self, num_query: int | None = None, num_train: int | None = None, seed: int | None = None) -> Split:
+        """Query / train / retrieval indices; a None argument takes the benchmark default (``split_defaults``)."""
+        d = self.split_defaults
+        return make_split(len(self), d.num_query if num_query is None else num_query,
+                          d.num_train if num_train is None else num_train, d.seed if seed is None else seed)
+
+    def summary(self) -> dict[str, Any]:
+        """Items, labels, per-label counts, labels and tags per item (what `python -m egath_lite.data` prints)."""
+        tags_per_item = np.array([len(t.split()) for t in self.texts])
+        counts = self.labels.sum(axis=0).astype(int)
+        out = {
+            "name": self.name,
+            "items": len(self),
+            "labels": self.num_labels,
+            "label_counts": dict(zip(self.label_names, counts.tolist())),
+            "mean_labels_per_item": float(self.labels.sum(axis=1).mean()),
+            "mean_tags_per_item": float(tags_per_item.mean()),
+            "items_without_tags": int((tags_per_item == 0).sum()),
+            "split_defaults": dataclasses.asdict(self.split_defaults),
+        }
+        if self.images is not None:
+            out["image_shape"] = list(self.images.shape[1:])
+        return out
+
+    def format_summary(self) -> str:
+        """``summary()`` as a short human-readable table."""
+        s = self.summary()
+        width = max(len(n) for n in self.label_names)
+        lines = [f"{s['name']}: {s['items']:,} items, {s['labels']} labels"
+                 + (f", images {'x'.join(map(str, s['image_shape']))}" if "image_shape" in s else ""),
+                 f"  mean labels per item {s['mean_labels_per_item']:.3f}, "
+                 f"mean tags per item {s['mean_tags_per_item']:.2f}"
+                 f" ({s['items_without_tags']} items without tags)",
+                 "  per-label counts:"]
+        for name, count in s["label_counts"].items():
+            lines.append(f"    {name:<{width}} {count:>8,}  ({count / s['items']:.1%})")
+        d = s["split_defaults"]
+        lines.append(f"  benchmark split: query {d['num_query']:,}, train {d['num_train']:,}, seed {d['seed']}")
+        return "\n".join(lines)
+
+
+def candidate_image_paths(entry: str, root: Path | None) -> list[Path]:
+    """Where an image entry may live: as given, under root, or its file name under root."""
+    entry = entry.strip().replace("\\", "/")
+    p = Path(entry)
+    out = [p] if p.is_absolute() else []
+    if root is not None:
+        out.append(root / entry.lstrip("/"))
+        if p.name and root / p.name not in out:
+            out.append(root / p.name)
+    elif not p.is_absolute():
+        out.append(p)
+    return out

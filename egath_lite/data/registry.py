@@ -1,0 +1,119 @@
+"""The dataset registry: ``load_dataset(name, root=None, **options)`` and the config entry points."""
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .benchmarks import load_mirflickr25k, load_mscoco, load_nuswide_tc10
+from .dataset import DatasetError, MultiModalDataset
+from .toy_nuswide import REPO_ROOT, load_toy_nuswide
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: its loader, whether it is generated (no root) and a one-line description."""
+
+    name: str
+    loader: Callable[..., MultiModalDataset]
+    generated: bool
+    description: str
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(name: str, loader: Callable[..., MultiModalDataset], description: str,
+                     generated: bool = False) -> None:
+    """Add a loader under ``name`` (generated sets take options only; the others take ``root`` first)."""
+    if name in _REGISTRY:
+        raise DatasetError(f"dataset {name!r} is already registered")
+    _REGISTRY[name] = DatasetSpec(name, loader, generated, description)
+
+
+def available_datasets() -> list[str]:
+    """Names accepted by ``load_dataset``, the embedded default first."""
+    return list(_REGISTRY)
+
+
+def describe_datasets() -> dict[str, str]:
+    """name -> one-line description."""
+    return {n: s.description for n, s in _REGISTRY.items()}
+
+
+def default_data_root(name: str) -> Path:
+    """Where a real benchmark is looked for when no root is given: ``$EGATH_DATA/<name>`` or ``<repo>/data/<name>``."""
+    env = os.environ.get("EGATH_DATA")
+    return (Path(env) if env else REPO_ROOT / "data") / name
+
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, **options: Any) -> MultiModalDataset:
+    """The dataset called ``name`` (see ``available_datasets()``); unknown names and options raise DatasetError."""
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DatasetError(f"unknown dataset {name!r}{hint}; available: {available_datasets()}")
+    params = inspect.signature(spec.loader).parameters
+    accepted = [p for p in params if p != "root"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise DatasetError(f"{name}: unknown option(s) {unknown}; accepted: {accepted}")
+    if spec.generated:
+        if root is not None:
+            raise DatasetError(f"{name} is generated and takes no root (got {root!r}); use cache_dir= for its cache")
+        return spec.loader(**options)
+    return spec.loader(Path(root) if root is not None else default_data_root(name), **options)
+
+
+def dataset_from_config(cfg) -> MultiModalDataset:
+    """The dataset a run uses: cfg.dataset, with cfg.data_root (real sets) or toy_size / seed / image_size (toy)."""
+    if cfg.dataset == "toy_nuswide":
+        return load_dataset("toy_nuswide", size=cfg.toy_size, seed=cfg.seed, image_size=cfg.image_size)
+    return load_dataset(cfg.dataset, root=cfg.data_root)
+
+
+def dataset_fingerprint(cfg) -> str:
+    """16-hex digest of what the run's data is made of, without loading it: add it to artifact keys.
+
+    toy_nuswide: generator version and source fingerprint, size, seed, image size (a change
+    of the generator's code changes it). Real sets: name, root, and the name, size and mtime
+    of every file at the top of the root (a re-downloaded or edited release changes it).
+    """
+    import hashlib
+    import json
+
+    if cfg.dataset == "toy_nuswide":
+        from .toy_nuswide import GENERATOR_VERSION, generator_fingerprint
+
+        parts: Any = ["toy_nuswide", GENERATOR_VERSION, generator_fingerprint(), cfg.toy_size, cfg.seed, cfg.image_size]
+    else:
+        if cfg.dataset not in _REGISTRY:
+            raise DatasetError(f"unknown dataset {cfg.dataset!r}; available: {available_datasets()}")
+        root = Path(cfg.data_root) if cfg.data_root is not None else default_data_root(cfg.dataset)
+        files = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in root.iterdir() if p.is_file()) \
+            if root.is_dir() else []
+        parts = [cfg.dataset, str(root.resolve()), files]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def split_from_config(ds: MultiModalDataset, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(query, train, val, retrieval) int64 indices from cfg.num_query / num_train / split_seed / val_fraction."""
+    split = ds.split(cfg.num_query, cfg.num_train, cfg.split_seed)
+    train, val = split.carve_validation(cfg.val_fraction)
+    return split.query, train, val, split.retrieval
+
+
+register_dataset("toy_nuswide", load_toy_nuswide, generated=True,
+                 description="embedded default: real NUS-WIDE TC-10 label rows, procedural 64x64 images, noisy tags")
+register_dataset("mirflickr25k", load_mirflickr25k,
+                 description="MIRFlickr-25K: 20,015 Flickr images, tags, 24 labels (raw release or .mat layout)")
+register_dataset("nuswide_tc10", load_nuswide_tc10,
+                 description="NUS-WIDE TC-10: 186,577 Flickr images, 1,000 tags, 10 labels (GCDH .mat layout)")
+register_dataset("mscoco", load_mscoco,
+                 description="MS-COCO: 122,218 images, captions, 80 labels (.mat layout)")

@@ -1,0 +1,470 @@
+"""The label graph: training-label co-occurrence → conditional probabilities → adjacency → PyG edges.
+
+EGATH (§3.2) builds its graph the way ML-GCN (Chen et al., CVPR 2019, arXiv 1904.03582,
+§3.3) and GCDH do. For a multi-hot training label matrix ``Y`` (n × C):
+
+    C_ij = Σ_k Y_ki Y_kj          items carrying both label i and label j (C_ii = N_i)
+    N_i  = Σ_k Y_ki               items carrying label i
+    D_ij = C_ij / N_i             = P(label j | label i); row i is conditioned on label i
+    A_ij = 1[D_ij ≥ ζ]            off the diagonal; the diagonal holds the self-loops
+
+``N_i`` is the number of training items carrying label i. That is what the ``num`` field of
+GCDH's released ``*_adj.mat`` files holds (checked in the tests) and what ML-GCN's code
+divides by. The paper's wording (N_i = Σ_j C_ij) would instead count an item with k labels
+k times, and then D would not be a probability.
+
+Message direction: row i of ``A`` lists the labels that node i *listens to*. A GCN layer
+computes ``H' = A H``, so node i receives from node j when ``A_ij > 0``. In PyG's convention
+(``flow="source_to_target"``: ``edge_index[0]`` sends, ``edge_index[1]`` receives),
+``A_ij > 0`` is therefore the edge ``(source j → target i)``. For example, "lake" listens
+to "water", because P(water | lake) is high; "water" does not listen to "lake".
+
+Only training labels may enter the graph. The query labels are the test set: GCDH's
+released counts include them (and wrapped around at 256). See ``released_counts_explained``.
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .artifacts import cached_artifact, run_dir
+from .config import Config
+from .data import make_split
+from .data.reference import NUS_TC10_LABELS, load_glove, load_nus_tc10_labels, load_released_adjacency
+
+# Label order of the GloVe rows in data/reference/*_glove.mat (see data/reference/README.md).
+MIR_LABELS = [
+    "animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor", "lake",
+    "male", "night", "people", "plant_life", "portrait", "river", "sea", "sky", "structures",
+    "sunset", "transport", "tree", "water",
+]
+_GLOVE_ORDER = {"toy_nuswide": NUS_TC10_LABELS, "nuswide_tc10": NUS_TC10_LABELS, "mirflickr25k": MIR_LABELS}
+
+LABEL_EMBEDDINGS = ("glove", "clip")
+
+# GCDH's NUS-WIDE TC-10 split (np.random.seed(7); permutation; 2,100 query, then 10,500 train): make_split(n, **GCDH_NUS_SPLIT).
+GCDH_NUS_SPLIT = dict(num_query=2_100, num_train=10_500, seed=7)
+
+
+# --------------------------------------------------------------------------- statistics
+def _check_labels(Y: np.ndarray) -> np.ndarray:
+    """Validate a multi-hot label matrix (n, C) and return it as int64."""
+    Y = np.asarray(Y)
+    if Y.ndim != 2:
+        raise ValueError(f"labels must be a 2-D multi-hot matrix (items × labels), got shape {Y.shape}")
+    if Y.shape[0] == 0 or Y.shape[1] == 0:
+        raise ValueError(f"labels matrix is empty (shape {Y.shape}); the training split holds no items or no labels")
+    if Y.dtype.kind == "f" and not np.isfinite(Y).all():
+        raise ValueError("labels contain NaN or Inf; a label matrix must be multi-hot 0/1")
+    if not np.isin(Y, (0, 1)).all():
+        bad = np.unique(Y[~np.isin(Y, (0, 1))])[:5]
+        raise ValueError(f"labels must be multi-hot 0/1, found values {bad.tolist()}; binarise them first (Y > 0)")
+    Y = Y.astype(np.int64)
+    empty = np.flatnonzero(Y.sum(1) == 0)
+    if empty.size:
+        raise ValueError(
+            f"{empty.size} label row(s) are empty (e.g. row {int(empty[0])}); the benchmarks keep only "
+            f"labelled items, so drop those rows before building the graph"
+        )
+    return Y
+
+
+def cooccurrence(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Co-occurrence counts C = YᵀY, int64 (C, C), and label counts N = diag(C), int64 (C,), of Y (n, C)."""
+    Y = _check_labels(Y)
+    counts = Y.T @ Y  # int64: never wraps, unlike the uint8 released files
+    return counts, np.diag(counts).copy()
+
+
+def conditional_probabilities(counts: np.ndarray, label_counts: np.ndarray) -> np.ndarray:
+    """D_ij = C_ij / N_i = P(j | i), float64 (C, C); a label with N_i = 0 gets an all-zero row (no evidence, no edge)."""
+    counts = np.asarray(counts)
+    label_counts = np.asarray(label_counts).ravel()
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"co-occurrence counts must be square (C, C), got shape {counts.shape}")
+    if label_counts.shape != (counts.shape[0],):
+        raise ValueError(f"label counts must have shape ({counts.shape[0]},), got {label_counts.shape}")
+    counts = counts.astype(np.float64)
+    label_counts = label_counts.astype(np.float64)
+    if not (np.isfinite(counts).all() and np.isfinite(label_counts).all()):
+        raise ValueError("counts contain NaN or Inf")
+    if (counts < 0).any() or (label_counts < 0).any():
+        raise ValueError("counts must be non-negative")
+    off_diagonal = counts.copy()
+    np.fill_diagonal(off_diagonal, 0)
+    if (off_diagonal > label_counts[:, None]).any():
+        i, j = np.argwhere(off_diagonal > label_counts[:, None])[0]
+        raise ValueError(
+            f"inconsistent counts: C[{i},{j}] = {off_diagonal[i, j]:.0f} items carry labels {i} and {j}, "
+            f"but only N[{i}] = {label_counts[i]:.0f} carry label {i}; pass the counts of one label matrix"
+        )
+    # Divide only where N_i > 0: a label absent from training has no conditional distribution.
+    D = np.zeros_like(counts)
+    present = label_counts > 0
+    D[present] = counts[present] / label_counts[present, None]
+    return D
+
+
+def _check_square(M: np.ndarray, name: str) -> np.ndarray:
+    M = np.asarray(M, dtype=np.float64)
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValueError(f"{name} must be a square (C, C) matrix, got shape {M.shape}")
+    if not np.isfinite(M).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    return M
+
+
+def adjacency(D: np.ndarray, zeta: float, self_loops: bool = True) -> np.ndarray:
+    """A_ij = 1[D_ij ≥ ζ] off the diagonal (ζ inclusive), diagonal 1 with self-loops else 0; float32 (C, C)."""
+    D = _check_square(D, "conditional probabilities D")
+    if not 0.0 < float(zeta) <= 1.0:
+        raise ValueError(f"zeta must lie in (0, 1] (a threshold on a probability), got {zeta}")
+    A = (D >= zeta).astype(np.float32)
+    np.fill_diagonal(A, 1.0 if self_loops else 0.0)
+    return A
+
+
+def reweight_adjacency(A: np.ndarray, p: float = 0.2) -> np.ndarray:
+    """ML-GCN re-weighting of a binary adjacency A (C, C): float32 (C, C), rows sum to 1.
+
+    ML-GCN eq. (8): A'_ij = p · A_ij / Σ_{k≠i} A_ik for i ≠ j and A'_ii = 1 − p, so a node
+    keeps weight 1 − p for itself however many neighbours it has (against over-smoothing).
+    A node without neighbours keeps weight 1 for itself (the formula's 1 − p would shrink
+    its features). ML-GCN's released code differs in details (p = 0.25, column sums,
+    identity added with weight 1); we follow the paper's equation.
+    """
+    A = _check_square(A, "adjacency A")
+    if not np.isin(A, (0.0, 1.0)).all():
+        raise ValueError("reweight_adjacency expects a binary adjacency (the output of adjacency())")
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"re-weighting p must lie in [0, 1], got {p}")
+    neighbours = A.copy()
+    np.fill_diagonal(neighbours, 0.0)
+    degree = neighbours.sum(1)
+    out = np.zeros_like(A)
+    has = degree > 0
+    out[has] = p * neighbours[has] / degree[has, None]
+    np.fill_diagonal(out, np.where(has, 1.0 - p, 1.0))
+    return out.astype(np.float32)
+
+
+def to_edge_index(A: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """PyG edges of A (C, C): edge_index int64 (2, E) with A_ij > 0 ↦ (source j, target i), edge_weight float32 (E,).
+
+    Edges are ordered by target, then source; self-loops (A_ii > 0) are included.
+    """
+    A = _check_square(A, "adjacency A")
+    target, source = np.nonzero(A)
+    edge_index = torch.from_numpy(np.stack([source, target]).astype(np.int64))
+    edge_weight = torch.from_numpy(A[target, source].astype(np.float32))
+    return edge_index, edge_weight
+
+
+def edges_vs_zeta(D: np.ndarray, zetas: Sequence[float]) -> np.ndarray:
+    """Directed off-diagonal edge counts of 1[D ≥ ζ] for each ζ: int64 (len(zetas),)."""
+    D = _check_square(D, "conditional probabilities D")
+    off = ~np.eye(D.shape[0], dtype=bool)
+    return np.array([int(((D >= z) & off).sum()) for z in zetas], dtype=np.int64)
+
+
+@dataclass
+class LabelGraph:
+    """The label graph of one training label matrix; arrays are numpy, edges are torch (PyG)."""
+
+    label_names: list[str]
+    counts: np.ndarray  # int64 (C, C), diagonal = label_counts
+    label_counts: np.ndarray  # int64 (C,)
+    cond_prob: np.ndarray  # float64 (C, C), D_ij = P(j | i)
+    adjacency: np.ndarray  # float32 (C, C), after ζ, self-loops and optional re-weighting
+    edge_index: torch.Tensor  # int64 (2, E), source → target
+    edge_weight: torch.Tensor  # float32 (E,)
+    zeta: float
+    self_loops: bool
+    reweight: bool
+    reweight_p: float
+    num_items: int
+
+    @property
+    def num_labels(self) -> int:
+        """Number of label nodes C."""
+        return len(self.label_names)
+
+    @property
+    def num_edges(self) -> int:
+        """Directed edges between distinct labels (self-loops not counted)."""
+        return int((self.edge_index[0] != self.edge_index[1]).sum())
+
+    @property
+    def num_mutual_pairs(self) -> int:
+        """Label pairs connected in both directions."""
+        A = self.adjacency > 0
+        np.fill_diagonal(A, False)
+        return int((A & A.T).sum() // 2)
+
+    @property
+    def isolated_labels(self) -> list[str]:
+        """Labels with no edge to or from another label."""
+        A = self.adjacency > 0
+        np.fill_diagonal(A, False)
+        return [n for i, n in enumerate(self.label_names) if not (A[i].any() or A[:, i].any())]
+
+    def edge_list(self) -> list[tuple[str, str]]:
+        """(source, target) label-name pairs of the off-diagonal edges, in edge_index order."""
+        src, dst = self.edge_index.tolist()
+        return [(self.label_names[s], self.label_names[t]) for s, t in zip(src, dst) if s != t]
+
+
+def build_label_graph(
+    Y_train: np.ndarray,
+    zeta: float,
+    label_names: Sequence[str] | None = None,
+    self_loops: bool = True,
+    reweight: bool = False,
+    reweight_p: float = 0.2,
+) -> LabelGraph:
+    """The label graph of training labels Y_train (n, C) at threshold ζ; see the module docstring."""
+    counts, label_counts = cooccurrence(Y_train)
+    num_labels = counts.shape[0]
+    names = list(label_names) if label_names is not None else [f"label{i}" for i in range(num_labels)]
+    if len(names) != num_labels:
+        raise ValueError(f"{len(names)} label names for a label matrix with {num_labels} columns")
+    absent = [names[i] for i in np.flatnonzero(label_counts == 0)]
+    if absent:
+        warnings.warn(
+            f"label(s) {absent} never occur in the training labels: their nodes get no edges "
+            f"(only a self-loop); use a larger training split for a meaningful graph",
+            stacklevel=2,
+        )
+    D = conditional_probabilities(counts, label_counts)
+    A = adjacency(D, zeta, self_loops=self_loops)
+    if reweight:
+        A = reweight_adjacency(A, reweight_p)
+    edge_index, edge_weight = to_edge_index(A)
+    return LabelGraph(
+        label_names=names, counts=counts, label_counts=label_counts, cond_prob=D, adjacency=A,
+        edge_index=edge_index, edge_weight=edge_weight, zeta=float(zeta), self_loops=bool(self_loops),
+        reweight=bool(reweight), reweight_p=float(reweight_p), num_items=int(np.asarray(Y_train).shape[0]),
+    )
+
+
+# --------------------------------------------------------------------------- label embeddings
+def glove_embeddings(dataset: str, label_names: Sequence[str]) -> np.ndarray:
+    """GloVe rows of the dataset's label names, float32 (C, 300), reordered to ``label_names``."""
+    emb = load_glove(dataset)
+    if dataset == "mscoco":
+        file_order = sorted(label_names)  # coco_glove.mat rows are in alphabetical order of the names
+    elif dataset in _GLOVE_ORDER:
+        file_order = _GLOVE_ORDER[dataset]
+    else:
+        raise ValueError(f"no GloVe vectors for dataset {dataset!r}; use label_embedding='clip'")
+    if len(file_order) != emb.shape[0] or sorted(file_order) != sorted(label_names):
+        raise ValueError(
+            f"label names {list(label_names)} do not match the {emb.shape[0]} GloVe rows of {dataset!r} "
+            f"({file_order[:5]}…); check the dataset's label_names or use label_embedding='clip'"
+        )
+    row = {name: k for k, name in enumerate(file_order)}
+    return np.ascontiguousarray(emb[[row[name] for name in label_names]], dtype=np.float32)
+
+
+def label_embeddings(kind: str, dataset: str, label_names: Sequence[str], cfg: Config | None = None) -> np.ndarray:
+    """Node inputs E (C, F) float32: GloVe (the paper's choice, F = 300) or CLIP text embeddings of prompts."""
+    if kind == "glove":
+        E = glove_embeddings(dataset, label_names)
+    elif kind == "clip":
+        if cfg is None:
+            raise ValueError("label_embedding='clip' needs cfg (the CLIP model to encode the prompts with)")
+        from .features import encode_label_prompts
+
+        E = encode_label_prompts(cfg, list(label_names), template=cfg.label_prompt)
+        E = E.detach().cpu().numpy() if isinstance(E, torch.Tensor) else np.asarray(E)
+        E = E.astype(np.float32)
+    else:
+        raise ValueError(f"unknown label embedding {kind!r}; choose one of {LABEL_EMBEDDINGS}")
+    if E.ndim != 2 or E.shape[0] != len(label_names):
+        raise ValueError(f"{kind} label embeddings have shape {E.shape}, expected ({len(label_names)}, F)")
+    if not np.isfinite(E).all():
+        raise ValueError(f"{kind} label embeddings contain NaN or Inf")
+    return E
+
+
+# --------------------------------------------------------------------------- which rows
+def graph_training_rows(query: np.ndarray, train: np.ndarray, val: np.ndarray | None = None) -> np.ndarray:
+    """Rows whose labels build the graph: train ∪ val (the paper's training set), sorted int64; never a query row.
+
+    The validation rows are carved out of the paper's training split for early stopping;
+    they are training items, so their labels count. Query labels never do.
+    """
+    rows = np.asarray(train, dtype=np.int64)
+    if val is not None:
+        rows = np.concatenate([rows, np.asarray(val, dtype=np.int64)])
+    rows = np.unique(rows)
+    leaked = np.intersect1d(rows, np.asarray(query, dtype=np.int64))
+    if leaked.size:
+        raise ValueError(
+            f"{leaked.size} query row(s) are also training rows (e.g. {int(leaked[0])}); the split is broken: "
+            f"query labels must never reach the label graph"
+        )
+    if rows.size == 0:
+        raise ValueError("the training split is empty; set num_train > 0")
+    return rows
+
+
+# --------------------------------------------------------------------------- the released files
+@dataclass
+class ReleasedCountsReport:
+    """GCDH's released ``nus_adj.mat`` compared with counts recomputed from the real NUS-WIDE TC-10 labels."""
+
+    label_names: list[str]
+    released: np.ndarray  # uint8 (C, C) as stored
+    released_num: np.ndarray  # (C,) as stored
+    counts_all: np.ndarray  # int64 (C, C), all 186,577 rows (query included)
+    counts_train: np.ndarray  # int64 (C, C), GCDH's training rows only
+    cond_prob_all: np.ndarray  # float64 (C, C)
+    cond_prob_train: np.ndarray
+    cond_prob_released: np.ndarray  # released adj / released num
+    num_items: int
+    num_train: int
+    zeta: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def released_counts_explained(
+    zeta: float = 0.4, seed: int = GCDH_NUS_SPLIT["seed"], num_query: int = GCDH_NUS_SPLIT["num_query"],
+    num_train: int = GCDH_NUS_SPLIT["num_train"],
+) -> ReleasedCountsReport:
+    """Show that nus_adj.mat = all-row counts mod 256 (query labels included, wrapped), offline, in < 1 s."""
+    Y_all = load_nus_tc10_labels()
+    released, released_num = load_released_adjacency("nuswide_tc10")
+    train = make_split(len(Y_all), num_query, num_train, seed).train  # GCDH's split, as the data stage makes it
+    counts_all, n_all = cooccurrence(Y_all)
+    counts_train, n_train = cooccurrence(Y_all[train])
+    wrapped = counts_all % 256
+    np.fill_diagonal(wrapped, 0)  # the release stores a zero diagonal
+    off = ~np.eye(len(n_all), dtype=bool)
+    D_all = conditional_probabilities(counts_all, n_all)
+    D_train = conditional_probabilities(counts_train, n_train)
+    D_released = conditional_probabilities(released.astype(np.int64), released_num.astype(np.int64))
+    A_all, A_train, A_rel = (adjacency(D, zeta, self_loops=False) > 0 for D in (D_all, D_train, D_released))
+    summary = {
+        "released_dtype": str(released.dtype),
+        "released_equals_all_rows_mod_256": bool(np.array_equal(released.astype(np.int64), wrapped)),
+        "released_equals_all_rows": bool(np.array_equal(released.astype(np.int64)[off], counts_all[off])),
+        "released_num_equals_all_label_counts": bool(np.array_equal(released_num.astype(np.int64), n_all)),
+        "num_wrapped_entries": int((counts_all[off] >= 256).sum()),
+        "max_true_count": int(counts_all[off].max()),
+        "max_released_count": int(released.max()),
+        "max_abs_cond_prob_all_vs_train": float(np.abs(D_all - D_train)[off].max()),
+        "max_abs_cond_prob_released_vs_all": float(np.abs(D_released - D_all)[off].max()),
+        "edges_all_rows": int(A_all.sum()),
+        "edges_train_rows": int(A_train.sum()),
+        "edges_released": int(A_rel.sum()),
+        "edges_differing_released_vs_train": int((A_rel != A_train).sum()),
+        "edges_differing_all_vs_train": int((A_all != A_train).sum()),
+    }
+    return ReleasedCountsReport(
+        label_names=list(NUS_TC10_LABELS), released=released, released_num=released_num,
+        counts_all=counts_all, counts_train=counts_train, cond_prob_all=D_all, cond_prob_train=D_train,
+        cond_prob_released=D_released, num_items=len(Y_all), num_train=len(train), zeta=float(zeta),
+        summary=summary,
+    )
+
+
+# --------------------------------------------------------------------------- the stage
+GRAPH_KEY_FIELDS = (
+    # what fixes the training labels
+    "dataset", "data_root", "toy_size", "image_size", "seed", "num_query", "num_train", "split_seed",
+    # what fixes the graph and its node inputs
+    "zeta", "self_loops", "reweight", "reweight_p", "label_embedding",
+)
+_CLIP_KEY_FIELDS = ("clip_model", "clip_pretrained", "label_prompt")
+
+GRAPH_TENSORS = ("counts", "label_counts", "cond_prob", "adjacency", "edge_index", "edge_weight", "label_emb")
+
+
+def graph_key_fields(cfg: Config) -> tuple[str, ...]:
+    """Config fields the graph artifact depends on (CLIP fields only when label_embedding == 'clip')."""
+    return GRAPH_KEY_FIELDS + (_CLIP_KEY_FIELDS if cfg.label_embedding == "clip" else ())
+
+
+def graph_key(cfg: Config) -> str:
+    """Cache key of graph.pt; with CLIP label embeddings it also covers the weights (tiny-CLIP key or file hash)."""
+    key = cfg.key(graph_key_fields(cfg))
+    if cfg.label_embedding == "clip":
+        from .features import weights_fingerprint  # the features stage knows what identifies CLIP weights
+
+        key = _digest16(f"{key}|{weights_fingerprint(cfg)}")
+    return key
+
+
+def _digest16(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def graph_from_labels(
+    labels: np.ndarray, label_names: Sequence[str], query: np.ndarray, train: np.ndarray,
+    val: np.ndarray | None, cfg: Config,
+) -> LabelGraph:
+    """The label graph of cfg from the dataset's labels (N, C) and its split; query rows never enter."""
+    rows = graph_training_rows(query, train, val)
+    return build_label_graph(
+        np.asarray(labels)[rows], cfg.zeta, label_names, cfg.self_loops, cfg.reweight, cfg.reweight_p
+    )
+
+
+def _compute_graph(cfg: Config) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from . import data as data_mod  # imported here: the data stage is the heavier import
+
+    if cfg.label_embedding not in LABEL_EMBEDDINGS:
+        raise ValueError(f"unknown label_embedding {cfg.label_embedding!r}; choose one of {LABEL_EMBEDDINGS}")
+    ds = data_mod.dataset_from_config(cfg)
+    query, train, val, _retrieval = data_mod.split_from_config(ds, cfg)
+    graph = graph_from_labels(ds.labels, ds.label_names, query, train, val, cfg)
+    E = label_embeddings(cfg.label_embedding, cfg.dataset, graph.label_names, cfg)
+    tensors = {
+        "counts": torch.from_numpy(graph.counts),
+        "label_counts": torch.from_numpy(graph.label_counts),
+        "cond_prob": torch.from_numpy(graph.cond_prob.astype(np.float32)),
+        "adjacency": torch.from_numpy(graph.adjacency),
+        "edge_index": graph.edge_index,
+        "edge_weight": graph.edge_weight,
+        "label_emb": torch.from_numpy(E),
+    }
+    meta = {
+        "label_names": graph.label_names, "zeta": graph.zeta, "label_embedding": cfg.label_embedding,
+        "self_loops": graph.self_loops, "reweight": graph.reweight, "reweight_p": graph.reweight_p,
+        "num_train_items": graph.num_items, "num_edges": graph.num_edges,
+        "message_passing": "edge_index[0] = source j, edge_index[1] = target i for A[i, j] > 0 (node i receives from j)",
+    }
+    return tensors, meta
+
+
+def ensure_graph(cfg: Config, force: bool = False) -> dict[str, Any]:
+    """Load ``runs/<run>/graph.pt`` when its key matches cfg, else build it from the dataset's training labels.
+
+    Rows: the split's whole training part, train ∪ validation (the paper's training set; the
+    validation items are training items set aside for early stopping), never a query row. So
+    ``val_fraction`` does not change the graph and is not part of its key. Tensors: counts
+    (C, C) int64, label_counts (C,) int64, cond_prob (C, C) float32, adjacency (C, C) float32,
+    edge_index (2, E) int64 (source → target), edge_weight (E,) float32, label_emb (C, F) float32.
+    """
+    key = graph_key(cfg)
+    return cached_artifact(
+        run_dir(cfg) / "graph.pt", "graph", key, lambda: _compute_graph(cfg), cfg=cfg,
+        required=GRAPH_TENSORS, force=force,
+    )
+
+
+def graph_from_payload(payload: dict[str, Any]) -> LabelGraph:
+    """Rebuild a LabelGraph from a graph artifact payload (for plots and later stages)."""
+    t, meta = payload["tensors"], payload["meta"]
+    return LabelGraph(
+        label_names=list(meta["label_names"]), counts=t["counts"].numpy(), label_counts=t["label_counts"].numpy(),
+        cond_prob=t["cond_prob"].double().numpy(), adjacency=t["adjacency"].numpy(), edge_index=t["edge_index"],
+        edge_weight=t["edge_weight"], zeta=float(meta["zeta"]), self_loops=bool(meta["self_loops"]),
+        reweight=bool(meta["reweight"]), reweight_p=float(meta["reweight_p"]), num_items=int(meta["num_train_items"]),
+    )

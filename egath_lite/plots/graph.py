@@ -1,0 +1,192 @@
+"""Figures of the label-graph stage: D heatmap, the graph with label names, edges vs ζ, the mod-256 pitfall."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def plot_conditional_probabilities(
+    D: np.ndarray, label_names: Sequence[str], zeta: float | None = None, title: str | None = None,
+    ax: plt.Axes | None = None,
+) -> Figure:
+    """Heatmap of D (C, C) with values; with ζ, cells that become edges (D_ij ≥ ζ, i ≠ j) are outlined."""
+    D = np.asarray(D, dtype=float)
+    fig, ax = _figure(ax, (0.55 * len(label_names) + 2.5, 0.5 * len(label_names) + 1.8))
+    shown = np.ma.masked_where(np.eye(len(D), dtype=bool), D)  # the diagonal (=1) would swamp the scale
+    im = ax.imshow(shown, cmap="viridis", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="P(column label | row label)")
+    ticks = np.arange(len(label_names))
+    ax.set_xticks(ticks, label_names, rotation=60, ha="right")
+    ax.set_yticks(ticks, label_names)
+    ax.set_xlabel("label j"), ax.set_ylabel("given label i")
+    if len(D) <= 12:
+        for i, j in np.ndindex(D.shape):
+            if i != j:
+                ax.text(j, i, f"{D[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="black" if D[i, j] > 0.6 else "white")
+    if zeta is not None:
+        for i, j in zip(*np.nonzero(D >= zeta)):
+            if i != j:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1.8))
+    ax.set_title(title or ("$D_{ij} = C_{ij} / N_i$" + (f"  (red: ≥ ζ = {zeta:g})" if zeta is not None else "")))
+    fig.tight_layout()
+    return fig
+
+
+def plot_label_graph(
+    adjacency: np.ndarray, label_names: Sequence[str], label_counts: Sequence[int] | None = None,
+    cond_prob: np.ndarray | None = None, title: str | None = None, ax: plt.Axes | None = None,
+) -> Figure:
+    """The directed label graph drawn with names; an arrow j → i means node i receives from j (A_ij > 0)."""
+    import networkx as nx
+
+    A = np.asarray(adjacency)
+    fig, ax = _figure(ax, (6.5, 6.0))
+    g = nx.DiGraph()
+    g.add_nodes_from(range(len(label_names)))
+    for i, j in zip(*np.nonzero(A)):
+        if i != j:
+            g.add_edge(int(j), int(i), weight=float(cond_prob[i, j]) if cond_prob is not None else 1.0)
+    pos = nx.circular_layout(g)
+    if label_counts is not None:
+        counts = np.asarray(label_counts, dtype=float)
+        sizes = 300 + 1700 * counts / max(counts.max(), 1)
+    else:
+        sizes = 900
+    isolated = [n for n in g.nodes if g.degree(n) == 0]
+    colours = ["lightgrey" if n in isolated else "#8ecae6" for n in g.nodes]
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_size=sizes, node_color=colours, edgecolors="#023047")
+    widths = [0.5 + 4 * d["weight"] for _, _, d in g.edges(data=True)] if cond_prob is not None else 1.5
+    nx.draw_networkx_edges(g, pos, ax=ax, width=widths, arrowsize=16, edge_color="#fb8500",
+                           connectionstyle="arc3,rad=0.12", node_size=sizes, arrowstyle="-|>")
+    nx.draw_networkx_labels(g, pos, {i: n for i, n in enumerate(label_names)}, ax=ax, font_size=9)
+    ax.set_title(title or f"{g.number_of_edges()} directed edges (arrow j → i: i listens to j)")
+    ax.axis("off")
+    ax.margins(0.12)
+    fig.tight_layout()
+    return fig
+
+
+def plot_edges_vs_zeta(curves: Mapping[str, Sequence[int]], zetas: Sequence[float], zeta: float | None = None,
+                       num_labels: int | None = None, ax: plt.Axes | None = None) -> Figure:
+    """Directed off-diagonal edge count against ζ, one line per graph (e.g. toy train, NUS train)."""
+    fig, ax = _figure(ax, (6.0, 3.8))
+    for name, counts in curves.items():
+        ax.step(zetas, counts, where="post", label=name, lw=1.8)
+    if zeta is not None:
+        ax.axvline(zeta, color="grey", ls="--", lw=1, label=f"ζ = {zeta:g}")
+    if num_labels is not None:
+        ax.axhline(num_labels * (num_labels - 1), color="lightgrey", lw=1)
+        ax.text(min(zetas), num_labels * (num_labels - 1), " complete graph", va="bottom", fontsize=8, color="grey")
+    ax.set_xlabel("threshold ζ")
+    ax.set_ylabel("directed edges (no self-loops)")
+    ax.set_title("How many edges survive the threshold")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_released_vs_true_counts(true_counts: np.ndarray, released: np.ndarray, label_names: Sequence[str] | None = None) -> Figure:
+    """Two panels over label pairs i < j: released vs recomputed counts, and released vs recomputed mod 256."""
+    true = np.asarray(true_counts, dtype=np.int64)
+    rel = np.asarray(released, dtype=np.int64)
+    iu = np.triu_indices(len(true), k=1)  # the files are symmetric: one point per label pair
+    x, y = true[iu], rel[iu]
+    wrapped = x >= 256
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.0))
+    top = max(x.max(), 256) * 1.5
+    ax1.plot([1, top], [1, top], color="grey", lw=1, ls="--", label="y = x (what a count should be)")
+    ax1.axhline(255, color="lightgrey", lw=1)
+    ax1.text(1.2, 255 * 1.15, "uint8 maximum 255", fontsize=8, color="grey")
+    for ax, xs in ((ax1, x), (ax2, x % 256)):
+        ax.scatter(xs[~wrapped], y[~wrapped], s=20, color="#219ebc", label=f"count < 256 ({(~wrapped).sum()} pairs)", zorder=3)
+        ax.scatter(xs[wrapped], y[wrapped], s=20, color="#d62828", label=f"count ≥ 256, wrapped ({wrapped.sum()} pairs)", zorder=3)
+    if label_names is not None:
+        k = int(np.argmax(x))
+        i, j = iu[0][k], iu[1][k]
+        ax1.annotate(f"{label_names[i]}–{label_names[j]}:\n{x[k]:,} stored as {y[k]}", (x[k], y[k]),
+                     xytext=(-150, 90), textcoords="offset points", fontsize=8, arrowprops=dict(arrowstyle="->"))
+    ax1.set_xscale("log"), ax1.set_yscale("log")
+    ax1.set_xlim(1, top), ax1.set_ylim(1, top)
+    ax1.set_xlabel("co-occurrences recomputed from all labels")
+    ax1.set_ylabel("value in the released file")
+    ax1.set_title("released vs recomputed")
+    ax1.legend(loc="upper left", fontsize=8)
+    ax2.plot([0, 255], [0, 255], color="grey", lw=1, ls="--", label="y = x mod 256")
+    ax2.set_xlabel("recomputed count mod 256")
+    ax2.set_ylabel("value in the released file")
+    ax2.set_title("released = recomputed mod 256, exactly")
+    ax2.legend(loc="upper left", fontsize=8)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cond_prob_difference(D_a: np.ndarray, D_b: np.ndarray, label_names: Sequence[str], title: str,
+                              ax: plt.Axes | None = None) -> Figure:
+    """Heatmap of D_a − D_b (C, C) on a symmetric colour scale, values annotated."""
+    diff = np.asarray(D_a, dtype=float) - np.asarray(D_b, dtype=float)
+    fig, ax = _figure(ax, (0.55 * len(label_names) + 2.5, 0.5 * len(label_names) + 1.8))
+    lim = max(np.abs(diff).max(), 1e-12)
+    im = ax.imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ticks = np.arange(len(label_names))
+    ax.set_xticks(ticks, label_names, rotation=60, ha="right")
+    ax.set_yticks(ticks, label_names)
+    if len(diff) <= 12:
+        for i, j in np.ndindex(diff.shape):
+            if i != j:
+                ax.text(j, i, f"{diff[i, j]:+.3f}", ha="center", va="center", fontsize=6,
+                        color="white" if abs(diff[i, j]) > 0.6 * lim else "black")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_embedding_similarity(E: np.ndarray, label_names: Sequence[str], title: str = "cosine similarity of label embeddings",
+                              ax: plt.Axes | None = None) -> Figure:
+    """Cosine-similarity heatmap of label embeddings E (C, F)."""
+    E = np.asarray(E, dtype=float)
+    En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    S = En @ En.T
+    fig, ax = _figure(ax, (0.55 * len(label_names) + 2.5, 0.5 * len(label_names) + 1.8))
+    im = ax.imshow(S, cmap="magma", vmin=min(0.0, S.min()), vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ticks = np.arange(len(label_names))
+    ax.set_xticks(ticks, label_names, rotation=60, ha="right")
+    ax.set_yticks(ticks, label_names)
+    if len(S) <= 12:
+        for i, j in np.ndindex(S.shape):
+            ax.text(j, i, f"{S[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white" if S[i, j] < 0.6 else "black")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _figure(ax: plt.Axes | None, size: tuple[float, float]) -> tuple[Figure, plt.Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=size)
+    return fig, ax
+
+
+def plot_label_frequencies(frequencies: Mapping[str, np.ndarray], label_names: Sequence[str],
+                           ax: plt.Axes | None = None) -> Figure:
+    """Grouped bars: fraction of items carrying each label, one group member per label matrix."""
+    fig, ax = _figure(ax, (7.0, 3.6))
+    width = 0.8 / max(len(frequencies), 1)
+    x = np.arange(len(label_names))
+    for k, (name, freq) in enumerate(frequencies.items()):
+        ax.bar(x + (k - (len(frequencies) - 1) / 2) * width, freq, width, label=name)
+    ax.set_xticks(x, label_names, rotation=45, ha="right")
+    ax.set_ylabel("fraction of items")
+    ax.set_title("Label frequencies $N_i / n$")
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig

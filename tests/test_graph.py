@@ -1,0 +1,341 @@
+"""Label graph: hand-computed statistics, PyG direction, the released files' mod-256 fact, no query leakage."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from egath_lite import graph as G
+from egath_lite.config import get_config
+from egath_lite.data import make_split
+from egath_lite.data.reference import NUS_TC10_LABELS, load_glove, load_nus_tc10_labels, load_released_adjacency
+
+# Five items, three labels. By hand: N = (4, 3, 2); C01 = 2 (rows 0, 2), C02 = 2 (rows 2, 4),
+# C12 = 1 (row 2); D = [[1, 1/2, 1/2], [2/3, 1, 1/3], [1, 1/2, 1]].
+Y_HAND = np.array([[1, 1, 0], [1, 0, 0], [1, 1, 1], [0, 1, 0], [1, 0, 1]], dtype=np.uint8)
+C_HAND = np.array([[4, 2, 2], [2, 3, 1], [2, 1, 2]])
+D_HAND = np.array([[1, 1 / 2, 1 / 2], [2 / 3, 1, 1 / 3], [1, 1 / 2, 1]])
+
+
+@pytest.fixture(scope="module")
+def nus_labels():
+    return load_nus_tc10_labels()
+
+
+# ----------------------------------------------------------------------------- statistics
+def test_cooccurrence_and_conditional_probabilities_by_hand():
+    C, N = G.cooccurrence(Y_HAND)
+    np.testing.assert_array_equal(C, C_HAND)
+    np.testing.assert_array_equal(N, [4, 3, 2])
+    assert C.dtype == np.int64
+    np.testing.assert_allclose(G.conditional_probabilities(C, N), D_HAND, rtol=0, atol=1e-15)
+
+
+def test_cooccurrence_matches_a_plain_loop():
+    rng = np.random.default_rng(3)
+    Y = (rng.random((60, 7)) < 0.3).astype(np.uint8)
+    Y[Y.sum(1) == 0, 0] = 1
+    C, N = G.cooccurrence(Y)
+    for i in range(7):
+        assert N[i] == sum(int(row[i]) for row in Y)
+        for j in range(7):
+            assert C[i, j] == sum(1 for row in Y if row[i] and row[j])
+
+
+@pytest.mark.parametrize(
+    "zeta, expected_edges",
+    # off-diagonal D values: .5 .5 | .667 .333 | 1 .5  → count those ≥ ζ (inclusive)
+    [(1 / 3, 6), (0.4, 5), (0.5, 5), (0.6, 2), (1.0, 1)],
+)
+def test_adjacency_threshold_is_inclusive_and_counts_edges(zeta, expected_edges):
+    A = G.adjacency(D_HAND, zeta)
+    assert int(A.sum() - np.trace(A)) == expected_edges
+    np.testing.assert_array_equal(np.diag(A), 1)
+    assert G.edges_vs_zeta(D_HAND, [zeta])[0] == expected_edges
+    np.testing.assert_array_equal(np.diag(G.adjacency(D_HAND, zeta, self_loops=False)), 0)
+
+
+def test_adjacency_by_hand_is_directed():
+    # ζ = 0.6 keeps only 1→0 (2/3) and 2→0 (1): labels 1 and 2 listen to label 0, not back.
+    expected = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1]], dtype=np.float32)
+    np.testing.assert_array_equal(G.adjacency(D_HAND, 0.6), expected)
+
+
+def test_edges_vs_zeta_never_rises(nus_labels):
+    D = G.conditional_probabilities(*G.cooccurrence(nus_labels[:5000]))
+    counts = G.edges_vs_zeta(D, np.linspace(0.05, 1.0, 20))
+    assert (np.diff(counts) <= 0).all() and counts[0] > counts[-1]
+
+
+def test_to_edge_index_by_hand():
+    edge_index, edge_weight = G.to_edge_index(G.adjacency(D_HAND, 0.6))
+    # A's non-zeros (row i = target, column j = source), ordered by target then source
+    assert edge_index.dtype == torch.int64
+    assert edge_index.tolist() == [[0, 0, 1, 0, 2], [0, 1, 1, 2, 2]]
+    assert edge_weight.dtype == torch.float32 and edge_weight.tolist() == [1.0] * 5
+
+
+def test_pyg_message_passing_computes_A_times_X():
+    """PyG sends along edge_index[0] → edge_index[1]: summing weighted messages must give A @ X."""
+    from torch_geometric.nn import MessagePassing
+
+    class WeightedSum(MessagePassing):
+        def __init__(self):
+            super().__init__(aggr="add")  # default flow: source_to_target
+
+        def forward(self, x, edge_index, edge_weight):
+            return self.propagate(edge_index, x=x, edge_weight=edge_weight)
+
+        def message(self, x_j, edge_weight):
+            return edge_weight[:, None] * x_j
+
+    A = G.reweight_adjacency(G.adjacency(D_HAND, 0.5), 0.2)
+    X = torch.tensor([[1.0, 10.0], [100.0, 1000.0], [1e4, 1e5]])
+    out = WeightedSum()(X, *G.to_edge_index(A))
+    torch.testing.assert_close(out, torch.from_numpy(A) @ X)
+    # ζ = 0.6: label 1 listens to label 0 only; label 0 hears nobody but itself
+    out = WeightedSum()(X, *G.to_edge_index(G.adjacency(D_HAND, 0.6, self_loops=False)))
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.0], [1.0, 10.0], [1.0, 10.0]]))
+
+
+def test_reweight_by_hand():
+    # ζ = 0.5: node 0 → {1, 2}, node 1 → {0}, node 2 → {0, 1}; p = 0.2 shared among neighbours.
+    expected = np.array([[0.8, 0.1, 0.1], [0.2, 0.8, 0.0], [0.1, 0.1, 0.8]], dtype=np.float32)
+    A = G.reweight_adjacency(G.adjacency(D_HAND, 0.5), 0.2)
+    np.testing.assert_allclose(A, expected, atol=1e-7)
+    # ζ = 0.6: node 0 has no neighbour and keeps weight 1 on itself
+    A = G.reweight_adjacency(G.adjacency(D_HAND, 0.6), 0.2)
+    np.testing.assert_allclose(A, [[1.0, 0, 0], [0.2, 0.8, 0], [0.2, 0, 0.8]], atol=1e-7)
+    np.testing.assert_allclose(A.sum(1), 1.0, atol=1e-6)
+
+
+def test_build_label_graph_fields():
+    g = G.build_label_graph(Y_HAND, 0.5, ["a", "b", "c"])
+    assert g.num_labels == 3 and g.num_edges == 5 and g.num_items == 5
+    assert g.num_mutual_pairs == 2  # a↔b, a↔c; b→c missing (1/3 < 0.5)
+    assert g.edge_index.shape == (2, 8)  # 5 edges + 3 self-loops
+    assert g.isolated_labels == []
+    assert G.build_label_graph(Y_HAND, 0.6, ["a", "b", "c"]).isolated_labels == []
+    with pytest.warns(UserWarning, match="never occur"):
+        assert G.build_label_graph(Y_HAND[:2], 0.5, ["a", "b", "c"]).isolated_labels == ["c"]
+    assert ("b", "c") in g.edge_list() and ("c", "b") not in g.edge_list()  # c listens to b: D[c,b] = 1/2
+
+
+def test_label_absent_from_training_gets_zero_row_and_warning():
+    Y = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0]])
+    C, N = G.cooccurrence(Y)
+    D = G.conditional_probabilities(C, N)
+    assert np.isfinite(D).all()
+    np.testing.assert_array_equal(D[2], 0)
+    with pytest.warns(UserWarning, match=r"\['z'\] never occur"):
+        g = G.build_label_graph(Y, 0.4, ["x", "y", "z"])
+    assert g.adjacency[2].tolist() == [0, 0, 1] and g.adjacency[:, 2].tolist() == [0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "Y, match",
+    [
+        (np.array([1, 0, 1]), "2-D"),
+        (np.zeros((0, 3)), "empty"),
+        (np.array([[1.0, np.nan]]), "NaN"),
+        (np.array([[1, 2]]), "multi-hot"),
+        (np.array([[1, 0], [0, 0]]), "empty"),
+    ],
+)
+def test_bad_label_matrices_raise(Y, match):
+    with pytest.raises(ValueError, match=match):
+        G.cooccurrence(Y)
+
+
+def test_bad_graph_arguments_raise():
+    with pytest.raises(ValueError, match="zeta"):
+        G.adjacency(D_HAND, 0.0)
+    with pytest.raises(ValueError, match="zeta"):
+        G.adjacency(D_HAND, 1.5)
+    with pytest.raises(ValueError, match="square"):
+        G.adjacency(D_HAND[:2], 0.4)
+    with pytest.raises(ValueError, match="inconsistent counts"):
+        G.conditional_probabilities(np.array([[1, 5], [5, 9]]), np.array([1, 9]))
+    with pytest.raises(ValueError, match="binary"):
+        G.reweight_adjacency(np.full((2, 2), 0.5), 0.2)
+    with pytest.raises(ValueError, match="label names"):
+        G.build_label_graph(Y_HAND, 0.4, ["a", "b"])
+
+
+# ----------------------------------------------------------------------------- embeddings
+def test_glove_rows_follow_label_names():
+    E = G.label_embeddings("glove", "toy_nuswide", NUS_TC10_LABELS)
+    assert E.shape == (10, 300) and E.dtype == np.float32
+    np.testing.assert_array_equal(E, load_glove("nuswide_tc10"))
+    shuffled = NUS_TC10_LABELS[::-1]
+    np.testing.assert_array_equal(G.label_embeddings("glove", "toy_nuswide", shuffled), E[::-1])
+
+
+def test_mir_label_order_agrees_with_shared_glove_rows():
+    """README: NUS rows sky, clouds, water, lake equal MIRFlickr's rows of the same names."""
+    mir = G.glove_embeddings("mirflickr25k", G.MIR_LABELS)
+    nus = load_glove("nuswide_tc10")
+    for name in ("sky", "clouds", "water", "lake"):
+        np.testing.assert_array_equal(mir[G.MIR_LABELS.index(name)], nus[NUS_TC10_LABELS.index(name)])
+    assert not np.array_equal(mir[G.MIR_LABELS.index("sea")], nus[NUS_TC10_LABELS.index("water")])
+
+
+def test_label_embedding_errors():
+    with pytest.raises(ValueError, match="do not match"):
+        G.label_embeddings("glove", "toy_nuswide", ["sky", "cloud"] + NUS_TC10_LABELS[2:])
+    with pytest.raises(ValueError, match="unknown label embedding"):
+        G.label_embeddings("word2vec", "toy_nuswide", NUS_TC10_LABELS)
+    with pytest.raises(ValueError, match="needs cfg"):
+        G.label_embeddings("clip", "toy_nuswide", NUS_TC10_LABELS)
+
+
+# ----------------------------------------------------------------------------- the released files
+def test_released_nus_adj_is_all_row_counts_mod_256(nus_labels):
+    released, num = load_released_adjacency("nuswide_tc10")
+    Y = nus_labels.astype(bool)
+    true = np.array([[int((Y[:, i] & Y[:, j]).sum()) for j in range(10)] for i in range(10)])
+    assert released.dtype == np.uint8
+    off = ~np.eye(10, dtype=bool)
+    np.testing.assert_array_equal(released[off].astype(np.int64), true[off] % 256)
+    np.testing.assert_array_equal(np.diag(released), 0)
+    assert (true[off] >= 256).sum() == 82  # wrapped entries, e.g. sky–clouds
+    assert true[0, 1] == 45347 and released[0, 1] == 45347 % 256
+    np.testing.assert_array_equal(num.astype(np.int64), Y.sum(0))  # num = N_i, exact
+
+    report = G.released_counts_explained(zeta=0.4)
+    s = report.summary
+    assert s["released_equals_all_rows_mod_256"] and not s["released_equals_all_rows"]
+    assert s["released_num_equals_all_label_counts"] and s["num_wrapped_entries"] == 82
+    # the released counts (≤ 255) over N_i (≥ 13,392) give D < 0.02: ML-GCN's recipe yields no edge
+    assert s["edges_released"] == 0 and s["edges_train_rows"] > 0
+    assert s["max_abs_cond_prob_all_vs_train"] > 0  # the query rows do move D
+
+
+def test_released_counts_train_rows_are_gcdh_split(nus_labels):
+    report = G.released_counts_explained(zeta=0.3)
+    np.random.seed(7)
+    perm = np.random.permutation(len(nus_labels))
+    train = nus_labels[perm[2100:12600]].astype(np.int64)
+    np.testing.assert_array_equal(report.counts_train, train.T @ train)
+    assert report.num_train == 10_500
+
+
+# ----------------------------------------------------------------------------- no query leakage
+def _nus_split(n):
+    split = make_split(n, 2100, 10500, 7)
+    return split.query, split.train[:9450], split.train[9450:]
+
+
+def test_query_labels_do_not_influence_the_graph(nus_labels):
+    cfg = get_config("default", zeta=0.3)
+    query, train, val = _nus_split(len(nus_labels))
+    base = G.graph_from_labels(nus_labels, NUS_TC10_LABELS, query, train, val, cfg)
+    changed = nus_labels.copy()
+    changed[query] = 1 - changed[query]  # every query label flipped
+    changed[query[changed[query].sum(1) == 0], 0] = 1
+    other = G.graph_from_labels(changed, NUS_TC10_LABELS, query, train, val, cfg)
+    np.testing.assert_array_equal(other.counts, base.counts)
+    np.testing.assert_array_equal(other.adjacency, base.adjacency)
+    assert torch.equal(other.edge_index, base.edge_index)
+    # control: the same change on the validation rows (training items) does move the graph
+    changed = nus_labels.copy()
+    changed[val] = 1 - changed[val]
+    changed[val[changed[val].sum(1) == 0], 0] = 1
+    moved = G.graph_from_labels(changed, NUS_TC10_LABELS, query, train, val, cfg)
+    assert not np.array_equal(moved.counts, base.counts)
+    assert base.num_items == 10_500
+
+
+def test_overlapping_query_and_train_raise():
+    with pytest.raises(ValueError, match="query row"):
+        G.graph_training_rows(np.array([1, 2]), np.array([2, 3]), np.array([4]))
+
+
+# ----------------------------------------------------------------------------- the stage
+def _fake_data_module(labels, split):
+    ds = types.SimpleNamespace(name="toy_nuswide", labels=labels, label_names=list(NUS_TC10_LABELS))
+    return types.SimpleNamespace(dataset_from_config=lambda cfg: ds, split_from_config=lambda ds, cfg: split)
+
+
+def test_ensure_graph_caches_and_keys(tmp_path, monkeypatch, nus_labels):
+    import egath_lite.data as data_mod
+
+    labels = nus_labels[:3000].copy()
+    query, train, val = np.arange(0, 500), np.arange(500, 2500), np.arange(2500, 3000)
+    fake = _fake_data_module(labels, (query, train, val, np.arange(500, 3000)))
+    monkeypatch.setattr(data_mod, "dataset_from_config", fake.dataset_from_config, raising=False)
+    monkeypatch.setattr(data_mod, "split_from_config", fake.split_from_config, raising=False)
+
+    cfg = get_config("tiny", runs_root=str(tmp_path), run_name="g", zeta=0.3)
+    first = G.ensure_graph(cfg)
+    assert first["cache_hit"] is False and (tmp_path / "g" / "graph.pt").is_file()
+    t = first["tensors"]
+    expected = G.build_label_graph(labels[500:3000], 0.3, NUS_TC10_LABELS)
+    np.testing.assert_array_equal(t["counts"].numpy(), expected.counts)
+    assert torch.equal(t["edge_index"], expected.edge_index)
+    assert t["label_emb"].shape == (10, 300) and t["label_emb"].dtype == torch.float32
+    assert first["meta"]["label_names"] == NUS_TC10_LABELS and first["meta"]["zeta"] == 0.3
+    assert first["meta"]["num_edges"] == expected.num_edges
+
+    # a field the graph does not depend on: cache hit; zeta: recompute
+    assert G.ensure_graph(cfg.replace(bits=(8,), gat_epochs=1))["cache_hit"] is True
+    assert G.ensure_graph(cfg.replace(zeta=0.5))["cache_hit"] is False
+    assert G.ensure_graph(cfg.replace(zeta=0.5), force=True)["cache_hit"] is False
+    rebuilt = G.graph_from_payload(G.ensure_graph(cfg.replace(zeta=0.5)))
+    assert rebuilt.num_edges == G.build_label_graph(labels[500:3000], 0.5).num_edges
+
+    # a corrupt cache is rebuilt, not trusted
+    (tmp_path / "g" / "graph.pt").write_bytes(b"not a torch file")
+    assert G.ensure_graph(cfg)["cache_hit"] is False
+
+
+def test_graph_key_depends_on_clip_fields_only_for_clip():
+    glove = get_config("tiny")
+    assert "clip_model" not in G.graph_key_fields(glove)
+    assert G.graph_key(glove) == G.graph_key(glove.replace(clip_model="ViT-B-32", clip_epochs=9))
+    clip = glove.replace(label_embedding="clip")
+    assert G.graph_key(clip) != G.graph_key(glove)
+    # the toy CLIP's training recipe changes its weights, hence the prompts' embeddings
+    assert G.graph_key(clip) != G.graph_key(clip.replace(clip_epochs=clip.clip_epochs + 1))
+    assert G.graph_key(clip) != G.graph_key(clip.replace(label_prompt="a picture of {}"))
+
+
+def test_clip_label_embeddings_are_prompt_embeddings():
+    """Random-init tiny CLIP (no training, offline): C unit vectors that depend on the prompt template."""
+    from egath_lite.features import encode_label_prompts
+
+    cfg = get_config("tiny", clip_pretrained=None, device="cpu")
+    E = G.label_embeddings("clip", "toy_nuswide", NUS_TC10_LABELS, cfg)
+    assert E.shape[0] == 10 and E.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(E, encode_label_prompts(cfg, NUS_TC10_LABELS, template=cfg.label_prompt), atol=1e-6)
+    assert np.abs(E[0] - E[1]).max() > 1e-3  # "sky" and "clouds" prompts differ
+    other = G.label_embeddings("clip", "toy_nuswide", NUS_TC10_LABELS, cfg.replace(label_prompt="{}"))
+    assert np.abs(other - E).max() > 1e-3
+
+
+def test_ensure_graph_on_toy_nuswide_ignores_query_labels(tmp_path, monkeypatch):
+    """End to end through egath_lite.data: flipping every query label leaves graph.pt's tensors unchanged."""
+    import dataclasses
+
+    import egath_lite.data as data_mod
+
+    cfg = get_config("tiny", runs_root=str(tmp_path), run_name="a")
+    payload = G.ensure_graph(cfg)
+    ds = data_mod.dataset_from_config(cfg)
+    query, train, val, _ = data_mod.split_from_config(ds, cfg)
+    assert payload["meta"]["num_train_items"] == len(train) + len(val) == cfg.num_train
+    C = ds.labels[np.concatenate([train, val])].astype(np.int64)
+    np.testing.assert_array_equal(payload["tensors"]["counts"].numpy(), C.T @ C)
+
+    flipped = ds.labels.copy()
+    flipped[query] = 1 - flipped[query]
+    flipped[query[flipped[query].sum(1) == 0], 0] = 1  # keep every row labelled
+    changed = dataclasses.replace(ds, labels=flipped)
+    monkeypatch.setattr(data_mod, "dataset_from_config", lambda cfg: changed)
+    again = G.ensure_graph(cfg.replace(run_name="b"))
+    assert again["cache_hit"] is False
+    for name, tensor in payload["tensors"].items():
+        assert torch.equal(tensor, again["tensors"][name]), name
