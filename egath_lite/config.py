@@ -139,11 +139,12 @@ _PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
     "tiny": dict(
         toy_size=1_200, num_query=200, num_train=600, vocab_size=256,
         clip_epochs=2, clip_batch_size=32, batch_size=128,
-        gat_hidden=128, gat_epochs=5, hidden_dim=128, epochs=3, bits=(16, 32, 64),
+        gat_hidden=128, gat_epochs=5, hidden_dim=128, epochs=3, lr=1e-3, lr_min=1e-5, bits=(16, 32, 64),
         early_stop_patience=3, topk=(10, 50, 100, 200, 500),
     ),
     # The main job on the embedded data: all notebooks in about ten minutes on 2 cores.
-    "default": dict(),
+    # hashing: lr 1e-3 -> 1e-5 over 12 epochs beat the paper's 1e-4 (validation mAP 0.515 vs 0.468 at 32 bits)
+    "default": dict(lr=1e-3, lr_min=1e-5, epochs=12),
     # Real benchmarks with real CLIP on a GPU; the paper's hyperparameters where stated.
     "paper": dict(
         dataset="mirflickr25k", num_query=None, num_train=None, split_seed=None,

@@ -1,0 +1,87 @@
+"""Retrieval without learning: locality-sensitive hashing and the continuous CLIP embeddings.
+
+- ``lsh_codes``: B = sign((X − mean) W), W Gaussian (D × bits) — Charikar's random
+  hyperplanes, the lower reference every learned hash should beat. The mean is taken
+  from the data being hashed unless given (pass the training mean to hash a query set
+  exactly as the database).
+- ``clip_continuous_map``: the CLIP vectors ranked by cosine similarity, no
+  binarisation — the upper reference for what a hash of these features can keep.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _as_float_matrix(X: Any, name: str) -> torch.Tensor:
+    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).float()
+    if X.dim() != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D matrix (n × D), got shape {tuple(X.shape)}")
+    if not torch.isfinite(X).all():
+        raise ValueError(f"{name} contains NaN or Inf; rebuild the features")
+    return X
+
+
+def lsh_projection(dim: int, bits: int, seed: int) -> torch.Tensor:
+    """Gaussian random projection W (dim, bits), reproducible from ``seed`` on every device."""
+    if bits < 1 or dim < 1:
+        raise ValueError(f"dim and bits must be >= 1, got dim={dim}, bits={bits}")
+    gen = torch.Generator().manual_seed(int(seed))
+    return torch.randn(dim, bits, generator=gen)
+
+
+def lsh_codes(X: Any, bits: int, seed: int = 0, mean: Any = None) -> torch.Tensor:
+    """sign((X − mean) W) as int8 in {−1, +1}, (n, bits); X (n, D); mean (D,) defaults to X's own mean."""
+    X = _as_float_matrix(X, "X")
+    mu = X.mean(0) if mean is None else torch.as_tensor(mean).float()
+    if mu.shape != (X.shape[1],):
+        raise ValueError(f"mean has shape {tuple(mu.shape)}, expected ({X.shape[1]},)")
+    proj = (X - mu) @ lsh_projection(X.shape[1], bits, seed)
+    return torch.where(proj >= 0, 1, -1).to(torch.int8)
+
+
+def lsh_cross_modal_codes(features: dict[str, Any], bits: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """LSH codes of query/retrieval items in both modalities from a features payload.
+
+    Image and text CLIP vectors share one projection (CLIP aligns the two spaces), each
+    centred by its own training mean. Keys as in ``ensure_codes``.
+    """
+    t = features["tensors"]
+    train = t["train_idx"].long()
+    out = {}
+    for modality, key in (("image", "image_emb"), ("text", "text_emb")):
+        X = _as_float_matrix(t[key], key)
+        mean = X[train].mean(0)
+        for split in ("query", "retrieval"):
+            out[f"{split}_{modality}_codes"] = lsh_codes(X[t[f"{split}_idx"].long()], bits, seed, mean)
+    out["query_labels"] = t["labels"][t["query_idx"].long()].to(torch.uint8)
+    out["retrieval_labels"] = t["labels"][t["retrieval_idx"].long()].to(torch.uint8)
+    return out
+
+
+def lsh_map(features: dict[str, Any], bits: int, seed: int = 0, backend: str = "auto") -> dict[str, float]:
+    """{"i2t", "t2i"} mAP@all of LSH codes on the query / retrieval split (``backend`` of egath_lite.metrics)."""
+    from .metrics import mean_average_precision
+
+    c = lsh_cross_modal_codes(features, bits, seed)
+    qL, rL = c["query_labels"], c["retrieval_labels"]
+    return {
+        "i2t": float(mean_average_precision(c["query_image_codes"], c["retrieval_text_codes"], qL, rL, backend=backend)),
+        "t2i": float(mean_average_precision(c["query_text_codes"], c["retrieval_image_codes"], qL, rL, backend=backend)),
+    }
+
+
+def clip_continuous_map(features: dict[str, Any], topk: int | None = None) -> dict[str, float]:
+    """{"i2t", "t2i"} mAP of the continuous CLIP vectors ranked by cosine (no hashing): the upper reference."""
+    from .metrics import map_from_embeddings
+
+    t = features["tensors"]
+    q, r = t["query_idx"].long(), t["retrieval_idx"].long()
+    img, txt = _as_float_matrix(t["image_emb"], "image_emb"), _as_float_matrix(t["text_emb"], "text_emb")
+    qL, rL = t["labels"][q], t["labels"][r]
+    return {
+        "i2t": float(map_from_embeddings(img[q], txt[r], qL, rL, topk)),
+        "t2i": float(map_from_embeddings(txt[q], img[r], qL, rL, topk)),
+    }

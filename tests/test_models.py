@@ -1,0 +1,182 @@
+"""egath_lite.models: shapes, a hand-written GAT reference, masking, graph use, and bad input."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from egath_lite.models import (
+    EGATH,
+    CLIPTrans,
+    GATClassifier,
+    GCNClassifier,
+    HashHead,
+    IndependentClassifier,
+    TransFC,
+    binarize,
+    build_classifier,
+)
+
+C, FEAT = 4, 6
+
+
+def _graph(edges):
+    """edge_index (2, M) from (source, target) pairs."""
+    return torch.tensor(edges, dtype=torch.long).t().contiguous()
+
+
+def _gat_attention_reference(conv, x, edge_index):
+    """Hand-written GAT layer (Veličković et al. 2018, eq. 1–3, heads averaged) for one GATConv."""
+    heads, out = conv.heads, conv.out_channels
+    Wx = (x @ conv.lin.weight.t()).view(-1, heads, out)  # (N, heads, out)
+    a_src, a_dst = conv.att_src[0], conv.att_dst[0]  # (heads, out)
+    n = x.shape[0]
+    # neighbours of i: sources j of edges j → i, plus i itself (GATConv adds self-loops)
+    nbrs = {i: {i} for i in range(n)}
+    for j, i in edge_index.t().tolist():
+        nbrs[i].add(j)
+    result = torch.zeros(n, out)
+    alphas = {}
+    for i in range(n):
+        js = sorted(nbrs[i])
+        e = torch.stack([F.leaky_relu((Wx[j] * a_src).sum(-1) + (Wx[i] * a_dst).sum(-1), conv.negative_slope) for j in js])
+        alpha = torch.softmax(e, dim=0)  # (|N(i)|, heads)
+        alphas[i] = dict(zip(js, alpha))
+        result[i] = (alpha.unsqueeze(-1) * Wx[js]).sum(0).mean(0)
+    return result + conv.bias, alphas
+
+
+def test_gat_layer_matches_hand_written_attention():
+    torch.manual_seed(0)
+    model = GATClassifier(FEAT, 3, C, hidden=8, layers=1, heads=2, dropout=0.0, negative_slope=0.2).eval()
+    E = torch.randn(C, FEAT)
+    ei = _graph([(1, 0), (2, 0), (0, 1), (3, 2)])
+    H, attention = model(E, ei, return_attention=True)
+    expected, alphas = _gat_attention_reference(model.convs[0], E, ei)
+    assert torch.allclose(H, expected, atol=1e-5)
+    # the returned attention coefficients are the hand-computed ones
+    att_index, alpha = attention[0]
+    for (j, i), a in zip(att_index.t().tolist(), alpha):
+        assert torch.allclose(a, alphas[i][j], atol=1e-5)
+
+
+def test_gat_attention_sums_to_one_per_target_and_respects_graph():
+    torch.manual_seed(1)
+    model = GATClassifier(FEAT, 5, C, hidden=8, layers=2, heads=2, dropout=0.0).eval()
+    E = torch.randn(C, FEAT)
+    ei = _graph([(1, 0), (0, 1)])  # labels 2 and 3 are isolated
+    H, attention = model(E, ei, return_attention=True)
+    assert H.shape == (C, 5)
+    for att_index, alpha in attention:
+        sums = torch.zeros(C, alpha.shape[1]).index_add_(0, att_index[1], alpha)
+        assert torch.allclose(sums, torch.ones_like(sums), atol=1e-6)
+    # an isolated node ignores the others: perturbing node 0 leaves H[2], H[3] unchanged, H[1] changed
+    E2 = E.clone()
+    E2[0] += 1.0
+    H2 = model(E2, ei)
+    assert torch.allclose(H[2:], H2[2:], atol=1e-6)
+    assert not torch.allclose(H[1], H2[1], atol=1e-4)
+
+
+def test_gcn_on_self_loops_only_is_a_per_node_linear_map():
+    torch.manual_seed(2)
+    model = GCNClassifier(FEAT, 3, C, layers=1, dropout=0.0).eval()
+    E = torch.randn(C, FEAT)
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    conv = model.convs[0]
+    expected = E @ conv.lin.weight.t() + conv.bias
+    assert torch.allclose(model(E, empty), expected, atol=1e-5)
+
+
+def test_independent_classifier_ignores_graph():
+    model = IndependentClassifier(FEAT, 3, C)
+    assert model(torch.randn(C, FEAT), _graph([(0, 1)])) is model.H
+    with pytest.raises(ValueError, match="labels"):
+        model(torch.randn(C + 1, FEAT))
+
+
+def test_scores_are_f_times_H_transpose_plus_bias():
+    model = build_classifier("gat", FEAT, 3, C, hidden=8)
+    with torch.no_grad():
+        model.bias.copy_(torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    f, H = torch.randn(5, 3), torch.randn(C, 3)
+    assert torch.allclose(model.scores(f, H), f @ H.t() + model.bias)
+
+
+def test_clip_trans_shapes_and_errors():
+    enc = CLIPTrans(16, 10, num_tokens=4, width=8, heads=2)
+    assert enc(torch.randn(3, 16)).shape == (3, 10)
+    with pytest.raises(ValueError, match="trans_tokens"):
+        CLIPTrans(15, 10, num_tokens=4)
+    with pytest.raises(ValueError, match="last dimension"):
+        enc(torch.randn(3, 12))
+    with pytest.raises(ValueError, match="NaN"):
+        enc(torch.full((2, 16), float("nan")))
+
+
+def test_trans_fc_masks_padding_and_handles_tagless_items():
+    torch.manual_seed(0)
+    enc = TransFC(vocab_size=12, out_dim=5, width=8, heads=2).eval()
+    short = torch.zeros(1, 12)
+    short[0, [1, 4]] = 1.0
+    long = torch.zeros(1, 12)
+    long[0, [0, 2, 3, 5, 7, 9]] = 1.0
+    none = torch.zeros(1, 12)
+    alone = enc(short)
+    batch = enc(torch.cat([short, long, none]))
+    # an item's feature does not depend on the longer tag lists padded next to it
+    assert torch.allclose(alone, batch[:1], atol=1e-5)
+    assert torch.isfinite(batch).all()
+    assert torch.allclose(enc(long), batch[1:2], atol=1e-5)
+    # an item without tags sees only [CLS]: the same output alone and in the batch
+    assert torch.allclose(enc(none), batch[2:], atol=1e-5)
+    with pytest.raises(ValueError, match="negative"):
+        enc(-short)
+
+
+def test_hash_head_fusions_and_binarize():
+    f, logits = torch.randn(4, 6), torch.randn(4, C)
+    for fusion, width in (("concat", 6 + C), ("concat_logits", 6 + C), ("none", 6)):
+        head = HashHead(6, 16, C, fusion)
+        assert head.linear.in_features == width
+        h = head(f, logits)
+        assert h.shape == (4, 16) and (h.abs() < 1).all()
+    with pytest.raises(ValueError, match="label_fusion"):
+        HashHead(6, 16, C, "sum")
+    assert binarize(torch.tensor([[-0.2, 0.0, 0.7]])).tolist() == [[-1, 1, 1]]
+    assert binarize(torch.zeros(1, 2)).dtype == torch.int8
+
+
+def _egath(**kw):
+    E = torch.randn(C, FEAT)
+    ei = _graph([(0, 1), (1, 0), (2, 3)])
+    args = dict(hidden_dim=16, trans_tokens=4, trans_width=8, trans_heads=2, gat_hidden=8)
+    args.update(kw)
+    return EGATH(16, 20, E, ei, None, 12, **args)
+
+
+@pytest.mark.parametrize("classifier", ["gat", "gcn", "independent"])
+def test_egath_forward_and_encode(classifier):
+    torch.manual_seed(0)
+    model = _egath(classifier=classifier)
+    img, bow = torch.randn(5, 16), (torch.rand(5, 20) < 0.3).float()
+    out = model(img, bow)
+    assert out["h_image"].shape == (5, 12) and out["logits_text"].shape == (5, C)
+    loss = out["h_image"].sum() + out["h_text"].sum() + out["logits_image"].sum()
+    loss.backward()
+    # the label classifier learns through both the scores and the hash layer
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.classifier.parameters())
+    codes = model.encode(img, "image", batch_size=2)
+    assert codes.dtype == torch.int8 and codes.shape == (5, 12) and set(codes.unique().tolist()) <= {-1, 1}
+    assert model.training  # encode restores the mode
+    with pytest.raises(ValueError, match="modality"):
+        model.encode(img, "audio")
+
+
+def test_egath_clip_text_input_and_unknown_names():
+    model = _egath(text_input="clip")
+    assert isinstance(model.text_encoder, CLIPTrans)
+    with pytest.raises(ValueError, match="text_input"):
+        _egath(text_input="words")
+    with pytest.raises(ValueError, match="classifier"):
+        _egath(classifier="mlp")
+    with pytest.raises(ValueError, match="edge_index"):
+        GATClassifier(FEAT, 3, C, hidden=8)(torch.randn(C, FEAT), torch.tensor([[0, 9], [1, 0]]))

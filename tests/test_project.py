@@ -1,0 +1,72 @@
+"""Repository hygiene: dependency lists agree, notebooks are stripped and follow the template,
+the README's test command is the one CI runs."""
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("0*.ipynb"))
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_lists_the_same_packages_as_pyproject():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r) for r in pyproject["dependencies"]}
+    for extra in pyproject["optional-dependencies"].values():
+        wanted |= {_name(r) for r in extra}
+    env = (REPO / "environment.yml").read_text()
+    pip_lines = re.findall(r"^\s+- ([A-Za-z][^\s#]*)\s*$", env.split("- pip:")[1], flags=re.M)
+    listed = {_name(x) for x in pip_lines if not x.startswith("-e")}
+    assert listed == wanted, f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
+
+
+def test_constraints_pin_torch_pair_that_imports_here():
+    pins = dict(l.split("==") for l in (REPO / "constraints.txt").read_text().splitlines()
+                if "==" in l and not l.startswith("#"))
+    # torch 2.13.0 with PyPI's torchvision 0.28.0 fails on import ("torchvision::nms does not exist").
+    assert (pins["torch"], pins["torchvision"]) == ("2.14.1", "0.29.1")
+    import torch
+    import torchvision
+
+    assert torch.__version__.split("+")[0] == pins["torch"]
+    assert torchvision.__version__.split("+")[0] == pins["torchvision"]
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "bash scripts/test.sh" in readme and "bash scripts/test.sh" in ci
+    assert "bash scripts/run.sh" in readme
+
+
+def test_there_are_five_numbered_notebooks():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"], NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stripped_and_follows_the_template(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    for c in code:
+        assert c.get("outputs") == [] and c.get("execution_count") is None, \
+            f"{path.name} has outputs: strip them (nbstripout or jupyter nbconvert --clear-output)"
+    params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, f"{path.name}: exactly one cell must be tagged 'parameters'"
+    src = "".join(params[0]["source"])
+    for name in ("PRESET", "RUN_NAME", "RUNS_ROOT", "DATASET", "DEVICE", "SEED"):
+        assert re.search(rf"^{name}\s*=", src, flags=re.M), f"{path.name}: parameters cell lacks {name}"
+    for line in src.splitlines():  # literals only: papermill replaces this cell wholesale
+        if line.strip() and not line.lstrip().startswith("#"):
+            value = line.split("=", 1)[1].split("#")[0].strip()
+            compile(value, path.name, "eval")
+            assert "(" not in value or value.startswith("("), f"{path.name}: non-literal parameter {line!r}"
+    md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert md.lstrip().startswith(f"# {path.stem[:2]} ·"), f"{path.name}: H1 must be '# {path.stem[:2]} · Title'"
+    assert "colab-badge.svg" in md and "## Summary" in md and "## Exercises" in md
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
