@@ -1,4 +1,11 @@
 """egath_lite: a runnable, teachable implementation of EGATH (Jin et al., NeurIPS 2024)."""
+import os as _os
+
 __version__ = "0.1.0"
+
+# numba's default OpenMP layer keeps its worker threads spinning after a parallel kernel
+# (the metrics), which slowed later torch steps in the same process ~20x on 2 cores.
+# The workqueue layer parks them. Set before numba starts its first parallel region.
+_os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 from .config import Config, get_config  # noqa: E402,F401

@@ -487,7 +487,11 @@ def _shuffle_tags(text: str, rng: np.random.Generator) -> str:
 
 def tiny_clip_key(cfg: Config) -> str:
     """Cache key of the tiny CLIP checkpoint: data config + training hyperparameters + preprocessing."""
-    return _digest({"cfg": cfg.key(TINY_CLIP_FIELDS), "preprocess": PREPROCESS_VERSION, "format": TINY_CLIP_FORMAT})
+    # The shipped architecture JSON is part of the key: editing it must not reuse an old checkpoint.
+    arch = MODEL_CONFIG_DIR / f"{cfg.clip_model}.json"
+    arch_digest = hashlib.sha256(arch.read_bytes()).hexdigest()[:16] if arch.is_file() else None
+    return _digest({"cfg": cfg.key(TINY_CLIP_FIELDS), "preprocess": PREPROCESS_VERSION, "format": TINY_CLIP_FORMAT,
+                    "architecture": arch_digest})
 
 
 def tiny_clip_path(cfg: Config) -> Path:
