@@ -124,14 +124,12 @@ def run_cell(cell: Cell, preset: str, runs_root: Path, device: str, bits: Sequen
     stages: dict[str, float] = {}
     for name in SHARED_NOTEBOOKS:
         # Shared stages reuse their artifacts across variants (the notebooks hit their caches).
-        log(f"    {name} ...", end=" ", flush=True)
         stages[name] = run_notebook(name, executed, base)
-        log(f"{stages[name]:.1f} s")
+        log(f"    {name:<28} {stages[name]:7.1f} s", flush=True)
     params = dict(base, VARIANT=cell.variant)
     for name in VARIANT_NOTEBOOKS:
-        log(f"    {name} [{cell.variant}] ...", end=" ", flush=True)
         stages[name] = run_notebook(name, executed, params)
-        log(f"{stages[name]:.1f} s")
+        log(f"    {name + ' [' + cell.variant + ']':<28} {stages[name]:7.1f} s", flush=True)
     res04 = read_json(run_dir / "04_hash_learning.json")
     res05 = read_json(run_dir / "05_pr_curve_evaluation.json")
     result = {
