@@ -11,6 +11,7 @@ their result as an artifact keyed by the configuration that made it:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -59,6 +60,23 @@ FEATURE_TENSORS = ("image_emb", "text_emb", "bow", "labels", "query_idx", "train
 GRAPH_TENSORS = ("edge_index", "edge_weight", "label_emb")
 CODE_TENSORS = ("query_image_codes", "query_text_codes", "retrieval_image_codes", "retrieval_text_codes",
                 "query_labels", "retrieval_labels", "history_loss", "history_val_map_i2t", "history_val_map_t2i")
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int = 1):
+    """Run torch's CPU ops on ``n`` threads inside the block, then restore the previous setting.
+
+    These models are small (batches of 64, ten label nodes): op overhead dominates, and a
+    second intra-op thread only spins. Measured on the 2-core machine with other load: the
+    GAT classifier of notebook 03 (5 epochs) took 37.6 s wall / 24.9 s CPU on 2 threads and
+    7.3 s / 4.9 s on one.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -165,6 +183,11 @@ def train_label_classifier(kind: str, cfg: Config, X: dict[str, torch.Tensor], Y
     ``X``/``Y`` hold ``train`` and ``val``; ``graph`` holds ``label_emb``, ``edge_index``,
     ``edge_weight``. Returns the best model (eval mode) and a history dict.
     """
+    with _cpu_threads(1):
+        return _train_label_classifier(kind, cfg, X, Y, graph, progress)
+
+
+def _train_label_classifier(kind, cfg, X, Y, graph, progress):
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     Xtr, Ytr = X["train"].float(), Y["train"].float()
@@ -249,7 +272,11 @@ def ensure_label_classifier(cfg: Config, kind: str = "gat", force: bool = False,
                     label_names=list(features["meta"].get("label_names", [])))
         return tensors, meta
 
-    return cached_artifact(classifier_path(cfg, kind), "label_classifier", key, compute, cfg,
+    def compute_one_thread():
+        with _cpu_threads(1):
+            return compute()
+
+    return cached_artifact(classifier_path(cfg, kind), "label_classifier", key, compute_one_thread, cfg,
                            required=("ap_image", "ap_text", "history_loss"), force=force)
 
 
@@ -348,8 +375,14 @@ def train_egath(cfg: Config, bits: int, data: HashData, graph: dict[str, torch.T
     schedule), GCDH's discrete code step after each epoch, early stop after
     ``cfg.early_stop_patience`` epochs without a better validation mAP (mean of I→T, T→I).
     ``seconds_per_epoch`` is the median epoch time (training steps and code step, without
-    validation), so one-off start-up costs of the first epoch do not count.
+    validation), so one-off start-up costs of the first epoch do not count. CPU work runs
+    on one thread (see ``_cpu_threads``).
     """
+    with _cpu_threads(1):
+        return _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch)
+
+
+def _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch):
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
     seed_everything(cfg.seed)
@@ -537,7 +570,11 @@ def ensure_codes(cfg: Config, bits: int, force: bool = False, progress: bool = T
                     device=str(resolve_device(cfg.device)))
         return tensors, meta
 
-    payload = cached_artifact(codes_path(cfg, bits), "codes", key, compute, cfg, required=CODE_TENSORS, force=force)
+    def compute_one_thread():
+        with _cpu_threads(1):
+            return compute()
+
+    payload = cached_artifact(codes_path(cfg, bits), "codes", key, compute_one_thread, cfg, required=CODE_TENSORS, force=force)
     if payload["cache_hit"] and not ckpt.is_file():
         raise ArtifactError(f"codes at {codes_path(cfg, bits)} exist but the checkpoint {ckpt} is missing; "
                             f"rerun with force=True to retrain")
