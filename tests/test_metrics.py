@@ -504,3 +504,17 @@ def test_plots_draw_the_numbers_they_are_given():
     with pytest.raises(ValueError, match="at least one"):
         rplots.plot_retrieval_gallery(image, "sky", [], "t", "sky", [(image, True, 0)])
     plt.close("all")
+
+
+def test_embedding_inputs_must_pair_with_their_labels():
+    """Continuous embeddings go through the same pairing checks as codes."""
+    from egath_lite.metrics import map_from_embeddings
+
+    rng = np.random.default_rng(0)
+    qX, rX = rng.standard_normal((4, 8)), rng.standard_normal((6, 8))
+    qL, rL = np.eye(4, 3, dtype=np.uint8) + (np.arange(4)[:, None] == 3), np.ones((6, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="5 retrieval embeddings but 6 retrieval label rows"):
+        map_from_embeddings(qX, rX[:5], qL, rL)
+    with pytest.raises(ValueError, match="query_labels have 3 columns but retrieval_labels have 2"):
+        map_from_embeddings(qX, rX, qL, rL[:, :2])
+    assert map_from_embeddings(qX, rX, qL, rL) == pytest.approx(1.0)  # every item is relevant to every query

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from ._inputs import check_topk, label_bits, pack_bits, to_numpy
+from ._inputs import check_label_pairing, check_topk, label_bits, pack_bits, to_numpy
 from ._numpy_kernels import ap_from_sorted_relevance, relevance
 
 _CHUNK_BYTES = 64 * 2**20  # similarity, order and relevance temporaries of one query chunk
@@ -38,11 +38,7 @@ def embedding_average_precisions(query_emb, retrieval_emb, query_labels, retriev
     if q.shape[1] != r.shape[1]:
         raise ValueError(f"query_emb has dimension {q.shape[1]} but retrieval_emb has {r.shape[1]}; "
                          f"embed both sides into the same space")
-    if ql.shape[1] != rl.shape[1]:
-        raise ValueError(f"query_labels have {ql.shape[1]} columns but retrieval_labels have {rl.shape[1]}")
-    if q.shape[0] != ql.shape[0] or r.shape[0] != rl.shape[0]:
-        raise ValueError(f"embeddings and labels must pair up: {q.shape[0]} vs {ql.shape[0]} queries, "
-                         f"{r.shape[0]} vs {rl.shape[0]} retrieval items")
+    check_label_pairing(q, r, ql, rl, "embeddings")
     ql, rl = pack_bits(ql), pack_bits(rl)
     nq, n = q.shape[0], r.shape[0]
     cut = n if topk is None else min(topk, n)

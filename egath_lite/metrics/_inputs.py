@@ -120,14 +120,19 @@ def prepare_inputs(query_codes: Any, retrieval_codes: Any, query_labels: Any, re
     if qb.shape[1] != rb.shape[1]:
         raise ValueError(f"query_codes have {qb.shape[1]} bits but retrieval_codes have {rb.shape[1]}; "
                          f"both sides must come from hash heads of the same length")
+    check_label_pairing(qb, rb, ql, rl, "codes")
+    return PackedInputs(pack_bits(qb), pack_bits(rb), pack_bits(ql), pack_bits(rl), int(qb.shape[1]))
+
+
+def check_label_pairing(q: np.ndarray, r: np.ndarray, ql: np.ndarray, rl: np.ndarray, what: str) -> None:
+    """Labels of both sides share one vocabulary, and every query/retrieval row (codes or embeddings) has a label row."""
     if ql.shape[1] != rl.shape[1]:
         raise ValueError(f"query_labels have {ql.shape[1]} columns but retrieval_labels have {rl.shape[1]}; "
                          f"both must use the same label vocabulary")
-    if qb.shape[0] != ql.shape[0]:
-        raise ValueError(f"{qb.shape[0]} query codes but {ql.shape[0]} query label rows; they must pair up")
-    if rb.shape[0] != rl.shape[0]:
-        raise ValueError(f"{rb.shape[0]} retrieval codes but {rl.shape[0]} retrieval label rows; they must pair up")
-    return PackedInputs(pack_bits(qb), pack_bits(rb), pack_bits(ql), pack_bits(rl), int(qb.shape[1]))
+    if q.shape[0] != ql.shape[0]:
+        raise ValueError(f"{q.shape[0]} query {what} but {ql.shape[0]} query label rows; they must pair up")
+    if r.shape[0] != rl.shape[0]:
+        raise ValueError(f"{r.shape[0]} retrieval {what} but {rl.shape[0]} retrieval label rows; they must pair up")
 
 
 def check_topk(topk: Any) -> int | None:

@@ -88,15 +88,20 @@ def plot_pr_curves(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarra
             precision, recall = np.asarray(precision, float), np.asarray(recall, float)
             shown = np.isfinite(precision)  # NaN: no query has any item within that radius
             ax.plot(recall[shown], precision[shown], style, ms=3, lw=1.2, label=method)
-        ax.set_xlabel("recall")
-        ax.set_ylabel("precision")
         ax.set_xlim(0, 1.02)
-        ax.set_ylim(0, 1.02)
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _finish_curve_axis(ax, "recall", "precision", title)
     fig.tight_layout()
     return fig
+
+
+def _finish_curve_axis(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Labels, a [0, 1] precision axis, grid and legend shared by the PR and precision@K panels."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def plot_precision_at_k(panels: Mapping[str, Mapping[str, tuple[Sequence[int], np.ndarray]]]) -> Figure:
@@ -107,12 +112,7 @@ def plot_precision_at_k(panels: Mapping[str, Mapping[str, tuple[Sequence[int], n
     for ax, (title, curves) in zip(axes, panels.items()):
         for style, (method, (ks, precision)) in zip(_STYLES * 3, curves.items()):
             ax.plot(ks, precision, style, ms=3, lw=1.2, label=method)
-        ax.set_xlabel("K (number of retrieved items)")
-        ax.set_ylabel("precision@K")
-        ax.set_ylim(0, 1.02)
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _finish_curve_axis(ax, "K (number of retrieved items)", "precision@K", title)
     fig.tight_layout()
     return fig
 
