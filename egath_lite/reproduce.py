@@ -112,6 +112,18 @@ def _rows_from_results(cell: Cell, res05: dict[str, Any], res04: dict[str, Any])
     return rows
 
 
+def describe_dataset(cfg, png: Path) -> Path:
+    """Print the data set's summary (items, labels, per-label counts, tags per item); save example images."""
+    from .data import dataset_from_config
+    from .data.__main__ import write_example_grid
+
+    ds = dataset_from_config(cfg)
+    print(ds.format_summary())
+    path = write_example_grid(ds, png)
+    print(f"example images with their tags: {path}")
+    return path
+
+
 def run_cell(cell: Cell, preset: str, runs_root: Path, device: str, bits: Sequence[int] | None,
              force: bool, log=print) -> dict[str, Any]:
     """Run (or resume) one grid cell; returns its results dict (also written to disk)."""
@@ -235,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"egath_lite.reproduce: preset {args.preset}, {len(cells)} grid cell(s) "
           f"[datasets {datasets} x seeds {args.seeds} x variants {args.variants}], runs in {runs_root}")
     t0 = time.perf_counter()
+    for dataset in datasets:  # what the notebooks will work on, before spending minutes on them
+        describe_dataset(get_config(args.preset, dataset=dataset, seed=args.seeds[0]),
+                         runs_root / f"{args.preset}-{dataset}-s{args.seeds[0]}" / "data_examples.png")
     results = []
     for i, cell in enumerate(cells, 1):
         label = f"[{i}/{len(cells)}] {cell.dataset} seed {cell.seed} variant {cell.variant}"

@@ -64,4 +64,8 @@ def test_finished_cells_are_not_rerun(tmp_path, monkeypatch, capsys):
     assert reproduce.main(["--preset", "tiny", "--runs-root", str(runs)]) == 0
     out = capsys.readouterr().out
     assert "done before, reusing" in out and "| toy_nuswide | egath | 0.5000 |" in out
+    # the data set is summarised first (1,200 tiny items), with an example grid written beside the run
+    assert "1200" in out.replace(",", "") and "sky" in out
+    png = runs / "tiny-toy_nuswide-s0" / "data_examples.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (runs / "reproduce-tiny" / "results.csv").is_file()

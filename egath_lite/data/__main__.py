@@ -28,19 +28,26 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ds = load_dataset(args.dataset, root=args.root)
     print(ds.format_summary())
+    print(f"example grid: {write_example_grid(ds, args.out, args.examples)}")
+    return 0
 
+
+def write_example_grid(ds, out: str | Path, examples: int = 24) -> Path:
+    """Save a grid of ``examples`` images of ``ds`` with their labels and tags as a PNG; return its path."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from ..plots.data import example_grid
 
-    out = Path(args.out)
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cols = 6
-    fig = example_grid(ds, cols=cols, rows=max(1, -(-args.examples // cols)))
+    fig = example_grid(ds, cols=cols, rows=max(1, -(-examples // cols)))
     fig.savefig(out, dpi=110)
-    print(f"example grid: {out}")
-    return 0
+    plt.close(fig)
+    return out
 
 
 if __name__ == "__main__":
