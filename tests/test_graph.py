@@ -339,3 +339,25 @@ def test_ensure_graph_on_toy_nuswide_ignores_query_labels(tmp_path, monkeypatch)
     assert again["cache_hit"] is False
     for name, tensor in payload["tensors"].items():
         assert torch.equal(tensor, again["tensors"][name]), name
+
+
+def test_label_heatmaps_name_both_axes_and_keep_their_scales():
+    """The three label × label figures: names on both axes, the colour scale each one promises."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from egath_lite.plots import graph as gplots
+
+    names = ["a", "b", "c"]
+    D = np.array([[1.0, 0.2, 0.5], [0.4, 1.0, 0.1], [0.9, 0.3, 1.0]])
+    fig = gplots.plot_conditional_probabilities(D, names, zeta=0.5)
+    ax, cbar = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == names == [t.get_text() for t in ax.get_yticklabels()]
+    assert cbar.get_ylabel() == "P(column label | row label)" and ax.images[0].get_clim() == (0, 1)
+    assert ax.images[0].get_array().mask.diagonal().all()  # the diagonal is masked, not drawn
+    assert len(ax.patches) == 2  # D_ij >= 0.5 off the diagonal: (0, 2) and (2, 0)
+    diff = gplots.plot_cond_prob_difference(D, D.T, names, "D - D^T").axes[0]
+    assert diff.images[0].get_clim() == pytest.approx((-0.4, 0.4))  # symmetric: largest |D - D^T| is 0.9 - 0.5
+    sim = gplots.plot_embedding_similarity(np.eye(3, 4), names).axes[0]
+    assert sim.images[0].get_clim() == (0.0, 1)
+    assert [t.get_text() for t in sim.get_yticklabels()] == names

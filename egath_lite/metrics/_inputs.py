@@ -61,15 +61,23 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} contains {bad} NaN/Inf value(s); fix the model output before evaluating")
 
 
-def code_bits(codes: Any, name: str) -> np.ndarray:
-    """Codes in {-1,+1} or {0,1} (any numeric dtype or bool) as a bool array (n, bits): True = bit set."""
-    arr = to_numpy(codes, name)
+def _numeric_2d(x: Any, name: str, dtype_hint: str) -> np.ndarray:
+    """``x`` as a 2-D numpy array of bool, or of finite numbers; ``dtype_hint`` ends the dtype error."""
+    arr = to_numpy(x, name)
     _check_2d(arr, name)
     if arr.dtype == np.bool_:
         return arr
     if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name} has dtype {arr.dtype}; codes must be numeric or bool")
+        raise ValueError(f"{name} has dtype {arr.dtype}; {dtype_hint}")
     _check_finite(arr, name)
+    return arr
+
+
+def code_bits(codes: Any, name: str) -> np.ndarray:
+    """Codes in {-1,+1} or {0,1} (any numeric dtype or bool) as a bool array (n, bits): True = bit set."""
+    arr = _numeric_2d(codes, name, "codes must be numeric or bool")
+    if arr.dtype == np.bool_:
+        return arr
     # Elementwise tests, not np.unique: a sort would cost more than the whole evaluation.
     is_zero = arr == 0
     is_minus = arr == -1
@@ -86,13 +94,9 @@ def code_bits(codes: Any, name: str) -> np.ndarray:
 
 def label_bits(labels: Any, name: str) -> np.ndarray:
     """Multi-hot labels (0/1, any numeric dtype or bool) as a bool array (n, num_labels)."""
-    arr = to_numpy(labels, name)
-    _check_2d(arr, name)
+    arr = _numeric_2d(labels, name, "labels must be numeric or bool multi-hot")
     if arr.dtype == np.bool_:
         return arr
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name} has dtype {arr.dtype}; labels must be numeric or bool multi-hot")
-    _check_finite(arr, name)
     valid = (arr == 0) | (arr == 1)
     if not valid.all():
         odd = np.unique(arr[~valid])[:3].tolist()

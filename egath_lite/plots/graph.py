@@ -1,7 +1,7 @@
 """Figures of the label-graph stage: D heatmap, the graph with label names, edges vs ζ, the mod-256 pitfall."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,11 +16,7 @@ def plot_conditional_probabilities(
     D = np.asarray(D, dtype=float)
     fig, ax = _figure(ax, (0.55 * len(label_names) + 2.5, 0.5 * len(label_names) + 1.8))
     shown = np.ma.masked_where(np.eye(len(D), dtype=bool), D)  # the diagonal (=1) would swamp the scale
-    im = ax.imshow(shown, cmap="viridis", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="P(column label | row label)")
-    ticks = np.arange(len(label_names))
-    ax.set_xticks(ticks, label_names, rotation=60, ha="right")
-    ax.set_yticks(ticks, label_names)
+    _label_heatmap(fig, ax, shown, label_names, "P(column label | row label)", cmap="viridis", vmin=0, vmax=1)
     ax.set_xlabel("label j"), ax.set_ylabel("given label i")
     if len(D) <= 12:
         for i, j in np.ndindex(D.shape):
@@ -133,11 +129,7 @@ def plot_cond_prob_difference(D_a: np.ndarray, D_b: np.ndarray, label_names: Seq
     diff = np.asarray(D_a, dtype=float) - np.asarray(D_b, dtype=float)
     fig, ax = _figure(ax, (0.55 * len(label_names) + 2.5, 0.5 * len(label_names) + 1.8))
     lim = max(np.abs(diff).max(), 1e-12)
-    im = ax.imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    ticks = np.arange(len(label_names))
-    ax.set_xticks(ticks, label_names, rotation=60, ha="right")
-    ax.set_yticks(ticks, label_names)
+    _label_heatmap(fig, ax, diff, label_names, cmap="RdBu_r", vmin=-lim, vmax=lim)
     if len(diff) <= 12:
         for i, j in np.ndindex(diff.shape):
             if i != j:
@@ -155,17 +147,23 @@ def plot_embedding_similarity(E: np.ndarray, label_names: Sequence[str], title: 
     En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
     S = En @ En.T
     fig, ax = _figure(ax, (0.55 * len(label_names) + 2.5, 0.5 * len(label_names) + 1.8))
-    im = ax.imshow(S, cmap="magma", vmin=min(0.0, S.min()), vmax=1)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    ticks = np.arange(len(label_names))
-    ax.set_xticks(ticks, label_names, rotation=60, ha="right")
-    ax.set_yticks(ticks, label_names)
+    _label_heatmap(fig, ax, S, label_names, cmap="magma", vmin=min(0.0, S.min()), vmax=1)
     if len(S) <= 12:
         for i, j in np.ndindex(S.shape):
             ax.text(j, i, f"{S[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white" if S[i, j] < 0.6 else "black")
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def _label_heatmap(fig: Figure, ax: plt.Axes, M: np.ndarray, label_names: Sequence[str],
+                   colorbar_label: str | None = None, **imshow: Any) -> None:
+    """Draw a label × label matrix M (C, C) with a colour bar and the label names on both axes."""
+    im = ax.imshow(M, **imshow)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=colorbar_label)
+    ticks = np.arange(len(label_names))
+    ax.set_xticks(ticks, label_names, rotation=60, ha="right")
+    ax.set_yticks(ticks, label_names)
 
 
 def _figure(ax: plt.Axes | None, size: tuple[float, float]) -> tuple[Figure, plt.Axes]:
