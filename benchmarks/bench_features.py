@@ -19,7 +19,10 @@ import torch
 from egath_lite.artifacts import run_dir, write_json
 from egath_lite.config import get_config
 from egath_lite.data import dataset_from_config
-from egath_lite.features import ensure_features, ensure_tiny_clip, extract_features, load_clip
+from egath_lite.clip_weights import load_clip
+from egath_lite.encode import extract_features
+from egath_lite.features import ensure_features
+from egath_lite.tiny_clip import ensure_tiny_clip
 from egath_lite.metrics import map_from_embeddings
 
 
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     ds = dataset_from_config(cfg)
     model, preprocess, tokenizer = load_clip(cfg.clip_model, None, cfg.device, seed=cfg.seed)
-    init = extract_features(model, preprocess, tokenizer, ds.images, list(ds.texts), cfg.batch_size)
+    init = extract_features(model, preprocess, tokenizer, ds.images, list(ds.texts), cfg.extract_batch_size)
     before = retrieval_maps(init["image_emb"], init["text_emb"], labels, query, retrieval)
     rng = np.random.default_rng(0)  # the label prior: what a ranking that ignores content scores
     noise = rng.standard_normal((len(labels), 16)).astype(np.float32)

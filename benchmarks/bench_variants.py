@@ -69,7 +69,7 @@ def run_cell(preset: str, runs_root: str, seed: int, dataset: str, device: str, 
 
     torch.set_num_threads(1)
     from egath_lite.metrics import mean_average_precision
-    from egath_lite.train import ensure_codes
+    from egath_lite.codes import ensure_codes
 
     cfg = _cfg(preset, runs_root, seed, dataset, device, variant=variant)
     t0 = time.perf_counter()

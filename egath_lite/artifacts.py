@@ -1,41 +1,48 @@
-"""Run folders and cached artifacts: atomic writes, configuration keys, validated loads.
+"""File primitives every stage uses: run folders, atomic writes, lock files, JSON, package versions.
 
-An artifact is one ``.pt`` file holding ``{"format": FORMAT, "kind", "key", "config",
-"versions", "meta", "tensors"}``. It is written to a temporary file in the same folder and
-renamed into place, so a crash never leaves half an artifact, and it is read with
-``torch.load(weights_only=True)`` because a cache is untrusted input.
+A write goes to a temporary file beside its target (named with the writer's pid) and is
+renamed into place, so a crash never leaves half a file; temporary files of writers that
+died are removed by the next write to the same target; files get the umask's permissions.
+What is cached and when it is reused is decided in ``egath_lite.stages``.
 """
+
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import platform
-import tempfile
+import re
+import secrets
+import sys
+import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
-import torch
+from typing import Any, Callable, Iterator
 
 from .config import Config
-
-FORMAT = "egath_lite.artifact/1"
 
 
 class ArtifactError(RuntimeError):
     """A cached artifact is missing, corrupt, or was made by another configuration."""
 
 
-def run_dir(cfg: Config) -> Path:
-    """``<runs_root>/<run_name>``, created if needed."""
-    path = Path(cfg.runs_root) / cfg.run_name
-    path.mkdir(parents=True, exist_ok=True)
+def run_dir(cfg: Config, create: bool = True) -> Path:
+    """``<runs_root>/<run_name>`` (created if asked); the run name is one folder, never outside the root."""
+    root = Path(cfg.runs_root).resolve()
+    path = (root / cfg.run_name).resolve()
+    if path.parent != root:  # Config validates run_name; this guards against a root that is a symlink trick
+        raise ArtifactError(f"run folder {path} is not directly under the runs root {root}; use a plain run_name")
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def versions() -> dict[str, str]:
     """Versions of the packages that shape an artifact's numbers."""
-    out = {"python": platform.python_version(), "torch": str(torch.__version__)}
-    import sys
+    import torch
 
+    out = {"python": platform.python_version(), "torch": str(torch.__version__)}
     # Only modules already imported: importing open_clip just to read its version costs seconds.
     for mod in ("numpy", "open_clip", "torch_geometric", "numba"):
         if mod in sys.modules:
@@ -46,11 +53,53 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would race with other threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphan_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Delete temp files of killed writes to ``path`` (their writer's pid is gone); returns what was removed."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        m = _TMP.match(tmp.name)
+        if m and m["name"] == path.name and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, then rename it into place."""
+    """Call ``write(fileobj)`` on a temp file beside ``path``, then rename it into place (umask permissions)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_orphan_temp_files(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_umask())
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -58,138 +107,62 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[Any], None]) ->
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 
-def save_artifact(
-    path: str | os.PathLike,
-    kind: str,
-    key: str,
-    tensors: dict[str, torch.Tensor],
-    meta: dict[str, Any] | None = None,
-    cfg: Config | None = None,
-) -> Path:
-    """Atomically write an artifact; ``meta`` must hold only str/int/float/bool/None/list/dict."""
-    for name, t in tensors.items():
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"artifact tensor {name!r} is a {type(t).__name__}, not a torch.Tensor")
-    payload = {
-        "format": FORMAT,
-        "kind": kind,
-        "key": key,
-        "config": cfg.to_dict() if cfg is not None else {},
-        "versions": versions(),
-        "meta": _plain(meta or {}),
-        "tensors": {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-    }
-    atomic_write_bytes(path, lambda f: torch.save(payload, f))
-    return Path(path)
-
-
-def load_artifact(
-    path: str | os.PathLike,
-    kind: str,
-    key: str | None = None,
-    required: Iterable[str] = (),
-) -> dict[str, Any]:
-    """Load and validate an artifact; raise ArtifactError naming the problem and the fix."""
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, what: str | None = None, log: Callable[[str], None] = print) -> Iterator[None]:
+    """Hold an exclusive lock on ``<folder>/.locks/<name>.lock`` (fcntl); a second process waits, saying who holds it."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"no {kind} artifact at {path}; run the stage that writes it")
+    lock = path.parent / ".locks" / f"{path.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means corrupt
-        raise ArtifactError(
-            f"{path} is not a readable {kind} artifact ({type(exc).__name__}: {exc}); "
-            f"delete it and rerun the stage to rebuild it"
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ArtifactError(f"{path} is not an egath_lite artifact (format mismatch); delete it and rerun")
-    if payload.get("kind") != kind:
-        raise ArtifactError(f"{path} holds a {payload.get('kind')!r} artifact, expected {kind!r}")
-    if key is not None and payload.get("key") != key:
-        raise ArtifactError(
-            f"{path} was made by another configuration (key {payload.get('key')} != {key}); "
-            f"rerun the stage (it recomputes on a key mismatch)"
-        )
-    tensors = payload.get("tensors")
-    if not isinstance(tensors, dict):
-        raise ArtifactError(f"{path} has no tensors; delete it and rerun")
-    missing = [r for r in required if r not in tensors]
-    if missing:
-        raise ArtifactError(f"{path} lacks tensor(s) {missing}; delete it and rerun")
-    for name, t in tensors.items():
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
-            raise ArtifactError(f"{path}: tensor {name!r} contains NaN or Inf; delete it and rerun")
-    return payload
-
-
-def cached_artifact(
-    path: str | os.PathLike,
-    kind: str,
-    key: str,
-    compute: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]],
-    cfg: Config | None = None,
-    required: Iterable[str] = (),
-    force: bool = False,
-    verbose: bool = True,
-) -> dict[str, Any]:
-    """Load the artifact when its key matches; otherwise ``compute()`` it, save it, return it.
-
-    The returned payload has ``payload["cache_hit"]`` True when it was loaded.
-    """
-    path = Path(path)
-    if path.is_file() and not force:
         try:
-            payload = load_artifact(path, kind, key, required)
-            payload["cache_hit"] = True
-            if verbose:
-                print(f"[cache] reusing {kind} artifact {path} (key {key})")
-            return payload
-        except ArtifactError as exc:
-            if verbose:
-                print(f"[cache] recomputing {kind}: {exc}")
-    tensors, meta = compute()
-    save_artifact(path, kind, key, tensors, meta, cfg)
-    payload = load_artifact(path, kind, key, required)
-    payload["cache_hit"] = False
-    return payload
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            log(f"[lock] waiting: {what or Path(path).name} is being made by another process (pid {holder})")
+            start = time.perf_counter()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            log(f"[lock] got {what or Path(path).name} after {time.perf_counter() - start:.1f} s")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def write_json(path: str | os.PathLike, data: dict[str, Any]) -> Path:
-    """Atomically write ``data`` as indented JSON (results, metrics)."""
-    import json
-
-    text = json.dumps(data, indent=2, sort_keys=True, default=_json_default).encode()
+    """Atomically write ``data`` as indented JSON (results, metrics, run configuration)."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=json_default).encode()
     atomic_write_bytes(path, lambda f: f.write(text))
     return Path(path)
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     """Read a JSON file written by ``write_json``; clear error when missing or corrupt."""
-    import json
-
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"no results file at {path}; run the notebook or stage that writes it")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({exc}); delete it and rerun") from exc
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); delete {path} and rerun") from exc
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} holds a JSON {type(data).__name__}, not an object; delete {path} and rerun")
+    return data
 
 
-def _plain(meta: dict[str, Any]) -> dict[str, Any]:
-    """``meta`` as plain JSON types (numpy scalars, paths -> lists, str) so weights_only can read it."""
-    import json
-
-    return json.loads(json.dumps(meta, default=_json_default))
+def plain(obj: Any) -> Any:
+    """``obj`` as plain JSON types (numpy scalars and arrays -> lists, paths -> str)."""
+    return json.loads(json.dumps(obj, default=json_default))
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """JSON encoder fallback for numpy/torch values and paths."""
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):

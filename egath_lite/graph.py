@@ -24,7 +24,6 @@ released counts include them (and wrapped around at 256). See ``released_counts_
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -32,9 +31,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .artifacts import cached_artifact, run_dir
 from .config import Config
 from .data import make_split
+from .stages import Stage, shape_problems
 from .data.reference import NUS_TC10_LABELS, load_glove, load_nus_tc10_labels, load_released_adjacency
 
 # Label order of the GloVe rows in data/reference/*_glove.mat (see data/reference/README.md).
@@ -375,34 +374,59 @@ def released_counts_explained(
 
 
 # --------------------------------------------------------------------------- the stage
-GRAPH_KEY_FIELDS = (
-    # what fixes the training labels
-    "dataset", "data_root", "toy_size", "image_size", "seed", "num_query", "num_train", "split_seed",
-    # what fixes the graph and its node inputs
-    "zeta", "self_loops", "reweight", "reweight_p", "label_embedding",
-)
-_CLIP_KEY_FIELDS = ("clip_model", "clip_pretrained", "label_prompt")
-
 GRAPH_TENSORS = ("counts", "label_counts", "cond_prob", "adjacency", "edge_index", "edge_weight", "label_emb")
+# What fixes the training labels (train ∪ validation rows: val_fraction does not change them) ...
+_GRAPH_DATA_FIELDS = ("dataset", "data_root", "layout", "drop_unlabeled", "toy_size", "image_size", "seed",
+                      "num_query", "num_train", "split_seed")
+# ... and what fixes the graph and its node inputs.
+_GRAPH_FIELDS = ("zeta", "self_loops", "reweight", "reweight_p", "label_embedding")
+_CLIP_FIELDS = ("clip_model", "label_prompt")
 
 
 def graph_key_fields(cfg: Config) -> tuple[str, ...]:
     """Config fields the graph artifact depends on (CLIP fields only when label_embedding == 'clip')."""
-    return GRAPH_KEY_FIELDS + (_CLIP_KEY_FIELDS if cfg.label_embedding == "clip" else ())
+    return _GRAPH_DATA_FIELDS + _GRAPH_FIELDS + (_CLIP_FIELDS if cfg.label_embedding == "clip" else ())
 
 
-def graph_key(cfg: Config) -> str:
-    """Cache key of graph.pt; with CLIP label embeddings it also covers the weights (tiny-CLIP key or file hash)."""
-    key = cfg.key(graph_key_fields(cfg))
+def _graph_inputs(cfg: Config) -> dict[str, Any]:
+    """data set fingerprint (+ weights when label_embedding is clip)"""
+    from .data import dataset_fingerprint
+
+    out = {"data": dataset_fingerprint(cfg)}
     if cfg.label_embedding == "clip":
-        from .features import weights_fingerprint  # the features stage knows what identifies CLIP weights
+        from .clip_weights import weights_fingerprint
 
-        key = _digest16(f"{key}|{weights_fingerprint(cfg)}")
-    return key
+        out["weights"] = weights_fingerprint(cfg)
+    return out
 
 
-def _digest16(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _graph_upstream(cfg: Config) -> tuple:
+    if cfg.label_embedding == "clip" and cfg.clip_pretrained == "train":
+        from .tiny_clip import TINY_CLIP_STAGE
+
+        return (TINY_CLIP_STAGE,)
+    return ()
+
+
+def _graph_expect(cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> list[str]:
+    t = payload["tensors"]
+    c = len(payload["meta"].get("label_names", []))
+    e = t["edge_index"].shape[1] if t["edge_index"].dim() == 2 else -1
+    problems = shape_problems(t, {
+        "counts": ((c, c), torch.int64), "label_counts": ((c,), torch.int64), "cond_prob": ((c, c), torch.float32),
+        "adjacency": ((c, c), torch.float32), "edge_index": ((2, e), torch.int64), "edge_weight": ((e,), torch.float32),
+        "label_emb": ((c, None), torch.float32),
+    })
+    if not problems and e and (t["edge_index"].min() < 0 or t["edge_index"].max() >= c):
+        problems.append(f"edge_index names nodes outside the {c} labels")
+    return problems
+
+
+GRAPH_STAGE = Stage(
+    "graph", fields=graph_key_fields, version="2", upstream=_graph_upstream, extra=_graph_inputs,
+    tensors=GRAPH_TENSORS, expect=_graph_expect,
+    description="label co-occurrence, conditional probabilities, adjacency at zeta, label embeddings",
+)
 
 
 def graph_from_labels(
@@ -432,7 +456,7 @@ def _compute_graph(cfg: Config) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         "adjacency": torch.from_numpy(graph.adjacency),
         "edge_index": graph.edge_index,
         "edge_weight": graph.edge_weight,
-        "label_emb": torch.from_numpy(E),
+        "label_emb": torch.from_numpy(np.asarray(E, dtype=np.float32)),
     }
     meta = {
         "label_names": graph.label_names, "zeta": graph.zeta, "label_embedding": cfg.label_embedding,
@@ -444,7 +468,7 @@ def _compute_graph(cfg: Config) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 
 
 def ensure_graph(cfg: Config, force: bool = False) -> dict[str, Any]:
-    """Load ``runs/<run>/graph.pt`` when its key matches cfg, else build it from the dataset's training labels.
+    """The graph artifact of ``cfg``: reused when valid, else built from the dataset's training labels.
 
     Rows: the split's whole training part, train ∪ validation (the paper's training set; the
     validation items are training items set aside for early stopping), never a query row. So
@@ -452,11 +476,7 @@ def ensure_graph(cfg: Config, force: bool = False) -> dict[str, Any]:
     (C, C) int64, label_counts (C,) int64, cond_prob (C, C) float32, adjacency (C, C) float32,
     edge_index (2, E) int64 (source → target), edge_weight (E,) float32, label_emb (C, F) float32.
     """
-    key = graph_key(cfg)
-    return cached_artifact(
-        run_dir(cfg) / "graph.pt", "graph", key, lambda: _compute_graph(cfg), cfg=cfg,
-        required=GRAPH_TENSORS, force=force,
-    )
+    return GRAPH_STAGE.run(cfg, lambda: _compute_graph(cfg), force=force)
 
 
 def graph_from_payload(payload: dict[str, Any]) -> LabelGraph:

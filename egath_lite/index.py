@@ -101,7 +101,7 @@ class HammingIndex:
         if progress is None:
             progress = len(arr) * len(self) > 500_000_000
         if progress:
-            from tqdm.auto import tqdm
+            from .progress import tqdm
 
             starts = tqdm(starts, desc="Hamming search", unit="batch", total=len(starts))
         distances, ids = [], []

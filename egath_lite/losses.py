@@ -7,6 +7,8 @@ naming the problem, because a silently wrong loss trains a silently wrong model.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -153,3 +155,33 @@ def discrete_code_step(Y: torch.Tensor, H_image: torch.Tensor, H_text: torch.Ten
 def _as_rows(name: str, Y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     _check_matrix(name, Y, rows=x.shape[0])
     return Y
+
+
+def egath_losses(out: dict[str, torch.Tensor], Y: torch.Tensor, B: torch.Tensor, cfg: Any,
+                 weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """The four weighted terms and their sum for one batch (see egath_lite.losses).
+
+    The batch is validated once here; the terms then skip their own checks (speed: the
+    loop is dominated by per-operation overhead on a CPU).
+    """
+    h_i, h_t = out["h_image"], out["h_text"]
+    for name in ("h_image", "h_text", "logits_image", "logits_text"):
+        if not torch.isfinite(out[name]).all():
+            raise FloatingPointError(f"{name} became NaN/Inf; lower the learning rate (lr={cfg.lr})")
+    if h_i.shape != B.shape or h_t.shape != B.shape or Y.shape != out["logits_image"].shape:
+        raise ValueError(f"batch shapes disagree: h {tuple(h_i.shape)}, B {tuple(B.shape)}, Y {tuple(Y.shape)}")
+    zero = h_i.sum() * 0.0
+    # the pairs (I,T), (I,I), (T,T) [and (T,I) for triplets] share the batch's labels: stack them, one pass each
+    anchors, targets = torch.stack([h_i, h_i, h_t, h_t]), torch.stack([h_t, h_i, h_t, h_i])
+    terms = {
+        # inter- and intra-modal similarity preservation: mean over I–T, I–I, T–T
+        "cosine": cosine_similarity_loss(anchors[:3], targets[:3], Y, Y, validate=False) if weights["w_cosine"] else zero,
+        # cross-modal triplets both ways plus intra-modal ones, as in GCDH: mean over I→T, I→I, T→T, T→I
+        "triplet": triplet_loss(anchors, targets, Y, Y, cfg.alpha, validate=False) if weights["w_triplet"] else zero,
+        "cls": (classification_loss(out["logits_image"], Y, validate=False)
+                + classification_loss(out["logits_text"], Y, validate=False)) / 2,
+        "quant": (quantization_loss(h_i, B, validate=False) + quantization_loss(h_t, B, validate=False)) / 2,
+    }
+    terms["total"] = (weights["w_cosine"] * terms["cosine"] + weights["w_triplet"] * terms["triplet"]
+                      + weights["w_cls"] * terms["cls"] + weights["w_quant"] * terms["quant"])
+    return terms

@@ -314,3 +314,44 @@ class EGATH(nn.Module):
         self.train(was_training)
         bits = self.image_hash.bits
         return torch.cat(codes) if codes else torch.empty(0, bits, dtype=torch.int8)
+
+
+class FrozenFeatureClassifier(nn.Module):
+    """Ŝ = z(x) Hᵀ + b on frozen CLIP features x (n, D), z = standardisation, H from a label classifier."""
+
+    def __init__(self, classifier: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.classifier = classifier
+        self.register_buffer("mean", mean.float().clone())
+        self.register_buffer("std", std.float().clone())
+
+    def forward(self, x: torch.Tensor, E: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """x (n, D) → logits (n, C)."""
+        H = self.classifier(E, edge_index, edge_weight)
+        return self.classifier.scores((x - self.mean) / self.std, H)
+
+
+
+class CLIPImageBackbone(nn.Module):
+    """Trainable CLIP image tower: uint8 images (n, H, W, 3) → L2-normalised CLIP vectors (n, D)."""
+
+    def __init__(self, visual: nn.Module, mean: list[float], std: list[float], size: tuple[int, int]):
+        super().__init__()
+        self.visual = visual
+        self.size = tuple(size)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        with torch.no_grad():
+            was = visual.training
+            visual.eval()
+            self.output_dim = int(visual(torch.zeros(1, 3, *self.size)).shape[-1])
+            visual.train(was)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (n, H, W, 3) at the model's input size → (n, D), the same preprocessing as the features stage."""
+        if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:3]) != self.size:
+            raise ValueError(f"CLIP fine-tuning takes uint8 images (n, {self.size[0]}, {self.size[1]}, 3), "
+                             f"got {images.dtype} {tuple(images.shape)}")
+        x = images.permute(0, 3, 1, 2).float().div(255.0)
+        return torch.nn.functional.normalize(self.visual((x - self.mean) / self.std), dim=-1)
+

@@ -2,53 +2,72 @@
 
     python -m egath_lite.reproduce                      # the main job: preset "default"
     python -m egath_lite.reproduce --preset tiny        # minutes (CI)
-    python -m egath_lite.reproduce --preset paper --datasets mirflickr25k nuswide_tc10 mscoco \
-        --variants egath no_gat --seeds 0 1 2           # real benchmarks, GPU
+    python -m egath_lite.reproduce --preset paper --datasets mirflickr25k --data-root /data/mirflickr \
+        --clip-model ViT-B-32-quickgelu --clip-pretrained /weights/vit_b_32.bin \
+        --variants egath no_gat --seeds 0 1 2 --device cuda
 
-One grid cell is (dataset, seed, variant). Notebooks 01-03 depend on (dataset, seed) only, so
-they run once per run folder ``<runs_root>/<preset>-<dataset>-s<seed>/``; 04 and 05 run per
-variant. A cell whose results file exists is skipped (resume) unless ``--force``. A failing
-notebook stops the driver with the notebook, cell and error; finished results stay intact.
+One grid cell is (dataset, seed, variant) with every other option; its whole configuration is
+resolved and validated before anything runs. A cell runs the five notebooks in the run folder
+``<runs_root>/<preset>-<dataset>-s<seed>/`` with that configuration; the stages inside reuse
+whatever artifact of the same key exists (so cells of one run share features, graph and
+classifiers). A cell is reused only when a result of exactly its configuration and inputs
+exists; ``--force`` recomputes every stage. Two drivers on one runs root wait for each other's
+artifacts instead of mixing them. A failing notebook stops the driver with the notebook, cell
+and error; finished results stay intact.
 """
+
 from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .artifacts import atomic_write_bytes, read_json, write_json
-from .config import PRESETS, get_config
+from .artifacts import ArtifactError, atomic_write_bytes, run_dir, write_json
+from .config import LOCATION_FIELDS, PRESETS, Config, ConfigError, get_config, parse_value
+from .runs import RESULT_FIELDS, load_results, record_run_config, run_inputs
+from .stages import Stage
+from .variants import VARIANTS
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-SHARED_NOTEBOOKS = ("01_feature_extraction", "02_label_graph", "03_gat_classification")
-VARIANT_NOTEBOOKS = ("04_hash_learning", "05_pr_curve_evaluation")
-VARIANTS = ("egath", "no_gat", "gcn", "no_triplet", "no_cosine", "clip_text")
+NOTEBOOKS = ("01_feature_extraction", "02_label_graph", "03_gat_classification", "04_hash_learning",
+             "05_pr_curve_evaluation")
 
 
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message names the notebook, the cell and the error."""
 
 
+def _cell_folder(cfg: Config) -> Path:
+    return run_dir(cfg) / "results"
+
+
+CELL_STAGE = Stage(
+    "cell", fields=RESULT_FIELDS, params=("variant",), extra=run_inputs, codec="json", suffix=".json",
+    location=_cell_folder, description="one grid cell of the driver: its table rows and stage times",
+)
+
+
 @dataclass
 class Cell:
-    """One point of the grid and where its outputs go."""
+    """One point of the grid: its validated configuration."""
 
-    dataset: str
-    seed: int
-    variant: str
-    run_name: str
-    results_path: Path
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    cfg: Config
+
+    @property
+    def label(self) -> str:
+        return f"{self.cfg.dataset} seed {self.cfg.seed} variant {self.cfg.variant}"
 
 
-def run_notebook(name: str, executed_dir: Path, parameters: dict[str, Any], kernel: str = "python3") -> float:
-    """Execute ``notebooks/<name>.ipynb`` with papermill; return wall seconds or raise NotebookFailed."""
+def run_notebook(name: str, executed_dir: Path, parameters: dict[str, Any], kernel: str = "python3",
+                 log_path: Path | None = None) -> float:
+    """Execute ``notebooks/<name>.ipynb`` with papermill, streaming its output; return wall seconds or raise NotebookFailed."""
     import papermill as pm
 
     src = NOTEBOOK_DIR / f"{name}.ipynb"
@@ -58,22 +77,71 @@ def run_notebook(name: str, executed_dir: Path, parameters: dict[str, Any], kern
             f"(the notebooks are not part of the installed package)"
         )
     executed_dir.mkdir(parents=True, exist_ok=True)
-    suffix = f".{parameters['VARIANT']}" if name in VARIANT_NOTEBOOKS and "VARIANT" in parameters else ""
-    out = executed_dir / f"{name}{suffix}.ipynb"
+    out = executed_dir / f"{name}.ipynb"
     start = time.perf_counter()
-    try:
-        pm.execute_notebook(
-            str(src), str(out), parameters=parameters, kernel_name=kernel,
-            cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False,
-        )
-    except pm.PapermillExecutionError as exc:
-        first_line = (exc.source or "").strip().splitlines()[:1]
-        raise NotebookFailed(
-            f"{name} failed in cell {_source_cell_index(src, exc.cell_index)} "
-            f"(counting from 0; starts {first_line[0] if first_line else '?'!r}): "
-            f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {out}"
-        ) from None
+    with _streamed(name, log_path):
+        try:
+            pm.execute_notebook(
+                str(src), str(out), parameters=parameters, kernel_name=kernel,
+                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=True,
+            )
+        except pm.PapermillExecutionError as exc:
+            first_line = (exc.source or "").strip().splitlines()[:1]
+            raise NotebookFailed(
+                f"{name} failed in cell {_source_cell_index(src, exc.cell_index)} "
+                f"(counting from 0; starts {first_line[0] if first_line else '?'!r}): "
+                f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {out}"
+            ) from None
     return time.perf_counter() - start
+
+
+class _NotebookLines(logging.Handler):
+    """Papermill's cell output, one line at a time, to the terminal and the run's log file."""
+
+    def __init__(self, name: str, log_path: Path | None):
+        super().__init__(logging.INFO)
+        self.name_, self.file = name, open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text.startswith(("Executing notebook", "Executing Cell", "Ending Cell", "Input Notebook",
+                            "Output Notebook", "Black is not installed")):
+            return
+        for line in text.replace("\r", "\n").splitlines():
+            if line.strip():
+                print(f"      | {line}", flush=True)
+                if self.file:
+                    self.file.write(f"{time.strftime('%H:%M:%S')} {self.name_} | {line}\n")
+                    self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+        super().close()
+
+
+class _streamed:
+    def __init__(self, name: str, log_path: Path | None):
+        self.handler, self.logger = _NotebookLines(name, log_path), logging.getLogger("papermill")
+
+    def __enter__(self):
+        # text progress bars in the kernel (egath_lite.progress): widget updates never reach the stream
+        self.env = os.environ.get("EGATH_PROGRESS")
+        os.environ["EGATH_PROGRESS"] = "log"
+        self.saved = (self.logger.level, self.logger.propagate)
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        self.logger.addHandler(self.handler)
+
+    def __exit__(self, *exc):
+        if self.env is None:
+            os.environ.pop("EGATH_PROGRESS", None)
+        else:
+            os.environ["EGATH_PROGRESS"] = self.env
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.saved[0])
+        self.logger.propagate = self.saved[1]
+        self.handler.close()
 
 
 def _source_cell_index(src: Path, executed_index: int) -> int:
@@ -85,28 +153,29 @@ def _source_cell_index(src: Path, executed_index: int) -> int:
     return executed_index - 1 if tagged and executed_index > tagged[0] else executed_index
 
 
-def _grid(preset: str, datasets: Sequence[str], seeds: Sequence[int], variants: Sequence[str],
-          runs_root: Path) -> list[Cell]:
+def cell_configs(preset: str, datasets: Sequence[str], seeds: Sequence[int], variants: Sequence[str],
+                 runs_root: Path, options: dict[str, Any]) -> list[Cell]:
+    """Every grid cell's configuration, validated (ConfigError before anything runs)."""
     cells = []
     for dataset in datasets:
         for seed in seeds:
-            run_name = f"{preset}-{dataset}-s{seed}"
             for variant in variants:
-                path = runs_root / run_name / "results" / f"{variant}.json"
-                cells.append(Cell(dataset, seed, variant, run_name, path))
+                cfg = get_config(preset, **{**options, "dataset": dataset, "seed": seed, "variant": variant,
+                                            "runs_root": str(runs_root), "run_name": f"{preset}-{dataset}-s{seed}"})
+                cells.append(Cell(cfg))
     return cells
 
 
-def _rows_from_results(cell: Cell, res05: dict[str, Any], res04: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows_from_results(cfg: Config, res05: dict[str, Any]) -> list[dict[str, Any]]:
     """Flatten notebook 05's ``map`` table ({method: {bits: {i2t, t2i}}}) into table rows."""
     rows = []
     table = res05.get("map")
     if not isinstance(table, dict) or not table:
-        raise NotebookFailed(f"05_pr_curve_evaluation wrote no 'map' table for {cell.run_name}/{cell.variant}")
+        raise NotebookFailed(f"05_pr_curve_evaluation wrote no 'map' table for {cfg.run_name}/{cfg.variant}")
     for method, by_bits in table.items():
         for bits, vals in by_bits.items():
             rows.append({
-                "dataset": cell.dataset, "seed": cell.seed, "method": method, "bits": int(bits),
+                "dataset": cfg.dataset, "seed": cfg.seed, "method": method, "bits": int(bits),
                 "i2t": float(vals["i2t"]), "t2i": float(vals["t2i"]),
             })
     return rows
@@ -124,33 +193,40 @@ def describe_dataset(cfg, png: Path) -> Path:
     return path
 
 
-def run_cell(cell: Cell, preset: str, runs_root: Path, device: str, bits: Sequence[int] | None,
-             force: bool, log=print) -> dict[str, Any]:
-    """Run (or resume) one grid cell; returns its results dict (also written to disk)."""
-    run_dir = runs_root / cell.run_name
-    executed = run_dir / "executed"
-    base = {"PRESET": preset, "RUN_NAME": cell.run_name, "RUNS_ROOT": str(runs_root),
-            "DATASET": cell.dataset, "SEED": cell.seed, "DEVICE": device}
-    if bits:
-        base["BITS"] = list(bits)
-    stages: dict[str, float] = {}
-    for name in SHARED_NOTEBOOKS:
-        # Shared stages reuse their artifacts across variants (the notebooks hit their caches).
-        stages[name] = run_notebook(name, executed, base)
-        log(f"    {name:<28} {stages[name]:7.1f} s", flush=True)
-    params = dict(base, VARIANT=cell.variant)
-    for name in VARIANT_NOTEBOOKS:
-        stages[name] = run_notebook(name, executed, params)
-        log(f"    {name + ' [' + cell.variant + ']':<28} {stages[name]:7.1f} s", flush=True)
-    res04 = read_json(run_dir / "04_hash_learning.json")
-    res05 = read_json(run_dir / "05_pr_curve_evaluation.json")
-    result = {
-        "dataset": cell.dataset, "seed": cell.seed, "variant": cell.variant, "preset": preset,
-        "stage_seconds": stages, "rows": _rows_from_results(cell, res05, res04),
-        "notebook_results": {"04": res04, "05": res05},
-    }
-    write_json(cell.results_path, result)
-    return result
+def notebook_parameters(cfg: Config, force: bool) -> dict[str, Any]:
+    """What every notebook of a cell gets: the run's location, the whole configuration, FORCE."""
+    overrides = {k: v for k, v in cfg.to_dict().items() if k not in LOCATION_FIELDS and k != "preset"}
+    return {"PRESET": cfg.preset, "RUN_NAME": cfg.run_name, "RUNS_ROOT": cfg.runs_root,
+            "OVERRIDES": overrides, "FORCE": bool(force)}
+
+
+def run_cell(cell: Cell, force: bool, log=print) -> dict[str, Any]:
+    """Run (or reuse) one grid cell; returns its result (``cache_hit`` True when reused)."""
+    cfg = cell.cfg
+    record_run_config(cfg)
+    key = CELL_STAGE.key(cfg, variant=cfg.variant)
+    executed = run_dir(cfg) / "executed" / f"{cfg.variant}-{key}"
+    log_path = run_dir(cfg) / "driver.log"
+
+    def compute():
+        params = notebook_parameters(cfg, force)
+        stages: dict[str, float] = {}
+        for name in NOTEBOOKS:
+            log(f"    {name} ...", flush=True)
+            stages[name] = run_notebook(name, executed, params, log_path=log_path)
+            log(f"    {name:<28} {stages[name]:7.1f} s", flush=True)
+        try:
+            res04, res05 = load_results(cfg, "04_hash_learning"), load_results(cfg, "05_pr_curve_evaluation")
+        except ArtifactError as exc:
+            raise NotebookFailed(f"the notebooks ran but their results for this configuration are missing: {exc}") from None
+        meta = {"dataset": cfg.dataset, "seed": cfg.seed, "variant": cfg.variant, "preset": cfg.preset,
+                "stage_seconds": stages, "rows": _rows_from_results(cfg, res05),
+                "notebook_results": {"04": res04, "05": res05}, "executed": str(executed)}
+        return None, meta
+
+    payload = CELL_STAGE.run(cfg, compute, force=force, log=log, variant=cfg.variant)
+    return {**payload["meta"], "cache_hit": payload["cache_hit"], "path": payload["path"],
+            "created": payload["created"]}
 
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -226,57 +302,91 @@ def write_tables(table: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path
     return csv_path, md_path
 
 
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: use KEY=VALUE, e.g. --set zeta=0.1")
+        name, text = item.split("=", 1)
+        name = name.strip()
+        if name in LOCATION_FIELDS or name in ("dataset", "seed", "variant", "preset"):
+            raise ConfigError(f"--set {name}=...: use the driver's own option for {name} (--runs-root, --datasets, "
+                              f"--seeds, --variants, --preset)")
+        out[name] = parse_value(name, text)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
     p = argparse.ArgumentParser(prog="python -m egath_lite.reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="default", choices=PRESETS)
     p.add_argument("--datasets", nargs="+", default=None, help="default: the preset's dataset")
-    p.add_argument("--variants", nargs="+", default=["egath"], choices=VARIANTS)
+    p.add_argument("--variants", nargs="+", default=["egath"], choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--bits", nargs="+", type=int, default=None, help="default: the preset's bits")
+    p.add_argument("--epochs", type=int, default=None, help="hash-learning epochs; default: the preset's")
+    p.add_argument("--data-root", default=None, help="folder holding a real data set's release files")
+    p.add_argument("--clip-model", default=None, help="open_clip model name, e.g. ViT-B-32")
+    p.add_argument("--clip-pretrained", default=None, help="a pretrained tag (openai, ...) or a checkpoint path")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config field, parsed with its type (repeatable), e.g. --set zeta=0.1")
     p.add_argument("--runs-root", default=os.environ.get("EGATH_RUNS_ROOT", "runs"))
     p.add_argument("--device", default="auto")
-    p.add_argument("--force", action="store_true", help="rerun finished grid cells")
+    p.add_argument("--force", action="store_true", help="recompute every stage of every cell")
     args = p.parse_args(argv)
 
-    cfg = get_config(args.preset)
-    datasets = args.datasets or [cfg.dataset]
     runs_root = Path(args.runs_root).resolve()
-    cells = _grid(args.preset, datasets, args.seeds, args.variants, runs_root)
+    options: dict[str, Any] = {"device": args.device}
+    for name, value in (("bits", args.bits), ("epochs", args.epochs), ("data_root", args.data_root),
+                        ("clip_model", args.clip_model), ("clip_pretrained", args.clip_pretrained)):
+        if value is not None:
+            options[name] = value
+    if options.get("data_root"):
+        options["data_root"] = str(Path(options["data_root"]).resolve())  # notebooks run in notebooks/
+    if options.get("clip_pretrained") and Path(options["clip_pretrained"]).exists():
+        options["clip_pretrained"] = str(Path(options["clip_pretrained"]).resolve())
+    try:
+        options.update(_parse_sets(args.set))
+        datasets = args.datasets or [get_config(args.preset, **options).dataset]
+        cells = cell_configs(args.preset, datasets, args.seeds, args.variants, runs_root, options)
+    except ConfigError as exc:
+        print(f"egath_lite.reproduce: {exc}", file=sys.stderr)
+        return 2
     print(f"egath_lite.reproduce: preset {args.preset}, {len(cells)} grid cell(s) "
           f"[datasets {datasets} x seeds {args.seeds} x variants {args.variants}], runs in {runs_root}")
     t0 = time.perf_counter()
     for dataset in datasets:  # what the notebooks will work on, before spending minutes on them
-        describe_dataset(get_config(args.preset, dataset=dataset, seed=args.seeds[0]),
-                         runs_root / f"{args.preset}-{dataset}-s{args.seeds[0]}" / "data_examples.png")
+        first = next(c.cfg for c in cells if c.cfg.dataset == dataset)
+        describe_dataset(first, run_dir(first) / "data_examples.png")
     results = []
     for i, cell in enumerate(cells, 1):
-        label = f"[{i}/{len(cells)}] {cell.dataset} seed {cell.seed} variant {cell.variant}"
-        if cell.results_path.is_file() and not args.force:
-            print(f"{label}: done before, reusing {cell.results_path}")
-            results.append(read_json(cell.results_path))
-            continue
-        print(label)
+        print(f"[{i}/{len(cells)}] {cell.label}")
         try:
-            results.append(run_cell(cell, args.preset, runs_root, args.device, args.bits, args.force))
+            res = run_cell(cell, args.force)
         except NotebookFailed as exc:
             print(f"\nFAILED: {exc}\nFinished cells keep their results; rerun to resume.", file=sys.stderr)
             return 1
+        if res["cache_hit"]:
+            print(f"    done before ({res['created']}), reusing {res['path']}")
+        results.append(res)
     table = summarize(results)
     out_dir = runs_root / f"reproduce-{args.preset}"
     csv_path, md_path = write_tables(table, out_dir)
     stage_totals: dict[str, float] = {}
     for res in results:
-        for k, v in res.get("stage_seconds", {}).items():
-            stage_totals[k] = stage_totals.get(k, 0.0) + v
-    write_json(out_dir / "timings.json", {"stage_seconds": stage_totals,
-                                           "wall_seconds": time.perf_counter() - t0})
+        if not res["cache_hit"]:  # only what ran in this invocation
+            for k, v in res.get("stage_seconds", {}).items():
+                stage_totals[k] = stage_totals.get(k, 0.0) + v
+    write_json(out_dir / "timings.json", {"stage_seconds": stage_totals, "wall_seconds": time.perf_counter() - t0,
+                                           "cells_run": sum(not r["cache_hit"] for r in results),
+                                           "cells_reused": sum(r["cache_hit"] for r in results)})
     print("\nmAP@all (Hamming ranking; queries without a relevant item skipped)\n")
     print(format_markdown(table))
     if stage_totals:
-        print("wall time per stage (this invocation, executed cells only): " +
-              ", ".join(f"{k} {v:.0f} s" for k, v in stage_totals.items()))
+        print("wall time per stage (this invocation): " + ", ".join(f"{k} {v:.0f} s" for k, v in stage_totals.items()))
+    else:
+        print("every cell was reused: no notebook ran in this invocation")
     print(f"results: {csv_path}\n         {md_path}\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 

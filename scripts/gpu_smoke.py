@@ -31,7 +31,8 @@ def main() -> int:
     from egath_lite.features import ensure_features
     from egath_lite.graph import ensure_graph
     from egath_lite.metrics import mean_average_precision
-    from egath_lite.train import ensure_codes, ensure_gat
+    from egath_lite.classifier import ensure_gat
+    from egath_lite.codes import ensure_codes
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available on this machine", file=sys.stderr)

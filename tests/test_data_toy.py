@@ -7,7 +7,8 @@ import pytest
 from egath_lite import get_config
 from egath_lite.data import DatasetError, dataset_from_config, generate_toy_nuswide, load_dataset
 from egath_lite.data.reference import NUS_TC10_LABELS, load_nus_tc10_labels
-from egath_lite.data.toy_nuswide import GENERATOR_VERSION, cache_path, resolve_size
+from egath_lite.data.toy_cache import cache_path
+from egath_lite.data.toy_nuswide import GENERATOR_VERSION, resolve_size
 from egath_lite.data.toy_tags import SYNONYMS
 
 
@@ -20,7 +21,7 @@ def toy4000():
 @pytest.fixture()
 def cache_env(tmp_path, monkeypatch):
     monkeypatch.setenv("EGATH_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "toy_nuswide"
+    return tmp_path / "cache"  # the runs root whose shared-cache/ holds the bundles
 
 
 # ----------------------------------------------------------------------------- labels
@@ -72,7 +73,8 @@ def test_cache_hit_reuses_identical_data_and_cache_files_are_byte_identical(cach
     first = load_dataset("toy_nuswide", size=150, seed=2, progress=False)
     assert first.info["cache_hit"] is False
     path = cache_path(cache_env, 150, 2, 64)
-    assert path.is_file() and f"_v{GENERATOR_VERSION}" in path.name
+    assert path.is_file() and path.parent.name == "shared-cache" and path.name.startswith("toy_nuswide-")
+    assert path.suffix == ".bundle" and GENERATOR_VERSION == 1
     second = load_dataset("toy_nuswide", size=150, seed=2, progress=False)
     assert second.info["cache_hit"] is True
     np.testing.assert_array_equal(first.images, second.images)
@@ -87,13 +89,13 @@ def test_corrupt_or_foreign_cache_is_reported_and_regenerated(cache_env, capsys)
     path = cache_path(cache_env, 100, 3, 64)
     path.write_bytes(path.read_bytes()[:-100])  # truncated
     again = load_dataset("toy_nuswide", size=100, seed=3, progress=False)
-    assert "is unusable" in capsys.readouterr().out and again.info["cache_hit"] is False
+    assert f"[toy_nuswide] recomputing: {path.name}" in capsys.readouterr().out and again.info["cache_hit"] is False
     np.testing.assert_array_equal(again.images, reference.images)
     # A valid file made with other parameters, under this key's name: rejected by its recorded parameters.
     load_dataset("toy_nuswide", size=100, seed=4, progress=False)
     path.write_bytes(cache_path(cache_env, 100, 4, 64).read_bytes())
     third = load_dataset("toy_nuswide", size=100, seed=3, progress=False)
-    assert "other parameters" in capsys.readouterr().out and third.info["cache_hit"] is False
+    assert "made by another configuration" in capsys.readouterr().out and third.info["cache_hit"] is False
     np.testing.assert_array_equal(third.labels, reference.labels)
 
 

@@ -5,18 +5,12 @@ import torch
 from PIL import Image
 
 from egath_lite import features as F
+from egath_lite import tiny_clip as T
+from egath_lite.clip_weights import ClipWeightsError, hub_cache_dir, load_clip, save_clip_checkpoint, weights_fingerprint
 from egath_lite.config import get_config
-from egath_lite.features import (
-    ClipWeightsError,
-    encode_images,
-    encode_texts,
-    extract_features,
-    images_to_tensor,
-    load_clip,
-    read_tiny_clip_info,
-    save_tiny_clip,
-    train_tiny_clip,
-)
+from egath_lite.encode import encode_images, encode_texts, extract_features, images_to_tensor, preprocess_config
+from egath_lite.features import FEATURES_STAGE
+from egath_lite.tiny_clip import TINY_CLIP_STAGE, train_tiny_clip
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
 
@@ -61,7 +55,7 @@ def test_reference_map_hand_computed():
 
 def test_shipped_config_and_seeded_init(tiny):
     model, _, tokenizer = tiny
-    assert F.preprocess_config(model)["size"] == (64, 64)
+    assert preprocess_config(model)["size"] == (64, 64)
     assert type(model.visual).__name__ == "ModifiedResNet" and model.visual.output_dim == 128
     assert model.text_projection.shape == (128, 128)  # both towers end in the 128-d shared space
     assert tokenizer(["sky"]).shape == (1, 32)  # context length 32
@@ -151,7 +145,7 @@ def test_real_tag_offline_fails_with_instructions(monkeypatch):
     with pytest.raises(ClipWeightsError) as err:
         load_clip("ViT-B-32", "laion2b_s34b_b79k", "cpu")
     msg = str(err.value)
-    assert "not in the local cache" in msg and "Colab" in msg and F.hub_cache_dir() in msg
+    assert "not in the local cache" in msg and "Colab" in msg and hub_cache_dir() in msg
     assert "PRETRAINED='/path/to/" in msg and "egath-tiny-clip" in msg
 
 
@@ -160,17 +154,22 @@ def test_checkpoint_round_trip_through_the_pretrained_path(tiny, tmp_path):
     imgs, texts, _ = colour_pairs(40)
     trained, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
     train_tiny_clip(trained, imgs, texts, tokenizer, epochs=1, lr=1e-3, batch_size=20, progress=False)
-    path = save_tiny_clip(trained, tmp_path / "tiny.pt", {"key": "abc", "history": {"epochs": 1}})
-    assert read_tiny_clip_info(path)["key"] == "abc"
+    path = save_clip_checkpoint(trained, tmp_path / "tiny.pt")
     loaded, pre2, _ = load_clip("egath-tiny-clip", str(path), "cpu")
     ours = extract_features(loaded, pre2, tokenizer, imgs, texts, progress=False)
     want = extract_features(trained, preprocess, tokenizer, imgs, texts, progress=False)
     init = extract_features(model, preprocess, tokenizer, imgs, texts, progress=False)
     np.testing.assert_array_equal(ours["image_emb"], want["image_emb"])
     assert np.abs(ours["image_emb"] - init["image_emb"]).max() > 1e-3  # the weights really changed
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ClipWeightsError, match="not a readable checkpoint"):
-        read_tiny_clip_info(tmp_path / "junk.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))  # random bytes where a checkpoint should be
+    with pytest.raises(ClipWeightsError, match="is not a checkpoint: not a torch file") as err:
+        load_clip("egath-tiny-clip", str(junk), "cpu")
+    assert "weights_only" not in str(err.value) and "state_dict" in str(err.value)  # our message, not torch's
+    (tmp_path / "list.pt").write_bytes(b"")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(ClipWeightsError, match="not a state dict"):
+        load_clip("egath-tiny-clip", str(tmp_path / "list.pt"), "cpu")
     with pytest.raises(ClipWeightsError, match="does not fit model 'ViT-S-32'"):
         load_clip("ViT-S-32", str(path), "cpu")
 
@@ -220,10 +219,10 @@ def test_features_artifact_holds_what_the_interface_promises(toy_run):
 
     cfg, payload = toy_run
     T, meta = payload["tensors"], payload["meta"]
-    assert payload["cache_hit"] is False and payload["kind"] == "features"
+    assert payload["cache_hit"] is False and payload["stage"] == "features"
     n = TOY["toy_size"]
     assert T["image_emb"].shape == (n, 128) and T["text_emb"].shape == (n, 128)
-    assert T["image_emb"].dtype == torch.float32 and T["bow"].dtype == torch.float32
+    assert T["image_emb"].dtype == torch.float32 and T["bow"].dtype == torch.uint8
     torch.testing.assert_close(T["image_emb"].norm(dim=1), torch.ones(n), atol=1e-5, rtol=0)
     ds = dataset_from_config(cfg)
     query, train, val, retrieval = split_from_config(ds, cfg)
@@ -271,19 +270,20 @@ def test_second_call_reuses_artifacts_and_keys_follow_the_config(toy_run, monkey
     def must_not_run(*args, **kwargs):
         raise AssertionError("recomputed although the cached artifact matches")
 
-    monkeypatch.setattr(F, "train_tiny_clip", must_not_run)
+    monkeypatch.setattr(T, "train_tiny_clip", must_not_run)
     monkeypatch.setattr(F, "extract_features", must_not_run)
     again = F.ensure_features(cfg, progress=False)
     assert again["cache_hit"] and again["key"] == payload["key"]
     assert torch.equal(again["tensors"]["text_emb"], payload["tensors"]["text_emb"])
     # what the features depend on changes the key; later stages' knobs do not
-    key, clip_key = F.features_key(cfg), F.tiny_clip_key(cfg)
+    fkey, ckey = FEATURES_STAGE.key, TINY_CLIP_STAGE.key
+    key, clip_key = fkey(cfg), ckey(cfg)
     for change in (dict(clip_lr=2e-3), dict(clip_epochs=3), dict(seed=1), dict(num_query=100), dict(toy_size=2_001)):
-        assert F.features_key(cfg.replace(**change)) != key and F.tiny_clip_key(cfg.replace(**change)) != clip_key
-    assert F.features_key(cfg.replace(vocab_size=100)) != key and F.tiny_clip_key(cfg.replace(vocab_size=100)) == clip_key
-    assert F.features_key(cfg.replace(clip_pretrained="openai")) != key
-    for later in (dict(bits=(16,)), dict(zeta=0.3), dict(epochs=1), dict(batch_size=7)):
-        assert F.features_key(cfg.replace(**later)) == key
+        assert fkey(cfg.replace(**change)) != key and ckey(cfg.replace(**change)) != clip_key
+    assert fkey(cfg.replace(vocab_size=100)) != key and ckey(cfg.replace(vocab_size=100)) == clip_key
+    assert fkey(cfg.replace(clip_pretrained="random")) != key
+    for later in (dict(bits=(16,)), dict(zeta=0.3), dict(epochs=1), dict(extract_batch_size=7)):
+        assert fkey(cfg.replace(**later)) == key
     # label prompts for the graph stage reuse the trained checkpoint (training is patched to fail)
     prompts = F.encode_label_prompts(cfg, ["sky", "plants"], template="a photo of {}")
     model, _, tokenizer = load_clip(cfg.clip_model, payload["meta"]["clip_checkpoint"], "cpu")
@@ -298,10 +298,10 @@ def test_a_checkpoint_file_is_keyed_by_its_bytes(tmp_path):
     path = tmp_path / "weights.pt"
     path.write_bytes(b"one")
     cfg = get_config("tiny", clip_model="egath-tiny-clip", clip_pretrained=str(path))
-    first = F.features_key(cfg)
+    first = FEATURES_STAGE.key(cfg)
     path.write_bytes(b"two")  # same path, other weights
-    assert F.features_key(cfg) != first
-    assert F.weights_fingerprint(cfg.replace(clip_pretrained="openai")) == "tag:openai"
+    assert FEATURES_STAGE.key(cfg) != first
+    assert weights_fingerprint(cfg.replace(clip_pretrained="openai")) == "tag:openai"
 
 
 def test_feature_figures_draw_and_reject_bad_input():

@@ -70,3 +70,21 @@ def test_notebook_is_stripped_and_follows_the_template(path):
     assert md.lstrip().startswith(f"# {path.stem[:2]} ·"), f"{path.name}: H1 must be '# {path.stem[:2]} · Title'"
     assert "colab-badge.svg" in md and "## Summary" in md and "## Exercises" in md
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_architecture_doc_holds_the_current_stage_table(repo_root):
+    from egath_lite.pipeline import stage_table_markdown
+
+    assert stage_table_markdown() in (repo_root / "docs" / "architecture.md").read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_opens_with_one_setup_call_and_the_one_repository_url(path):
+    from egath_lite.notebook import REPOSITORY_URL
+
+    cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    colab = [c for c in cells if "google.colab" in c]
+    assert len(colab) == 1 and REPOSITORY_URL in colab[0]
+    setups = [c for c in cells if re.search(r"^S = setup\(", c, flags=re.M)]
+    assert len(setups) == 1 and f'setup("{path.stem}"' in setups[0]
+    assert not any("get_config(" in c or "seed_everything(" in c or "write_json(" in c for c in cells)

@@ -51,21 +51,92 @@ def test_failing_notebook_names_notebook_cell_and_error(tmp_path, monkeypatch):
         reproduce.run_notebook("99_missing", tmp_path / "out", {})
 
 
-def test_finished_cells_are_not_rerun(tmp_path, monkeypatch, capsys):
+def fake_notebooks(monkeypatch, calls):
+    """Stand-in for papermill: each notebook records its call and 04/05 write results for their own config."""
+    from egath_lite.config import get_config
+    from egath_lite.runs import save_results
+
+    def run(name, executed_dir, parameters, kernel="python3", log_path=None):
+        cfg = get_config(parameters["PRESET"], run_name=parameters["RUN_NAME"], runs_root=parameters["RUNS_ROOT"],
+                         **parameters["OVERRIDES"])
+        calls.append((name, cfg.variant, tuple(cfg.bits), parameters["FORCE"]))
+        base = {"egath": 0.6, "no_gat": 0.5, "gcn": 0.4}[cfg.variant]
+        if name == "04_hash_learning":
+            save_results(cfg, name, {"map": {str(b): {"i2t": base, "t2i": base} for b in cfg.bits}})
+        if name == "05_pr_curve_evaluation":
+            save_results(cfg, name, {"map": {cfg.variant: {str(b): {"i2t": base + b / 1000, "t2i": base}
+                                                           for b in cfg.bits}}})
+        return 0.25
+
+    monkeypatch.setattr(reproduce, "run_notebook", run)
+
+
+def test_finished_cells_are_reused_only_for_the_same_configuration(tmp_path, monkeypatch, capsys):
     runs = tmp_path / "runs"
-    done = runs / "tiny-toy_nuswide-s0" / "results" / "egath.json"
-    done.parent.mkdir(parents=True)
-    done.write_text(json.dumps(dict(_rows(0, "egath", 0.5), stage_seconds={"04_hash_learning": 1.0})))
-
-    def must_not_run(*a, **k):
-        raise AssertionError("a finished cell was run again")
-
-    monkeypatch.setattr(reproduce, "run_cell", must_not_run)
+    calls = []
+    fake_notebooks(monkeypatch, calls)
     assert reproduce.main(["--preset", "tiny", "--runs-root", str(runs)]) == 0
+    assert [c[0] for c in calls] == list(reproduce.NOTEBOOKS)
     out = capsys.readouterr().out
-    assert "done before, reusing" in out and "| toy_nuswide | egath | 0.5000 |" in out
+    assert "| toy_nuswide | egath | 0.6160 | 0.6320 | 0.6640 |" in out
     # the data set is summarised first (1,200 tiny items), with an example grid written beside the run
     assert "1200" in out.replace(",", "") and "sky" in out
     png = runs / "tiny-toy_nuswide-s0" / "data_examples.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (runs / "reproduce-tiny" / "results.csv").is_file()
+    assert json.loads((runs / "tiny-toy_nuswide-s0" / "run_config.json").read_text())["config"]["preset"] == "tiny"
+
+    # the same configuration again: reused, nothing runs, and no stage time is reported as this invocation's
+    calls.clear()
+    assert reproduce.main(["--preset", "tiny", "--runs-root", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert calls == [] and "done before" in out and "no notebook ran in this invocation" in out
+    assert "| toy_nuswide | egath | 0.6160 | 0.6320 | 0.6640 |" in out
+
+    # --bits 16 is another configuration: it runs, and prints only its own numbers and times
+    assert reproduce.main(["--preset", "tiny", "--runs-root", str(runs), "--bits", "16"]) == 0
+    out = capsys.readouterr().out
+    assert len(calls) == 5 and all(c[2] == (16,) for c in calls)
+    assert "| toy_nuswide | egath | 0.6160 | 0.6000 |" in out and "0.6320" not in out and "32" not in out.split("mAP@all")[1].split("\n")[2]
+    timings = json.loads((runs / "reproduce-tiny" / "timings.json").read_text())
+    assert timings["cells_run"] == 1 and timings["stage_seconds"]["04_hash_learning"] == 0.25
+
+    # --force reaches every notebook (each recomputes its own stages)
+    calls.clear()
+    assert reproduce.main(["--preset", "tiny", "--runs-root", str(runs), "--force"]) == 0
+    assert len(calls) == 5 and all(c[3] is True for c in calls)
+
+
+def test_every_option_reaches_every_notebook(tmp_path, monkeypatch, capsys):
+    calls, seen = [], []
+    fake_notebooks(monkeypatch, calls)
+    real = reproduce.run_notebook
+    monkeypatch.setattr(reproduce, "run_notebook", lambda n, e, p, **k: (seen.append(p), real(n, e, p, **k))[1])
+    ckpt = tmp_path / "w.pt"
+    ckpt.write_bytes(b"x")
+    argv = ["--preset", "tiny", "--runs-root", str(tmp_path / "runs"), "--epochs", "2", "--set", "zeta=0.1",
+            "--set", "drop_unlabeled=true", "--clip-model", "egath-tiny-clip", "--clip-pretrained", str(ckpt),
+            "--variants", "no_gat", "gcn"]
+    assert reproduce.main(argv) == 0
+    assert len(seen) == 10
+    for params in seen:
+        o = params["OVERRIDES"]
+        assert (o["epochs"], o["zeta"], o["drop_unlabeled"], o["clip_model"]) == (2, 0.1, True, "egath-tiny-clip")
+        assert o["clip_pretrained"] == str(ckpt.resolve())
+    assert {p["OVERRIDES"]["variant"] for p in seen} == {"no_gat", "gcn"}
+    out = capsys.readouterr().out
+    assert "| toy_nuswide | gcn |" in out and "| toy_nuswide | no_gat |" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--set", "bits=abc"], "--set bits='abc'"),
+    (["--set", "zetta=0.1"], "unknown config field"),
+    (["--set", "zeta"], "use KEY=VALUE"),
+    (["--set", "seed=3"], "use the driver's own option for seed"),
+])
+def test_bad_options_fail_before_anything_runs(tmp_path, monkeypatch, capsys, argv, message):
+    calls = []
+    fake_notebooks(monkeypatch, calls)
+    assert reproduce.main(["--preset", "tiny", "--runs-root", str(tmp_path / "runs"), *argv]) == 2
+    assert message in capsys.readouterr().err and calls == [] and not (tmp_path / "runs").exists()

@@ -9,7 +9,8 @@ from .dataset import (DatasetError, DatasetNotFoundError, MultiModalDataset, Spl
                       make_split)
 from .registry import (available_datasets, dataset_fingerprint, dataset_from_config, default_data_root,
                        describe_datasets, load_dataset, register_dataset, split_from_config)
-from .toy_nuswide import GENERATOR_VERSION, default_cache_dir, generate_toy_nuswide
+from .toy_cache import default_cache_dir
+from .toy_nuswide import GENERATOR_VERSION, generate_toy_nuswide
 from .vocabulary import ENGLISH_STOP_WORDS, bag_of_words, build_vocabulary, tokenize
 
 __all__ = [

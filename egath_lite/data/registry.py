@@ -12,7 +12,8 @@ import numpy as np
 
 from .benchmarks import load_mirflickr25k, load_mscoco, load_nuswide_tc10
 from .dataset import DatasetError, MultiModalDataset
-from .toy_nuswide import REPO_ROOT, load_toy_nuswide
+from .toy_cache import load_toy_nuswide
+from .toy_nuswide import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **options: An
 def dataset_from_config(cfg) -> MultiModalDataset:
     """The dataset a run uses: cfg.dataset, with cfg.data_root (real sets) or toy_size / seed / image_size (toy)."""
     if cfg.dataset == "toy_nuswide":
-        return load_dataset("toy_nuswide", size=cfg.toy_size, seed=cfg.seed, image_size=cfg.image_size)
+        # the toy bundle is cached in the runs root's shared cache: nothing is written outside the runs root
+        return load_dataset("toy_nuswide", size=cfg.toy_size, seed=cfg.seed, image_size=cfg.image_size,
+                            cache_dir=cfg.runs_root)
     return load_dataset(cfg.dataset, root=cfg.data_root)
 
 

@@ -99,7 +99,7 @@ def _chunked(kernels, name: str, packed: PackedInputs, *extra: Any, chunk_size: 
         progress = nq * n > _PROGRESS_PAIRS
     starts = range(0, nq, chunk_size)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         starts = tqdm(starts, desc=desc, unit="chunk", total=len(starts))
     parts = []

@@ -47,7 +47,7 @@ def embedding_average_precisions(query_emb, retrieval_emb, query_labels, retriev
     if progress is None:
         progress = nq * n > 20_000_000
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         starts = tqdm(starts, desc="cosine mAP", unit="chunk", total=len(starts))
     ap = np.zeros(nq, np.float64)

@@ -1,8 +1,9 @@
-"""egath_lite.train and egath_lite.baselines on synthetic features with planted label structure.
+"""Classifier and hash training (egath_lite.classifier, hashing, codes) and egath_lite.baselines on synthetic
+features with planted label structure.
 
-The stage inputs (features, label graph) are replaced by small synthetic payloads through
-``train._load_inputs``, so these tests exercise the real training, caching and checkpoint
-code in seconds without the CLIP stage.
+The stage inputs (features, label graph) are replaced by small synthetic payloads (monkeypatched
+``ensure_features`` / ``ensure_graph``), so these tests exercise the real training, caching and
+model-loading code in seconds without the CLIP stage.
 """
 import math
 
@@ -10,20 +11,17 @@ import numpy as np
 import pytest
 import torch
 
+from egath_lite import classifier as classifier_mod
+from egath_lite import codes as codes_mod
 from egath_lite import get_config
-from egath_lite import train as train_mod
-from egath_lite.artifacts import ArtifactError, load_artifact
+from egath_lite.artifacts import ArtifactError
 from egath_lite.baselines import lsh_codes, lsh_cross_modal_codes
-from egath_lite.train import (
-    HashData,
-    _split,
-    ensure_codes,
-    ensure_gat,
-    label_average_precision,
-    load_egath,
-    retrieval_map,
-    train_egath,
-)
+from egath_lite.classifier import CLASSIFIER_STAGE, ensure_gat
+from egath_lite.codes import CODES_STAGE, ensure_codes, load_egath
+from egath_lite.features import training_split as _split
+from egath_lite.hashing import HashData, retrieval_map, train_egath
+from egath_lite.metrics.classification import label_average_precision
+from egath_lite.models import CLIPImageBackbone
 
 N, C, D, V = 420, 5, 16, 30
 
@@ -55,7 +53,7 @@ def synthetic_inputs(seed: int = 0):
 
 
 def small_cfg(tmp_path, **kw):
-    args = dict(runs_root=str(tmp_path), run_name="t", device="cpu", hidden_dim=32, trans_width=16, trans_heads=2,
+    args = dict(runs_root=str(tmp_path), run_name="t", device="cpu", num_query=80, num_train=340, hidden_dim=32, trans_width=16, trans_heads=2,
                 trans_tokens=4, gat_hidden=32, epochs=4, lr=1e-3, lr_min=1e-4, gat_epochs=6, gat_lr=1e-2,
                 early_stop_patience=10)
     args.update(kw)
@@ -65,7 +63,9 @@ def small_cfg(tmp_path, **kw):
 @pytest.fixture
 def inputs(monkeypatch):
     features, graph = synthetic_inputs()
-    monkeypatch.setattr(train_mod, "_load_inputs", lambda cfg: (features, graph))
+    for mod in (classifier_mod, codes_mod):
+        monkeypatch.setattr(mod, "ensure_features", lambda cfg, **kw: features)
+        monkeypatch.setattr(mod, "ensure_graph", lambda cfg, **kw: graph)
     return features, graph
 
 
@@ -159,14 +159,15 @@ def test_ensure_codes_writes_caches_and_reloads(inputs, tmp_path, capsys):
     again = ensure_codes(cfg, 16, progress=False)
     assert again["cache_hit"] is True and torch.equal(again["tensors"]["query_image_codes"], t["query_image_codes"])
     # the checkpoint rebuilds the model that made the codes
-    model = load_egath(cfg, 16, graph["tensors"], D, V)
+    model = load_egath(cfg, again, graph["tensors"], D, V)
     ft = features["tensors"]
     assert torch.equal(model.encode(ft["image_emb"][ft["query_idx"]], "image"), t["query_image_codes"])
     # another configuration (seed) recomputes instead of reusing
     other = ensure_codes(cfg.replace(seed=1), 16, progress=False)
     assert other["cache_hit"] is False
     # a corrupt cache is recomputed with a message, never trusted
-    path = tmp_path / "t" / "codes_egath_16.pt"
+    path = CODES_STAGE.path(cfg.replace(seed=1), variant="egath", bits=16)
+    assert path.name.startswith("codes-egath-16-") and path.is_file()
     path.write_bytes(b"not a torch file")
     redone = ensure_codes(cfg.replace(seed=1), 16, progress=False)
     assert redone["cache_hit"] is False and "recomputing" in capsys.readouterr().out
@@ -177,8 +178,8 @@ def test_every_variant_trains_and_writes_its_own_file(inputs, tmp_path, variant)
     cfg = small_cfg(tmp_path, epochs=1, variant=variant)
     payload = ensure_codes(cfg, 8, progress=False)
     assert payload["meta"]["variant"] == variant
-    assert (tmp_path / "t" / f"codes_{variant}_8.pt").is_file()
-    assert (tmp_path / "t" / f"egath_{variant}_8.pt").is_file()
+    assert payload["path"] == str(CODES_STAGE.path(cfg, variant=variant, bits=8))
+    assert any(k.startswith("state.") for k in payload["tensors"])  # the model travels with its codes
     hist = payload["tensors"]
     if variant == "no_triplet":
         assert hist["history_loss_triplet"].abs().max() == 0
@@ -187,13 +188,13 @@ def test_every_variant_trains_and_writes_its_own_file(inputs, tmp_path, variant)
 
 
 def test_unknown_variant_and_bad_checkpoint(inputs, tmp_path):
-    with pytest.raises(ValueError, match="unknown variant"):
-        ensure_codes(small_cfg(tmp_path, variant="egath2"), 16)
+    with pytest.raises(ValueError, match="variant='egath2' is not one of egath"):  # refused when the config is built
+        small_cfg(tmp_path, variant="egath2")
     cfg = small_cfg(tmp_path, epochs=1)
-    ensure_codes(cfg, 8, progress=False)
+    payload = ensure_codes(cfg, 8, progress=False)
     _, graph = inputs
     with pytest.raises(ArtifactError, match="does not fit"):
-        load_egath(cfg, 8, graph["tensors"], D + 4, V)  # another image dimension
+        load_egath(cfg, payload, graph["tensors"], D + 4, V)  # another image dimension
 
 
 def test_ensure_gat_beats_label_prior_and_caches(inputs, tmp_path):
@@ -201,13 +202,14 @@ def test_ensure_gat_beats_label_prior_and_caches(inputs, tmp_path):
     cfg = small_cfg(tmp_path)
     payload = ensure_gat(cfg, progress=False)
     meta, t = payload["meta"], payload["tensors"]
-    assert (tmp_path / "t" / "gat.pt").is_file() and payload["cache_hit"] is False
+    path = CLASSIFIER_STAGE.path(cfg, kind="gat")
+    assert payload["path"] == str(path) and path.is_file() and payload["cache_hit"] is False
     assert t["ap_image"].shape == (C,) and meta["map_image"] == pytest.approx(float(t["ap_image"].mean()), rel=1e-6)
     Yq = features["tensors"]["labels"][features["tensors"]["query_idx"]]
     prior = float(Yq.mean(0).mean())  # AP of a random ranking ≈ label frequency
     assert meta["map_image"] > prior + 0.2 and meta["map_text"] > prior + 0.2
     assert ensure_gat(cfg, progress=False)["cache_hit"] is True
-    state = load_artifact(tmp_path / "t" / "gat.pt", "label_classifier")["tensors"]
+    state = CLASSIFIER_STAGE.load(cfg, kind="gat")["tensors"]
     assert any(k.startswith("state.classifier.convs.0") for k in state)
 
 
@@ -239,16 +241,17 @@ def test_finetune_clip_trains_the_image_tower_from_pixels(inputs, tmp_path, monk
     torch.manual_seed(0)
     tower = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, D))
     start = tower[1].weight.detach().clone()
-    backbone = train_mod.CLIPImageBackbone(tower, [0.5] * 3, [0.25] * 3, (8, 8))
+    backbone = CLIPImageBackbone(tower, [0.5] * 3, [0.25] * 3, (8, 8))
     assert backbone.output_dim == D
     pixels = torch.randint(0, 256, (N, 8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr(train_mod, "clip_image_backbone", lambda cfg, feats: backbone)
-    monkeypatch.setattr(train_mod, "dataset_pixels", lambda cfg, n: pixels)
+    from egath_lite import hashing
+
+    monkeypatch.setattr(codes_mod, "clip_image_backbone", lambda cfg, feats: backbone)
+    monkeypatch.setattr(hashing, "dataset_pixels", lambda cfg, n: pixels)
     cfg = small_cfg(tmp_path, epochs=1, finetune_clip=True)
     payload = ensure_codes(cfg, 8, progress=False)
     assert payload["tensors"]["query_image_codes"].shape == (80, 8)
     assert not torch.allclose(tower[1].weight, start)  # the tower itself was trained
-    state = load_artifact(tmp_path / "t" / "egath_egath_8.pt", "egath_checkpoint")["tensors"]
-    assert "image_backbone.visual.1.weight" in state
+    assert "state.image_backbone.visual.1.weight" in payload["tensors"]
     with pytest.raises(ValueError, match="uint8 images"):
         backbone(torch.zeros(2, 8, 8, 3))

@@ -1,0 +1,102 @@
+"""The hash-codes stage: EGATH (or an ablation) trained at ``bits`` bits, its model and its codes.
+
+One artifact ``codes-<variant>-<bits>-<key>.pt`` holds the trained model (``state.*``), the
+int8 ±1 codes of the query and retrieval items in both modalities, their labels and the
+training history, so the model and its codes can never disagree or go missing apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .classifier import load_state, state_from
+from .config import Config
+from .features import FEATURES_STAGE, ensure_features
+from .graph import GRAPH_STAGE, ensure_graph
+from .hashing import build_egath, clip_image_backbone, hash_data, train_egath
+from .models import EGATH
+from .stages import Stage, shape_problems
+from .utils import cpu_threads, resolve_device
+from .variants import variant_settings
+
+HASH_FIELDS = ("variant", "hidden_dim", "trans_layers", "trans_heads", "trans_tokens", "trans_width", "trans_dropout",
+               "label_fusion", "epochs", "hash_batch_size", "lr", "lr_min", "weight_decay", "alpha", "mu",
+               "w_cosine", "w_triplet", "w_cls", "w_quant", "finetune_clip", "finetune_lr_scale",
+               "early_stop_patience", "gat_layers", "gat_hidden", "gat_heads", "gat_dropout", "gat_negative_slope",
+               "seed")
+CODE_TENSORS = ("query_image_codes", "query_text_codes", "retrieval_image_codes", "retrieval_text_codes",
+                "query_labels", "retrieval_labels", "history_loss", "history_val_map_i2t", "history_val_map_t2i")
+
+
+def _expect(cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> list[str]:
+    t, bits = payload["tensors"], params["bits"]
+    nq, nr = t["query_labels"].shape[0], t["retrieval_labels"].shape[0]
+    c = t["query_labels"].shape[1] if t["query_labels"].dim() == 2 else -1
+    problems = shape_problems(t, {
+        "query_image_codes": ((nq, bits), torch.int8), "query_text_codes": ((nq, bits), torch.int8),
+        "retrieval_image_codes": ((nr, bits), torch.int8), "retrieval_text_codes": ((nr, bits), torch.int8),
+        "query_labels": ((nq, c), torch.uint8), "retrieval_labels": ((nr, c), torch.uint8),
+    })
+    if cfg.num_query is not None and nq != cfg.num_query:
+        problems.append(f"{nq} query rows, the key promises num_query={cfg.num_query}")
+    for name in CODE_TENSORS[:4]:
+        if not problems and not ((t[name] == 1) | (t[name] == -1)).all():
+            problems.append(f"{name} holds values other than -1 and +1")
+    if not any(k.startswith("state.") for k in t):
+        problems.append("holds no model state")
+    return problems
+
+
+CODES_STAGE = Stage(
+    "codes", fields=HASH_FIELDS, params=("variant", "bits"), upstream=(FEATURES_STAGE, GRAPH_STAGE), version="2",
+    tensors=CODE_TENSORS, expect=_expect,
+    description="a trained EGATH (or ablation) model and its query/retrieval codes in both modalities",
+)
+
+
+def ensure_codes(cfg: Config, bits: int, force: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train (or reuse) ``cfg.variant`` at ``bits`` bits; the payload holds the model and the codes."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
+        raise ValueError(f"bits must be a positive integer, got {bits!r}")
+    variant_settings(cfg)  # unknown variant → clear error before any work
+    features, graph = ensure_features(cfg), ensure_graph(cfg)
+
+    def compute():
+        data = hash_data(cfg, features)
+        gt = graph["tensors"]
+        backbone = clip_image_backbone(cfg, features) if cfg.finetune_clip else None
+        model, hist = train_egath(cfg, bits, data, gt, backbone, progress)
+        q, r = data.split["query"], data.split["retrieval"]
+        with cpu_threads(1):
+            tensors = {
+                "query_image_codes": model.encode(data.image[q], "image"),
+                "query_text_codes": model.encode(data.text[q], "text"),
+                "retrieval_image_codes": model.encode(data.image[r], "image"),
+                "retrieval_text_codes": model.encode(data.text[r], "text"),
+                "query_labels": data.labels[q].to(torch.uint8),
+                "retrieval_labels": data.labels[r].to(torch.uint8),
+            }
+        tensors.update({f"state.{k}": v for k, v in model.state_dict().items()})
+        for name in ("loss", "loss_cosine", "loss_triplet", "loss_cls", "loss_quant", "val_map_i2t",
+                     "val_map_t2i", "lr", "epoch_seconds", "epoch_cpu_seconds"):
+            tensors[f"history_{name}"] = torch.tensor(hist[name], dtype=torch.float64)
+        meta = dict(variant=cfg.variant, bits=bits, best_epoch=int(hist["best_epoch"]), val_map=float(hist["val_map"]),
+                    train_seconds=float(hist["train_seconds"]), seconds_per_epoch=float(hist["seconds_per_epoch"]),
+                    cpu_seconds_per_epoch=float(hist["cpu_seconds_per_epoch"]), threads=torch.get_num_threads(),
+                    epochs_run=int(hist["epochs_run"]), selected_on="validation", device=str(resolve_device(cfg.device)),
+                    image_dim=int(data.image.shape[1]) if data.image.dim() == 2 else None, text_dim=int(data.text.shape[1]))
+        return tensors, meta
+
+    return CODES_STAGE.run(cfg, compute, force=force, variant=cfg.variant, bits=bits)
+
+
+def load_egath(cfg: Config, payload: dict[str, Any], graph: dict[str, torch.Tensor], image_dim: int, text_dim: int,
+               image_backbone: nn.Module | None = None) -> EGATH:
+    """The trained model stored in an ``ensure_codes`` payload (eval mode)."""
+    bits = int(payload["params"]["bits"])
+    model = build_egath(cfg, bits, image_dim, text_dim, graph, image_backbone)
+    load_state(model, state_from(payload), f"EGATH model in {payload.get('path')}")
+    return model.eval()
