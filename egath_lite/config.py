@@ -28,6 +28,8 @@ class Config:
     # --- data (egath_lite.data) ---
     dataset: str = "toy_nuswide"
     data_root: str | None = None  # real benchmarks: folder holding the release files
+    layout: str = "auto"  # real benchmarks: release layout ("auto" or a loader's layout name, data/README.md)
+    drop_unlabeled: bool = False  # real benchmarks: drop items whose label row is all zero (else an error)
     toy_size: int = 10_000  # toy_nuswide: number of image-text pairs
     image_size: int = 64  # toy_nuswide: rendered image side in pixels
     num_query: int | None = 1_000  # None: the dataset's benchmark default (GCDH split)
