@@ -20,7 +20,8 @@ computes ``H' = A H``, so node i receives from node j when ``A_ij > 0``. In PyG'
 to "water", because P(water | lake) is high; "water" does not listen to "lake".
 
 Only training labels may enter the graph. The query labels are the test set: GCDH's
-released counts include them (and wrapped around at 256). See ``released_counts_explained``.
+released counts include them (and, stored as uint8, wrapped around at 256). See
+``released_file_facts`` (any set, offline) and ``released_counts_explained`` (against labels).
 """
 from __future__ import annotations
 
@@ -33,16 +34,13 @@ import torch
 
 from .config import Config
 from .data import make_split
+from .data.reference import (MIRFLICKR25K_LABELS, load_glove, load_nus_tc10_labels,
+                              load_released_adjacency, reference_label_names)
 from .stages import Stage, shape_problems
-from .data.reference import NUS_TC10_LABELS, load_glove, load_nus_tc10_labels, load_released_adjacency
 
-# Label order of the GloVe rows in data/reference/*_glove.mat (see data/reference/README.md).
-MIR_LABELS = [
-    "animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor", "lake",
-    "male", "night", "people", "plant_life", "portrait", "river", "sea", "sky", "structures",
-    "sunset", "transport", "tree", "water",
-]
-_GLOVE_ORDER = {"toy_nuswide": NUS_TC10_LABELS, "nuswide_tc10": NUS_TC10_LABELS, "mirflickr25k": MIR_LABELS}
+# Row order of the shipped reference files (*_glove.mat, *_adj.mat): egath_lite/data/reference_files/README.md.
+MIR_LABELS = MIRFLICKR25K_LABELS
+REFERENCE_DATASETS = ("toy_nuswide", "nuswide_tc10", "mirflickr25k", "mscoco")
 
 LABEL_EMBEDDINGS = ("glove", "clip")
 
@@ -254,13 +252,11 @@ def build_label_graph(
 # --------------------------------------------------------------------------- label embeddings
 def glove_embeddings(dataset: str, label_names: Sequence[str]) -> np.ndarray:
     """GloVe rows of the dataset's label names, float32 (C, 300), reordered to ``label_names``."""
+    if dataset not in REFERENCE_DATASETS:
+        raise ValueError(f"no GloVe vectors for dataset {dataset!r} (shipped for {list(REFERENCE_DATASETS)}); "
+                         f"use label_embedding='clip'")
     emb = load_glove(dataset)
-    if dataset == "mscoco":
-        file_order = sorted(label_names)  # coco_glove.mat rows are in alphabetical order of the names
-    elif dataset in _GLOVE_ORDER:
-        file_order = _GLOVE_ORDER[dataset]
-    else:
-        raise ValueError(f"no GloVe vectors for dataset {dataset!r}; use label_embedding='clip'")
+    file_order = reference_label_names(dataset)
     if len(file_order) != emb.shape[0] or sorted(file_order) != sorted(label_names):
         raise ValueError(
             f"label names {list(label_names)} do not match the {emb.shape[0]} GloVe rows of {dataset!r} "
@@ -314,15 +310,55 @@ def graph_training_rows(query: np.ndarray, train: np.ndarray, val: np.ndarray | 
 
 
 # --------------------------------------------------------------------------- the released files
+def _benchmark_num_train(dataset: str) -> int:
+    from .data.release import SPLITS
+
+    return SPLITS["nuswide_tc10" if dataset == "toy_nuswide" else dataset].num_train
+
+
+def released_file_facts(dataset: str, zeta: float = 0.4) -> dict[str, Any]:
+    """What the shipped ``*_adj.mat`` of a set shows on its own, offline: storage type, overflow risk, which items.
+
+    - ``dtype_max``: the largest count the stored dtype holds (255 for uint8: larger counts wrapped).
+    - ``pairs_that_may_have_wrapped``: label pairs i < j with min(N_i, N_j) > dtype_max (a count up to
+      min(N_i, N_j) is possible, so the stored value may be the true one mod 256).
+    - ``counts_exceed_training_split``: some N_i exceeds the benchmark's training split (GCDH's num_train):
+      the file cannot have been counted on the training items only, so it includes query / retrieval labels.
+    - ``edges_released``: off-diagonal edges of 1[adj / num ≥ ζ], the graph a user of the file gets.
+    """
+    released, num = load_released_adjacency(dataset)
+    names = reference_label_names(dataset)
+    counts, n = released.astype(np.int64), num.astype(np.int64)
+    dtype_max = int(np.iinfo(released.dtype).max) if released.dtype.kind in "iu" else None
+    iu = np.triu_indices(len(n), k=1)
+    possible = np.minimum(n[:, None], n[None, :])[iu]
+    num_train = _benchmark_num_train(dataset)
+    D = conditional_probabilities(np.where(np.eye(len(n), dtype=bool), n[:, None], counts), n)
+    top = int(np.argmax(n))
+    return {
+        "dataset": dataset, "label_names": list(names), "released": released, "num": num,
+        "released_dtype": str(released.dtype), "dtype_max": dtype_max,
+        "pairs": int(len(possible)),
+        "pairs_that_may_have_wrapped": int((possible > dtype_max).sum()) if dtype_max is not None and dtype_max < 2**31
+        else 0,
+        "max_released_count": int(counts[iu].max()), "max_label_count": int(n.max()),
+        "most_frequent_label": names[top], "sum_label_counts": int(n.sum()),
+        "benchmark_num_train": num_train, "counts_exceed_training_split": bool(n.max() > num_train),
+        "max_released_cond_prob": float(D[~np.eye(len(n), dtype=bool)].max()), "zeta": float(zeta),
+        "edges_released": int(edges_vs_zeta(D, [zeta])[0]), "cond_prob_released": D,
+    }
+
+
 @dataclass
 class ReleasedCountsReport:
-    """GCDH's released ``nus_adj.mat`` compared with counts recomputed from the real NUS-WIDE TC-10 labels."""
+    """A released ``*_adj.mat`` compared with counts recomputed from the set's real labels (all rows, train rows)."""
 
-    label_names: list[str]
-    released: np.ndarray  # uint8 (C, C) as stored
+    dataset: str
+    label_names: list[str]  # the reference files' row order
+    released: np.ndarray  # (C, C) as stored (uint8 for NUS-WIDE and MIRFlickr: wrapped)
     released_num: np.ndarray  # (C,) as stored
-    counts_all: np.ndarray  # int64 (C, C), all 186,577 rows (query included)
-    counts_train: np.ndarray  # int64 (C, C), GCDH's training rows only
+    counts_all: np.ndarray  # int64 (C, C), all rows (query included)
+    counts_train: np.ndarray  # int64 (C, C), the training rows only
     cond_prob_all: np.ndarray  # float64 (C, C)
     cond_prob_train: np.ndarray
     cond_prob_released: np.ndarray  # released adj / released num
@@ -333,30 +369,63 @@ class ReleasedCountsReport:
 
 
 def released_counts_explained(
-    zeta: float = 0.4, seed: int = GCDH_NUS_SPLIT["seed"], num_query: int = GCDH_NUS_SPLIT["num_query"],
-    num_train: int = GCDH_NUS_SPLIT["num_train"],
+    zeta: float = 0.4, dataset: str = "nuswide_tc10", labels: np.ndarray | None = None,
+    label_names: Sequence[str] | None = None, train_rows: np.ndarray | None = None, seed: int | None = None,
+    num_query: int | None = None, num_train: int | None = None,
 ) -> ReleasedCountsReport:
-    """Show that nus_adj.mat = all-row counts mod 256 (query labels included, wrapped), offline, in < 1 s."""
-    Y_all = load_nus_tc10_labels()
-    released, released_num = load_released_adjacency("nuswide_tc10")
-    train = make_split(len(Y_all), num_query, num_train, seed).train  # GCDH's split, as the data stage makes it
+    """Compare the set's released ``*_adj.mat`` with counts of its real labels (N, C): all rows and training rows.
+
+    NUS-WIDE (and toy_nuswide) need no labels: the shipped 186,577 TC-10 rows are used, with
+    GCDH's split; the result shows nus_adj.mat = all-row counts mod 256, offline, in < 1 s.
+    MIRFlickr and MS-COCO need the loaded real data set: ``labels=ds.labels,
+    label_names=ds.label_names`` (columns are matched to the file's rows by name) and
+    ``train_rows`` (default: the benchmark split, GCDH's sizes and seed, or the given ones).
+    """
+    if dataset not in REFERENCE_DATASETS:
+        raise ValueError(f"no released co-occurrence file for {dataset!r}; shipped for {list(REFERENCE_DATASETS)}")
+    names = reference_label_names(dataset)
+    if labels is None:
+        if dataset not in ("nuswide_tc10", "toy_nuswide"):
+            raise ValueError(
+                f"comparing the released file of {dataset!r} needs that set's real labels: pass labels=ds.labels, "
+                f"label_names=ds.label_names of the loaded data set (only NUS-WIDE's labels ship with the package); "
+                f"released_file_facts({dataset!r}) shows what the file alone reveals"
+            )
+        Y_all = load_nus_tc10_labels()
+    else:
+        Y_all = np.asarray(labels)
+        given = list(label_names) if label_names is not None else None
+        if given is None or sorted(given) != sorted(names):
+            raise ValueError(f"label_names {given} must name the {len(names)} labels of {dataset!r} ({names[:5]}…)")
+        Y_all = Y_all[:, [given.index(n) for n in names]]  # to the file's row order
+    released, released_num = load_released_adjacency(dataset)
+    from .data.release import SPLITS
+
+    if train_rows is None:
+        d = SPLITS["nuswide_tc10" if dataset == "toy_nuswide" else dataset]
+        train_rows = make_split(len(Y_all), num_query or d.num_query, num_train or d.num_train,
+                                d.seed if seed is None else seed).train  # GCDH's split, as the data stage makes it
+    train = np.asarray(train_rows, dtype=np.int64)
     counts_all, n_all = cooccurrence(Y_all)
     counts_train, n_train = cooccurrence(Y_all[train])
-    wrapped = counts_all % 256
-    np.fill_diagonal(wrapped, 0)  # the release stores a zero diagonal
     off = ~np.eye(len(n_all), dtype=bool)
+    wrapped = counts_all % 256
+    rel = released.astype(np.int64)
     D_all = conditional_probabilities(counts_all, n_all)
     D_train = conditional_probabilities(counts_train, n_train)
-    D_released = conditional_probabilities(released.astype(np.int64), released_num.astype(np.int64))
+    D_released = conditional_probabilities(np.where(off, rel, released_num.astype(np.int64)[:, None]),
+                                           released_num.astype(np.int64))
     A_all, A_train, A_rel = (adjacency(D, zeta, self_loops=False) > 0 for D in (D_all, D_train, D_released))
     summary = {
         "released_dtype": str(released.dtype),
-        "released_equals_all_rows_mod_256": bool(np.array_equal(released.astype(np.int64), wrapped)),
-        "released_equals_all_rows": bool(np.array_equal(released.astype(np.int64)[off], counts_all[off])),
+        "released_equals_all_rows_mod_256": bool(np.array_equal(rel[off], wrapped[off])),
+        "released_equals_all_rows": bool(np.array_equal(rel[off], counts_all[off])),
+        "released_equals_train_rows": bool(np.array_equal(rel[off], counts_train[off])),
         "released_num_equals_all_label_counts": bool(np.array_equal(released_num.astype(np.int64), n_all)),
-        "num_wrapped_entries": int((counts_all[off] >= 256).sum()),
+        "released_num_equals_train_label_counts": bool(np.array_equal(released_num.astype(np.int64), n_train)),
+        "num_wrapped_entries": int((counts_all[off] >= 256).sum()) if released.dtype == np.uint8 else 0,
         "max_true_count": int(counts_all[off].max()),
-        "max_released_count": int(released.max()),
+        "max_released_count": int(rel[off].max()),
         "max_abs_cond_prob_all_vs_train": float(np.abs(D_all - D_train)[off].max()),
         "max_abs_cond_prob_released_vs_all": float(np.abs(D_released - D_all)[off].max()),
         "edges_all_rows": int(A_all.sum()),
@@ -366,7 +435,7 @@ def released_counts_explained(
         "edges_differing_all_vs_train": int((A_all != A_train).sum()),
     }
     return ReleasedCountsReport(
-        label_names=list(NUS_TC10_LABELS), released=released, released_num=released_num,
+        dataset=dataset, label_names=list(names), released=released, released_num=released_num,
         counts_all=counts_all, counts_train=counts_train, cond_prob_all=D_all, cond_prob_train=D_train,
         cond_prob_released=D_released, num_items=len(Y_all), num_train=len(train), zeta=float(zeta),
         summary=summary,

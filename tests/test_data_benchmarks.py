@@ -92,7 +92,8 @@ def test_missing_and_unrecognised_folders(tmp_path):
         load_dataset("mirflickr25k", root=tmp_path / "absent")
     (tmp_path / "wrong").mkdir()
     (tmp_path / "wrong" / "notes.txt").write_text("hello")
-    with pytest.raises(DatasetNotFoundError, match="holds neither the raw release .* nor the .mat layout"):
+    with pytest.raises(DatasetNotFoundError, match=r"matches none of its layouts \(raw, mat\)\. Found there: 1 entries "
+                                                   r"\(notes.txt\).*No file of any layout is there: wrong folder\?"):
         load_dataset("mirflickr25k", root=tmp_path / "wrong")
     with pytest.raises(DatasetError, match="unknown layout 'zip'"):
         load_dataset("mirflickr25k", root=tmp_path / "wrong", layout="zip")
@@ -130,8 +131,11 @@ def test_mirflickr_mat_layout(mir_mat):
 
 def test_half_present_mat_layout_names_the_missing_file(mir_mat):
     (mir_mat / "caption.mat").unlink()
-    with pytest.raises(DatasetNotFoundError, match=r"missing \['caption.mat'\]"):
+    with pytest.raises(DatasetNotFoundError, match=r"most resembles the mat layout .*has index.mat; has label.mat; "
+                                                   r"lacks caption.mat"):
         load_dataset("mirflickr25k", root=mir_mat)
+    with pytest.raises(DatasetNotFoundError, match=r"missing \['caption.mat'\]"):  # the layout named explicitly
+        load_dataset("mirflickr25k", root=mir_mat, layout="mat")
 
 
 def test_all_zero_label_rows_raise_or_are_dropped_explicitly(mir_mat):
@@ -230,7 +234,8 @@ def test_nuswide_half_present_and_mismatched_lengths(nus_gcdh):
     with pytest.raises(DatasetError, match=mismatch):
         load_dataset("nuswide_tc10", root=nus_gcdh)
     (nus_gcdh / "tagList.mat").unlink()
-    with pytest.raises(DatasetNotFoundError, match=r"missing \['tagList.mat'\]"):
+    with pytest.raises(DatasetNotFoundError, match=r"3 below it \(mostly in images/ \(3\)\).*most resembles the gcdh "
+                                                   r"layout .*has imgList.mat; has labelList.mat; lacks tagList.mat"):
         load_dataset("nuswide_tc10", root=nus_gcdh)
 
 

@@ -361,3 +361,137 @@ def test_label_heatmaps_name_both_axes_and_keep_their_scales():
     sim = gplots.plot_embedding_similarity(np.eye(3, 4), names).axes[0]
     assert sim.images[0].get_clim() == (0.0, 1)
     assert [t.get_text() for t in sim.get_yticklabels()] == names
+
+
+# ----------------------------------------------------------------------------- every set's released file
+def test_released_file_facts_show_each_sets_own_pitfall():
+    nus, mir, coco = (G.released_file_facts(d, zeta=0.3) for d in ("nuswide_tc10", "mirflickr25k", "mscoco"))
+    # NUS-WIDE: uint8, all 45 pairs could overflow, counts far above the 10,500 training items, no edge left
+    assert nus["released_dtype"] == "uint8" and nus["pairs_that_may_have_wrapped"] == 45 == nus["pairs"]
+    assert nus["counts_exceed_training_split"] and nus["max_label_count"] == 74_190 and nus["edges_released"] == 0
+    # MIRFlickr: uint8 too; every pair but those with baby (179 items) may have wrapped: C(23, 2) = 253 of 276
+    assert mir["released_dtype"] == "uint8" and (mir["pairs_that_may_have_wrapped"], mir["pairs"]) == (253, 276)
+    num = mir["num"].astype(np.int64)
+    n_over = int((num > 255).sum())
+    assert mir["pairs_that_may_have_wrapped"] == n_over * (n_over - 1) // 2
+    # MS-COCO: int64 (no wrap), but person's 45,174 > the 10,000 training items: not counted on the training split
+    assert coco["released_dtype"] == "int64" and coco["pairs_that_may_have_wrapped"] == 0
+    assert coco["most_frequent_label"] == "person" and coco["max_label_count"] == 45_174
+    assert coco["counts_exceed_training_split"] and not mir["counts_exceed_training_split"]
+    # the released D, by hand for one MIRFlickr pair
+    adj, num = load_released_adjacency("mirflickr25k")
+    i, j = G.MIR_LABELS.index("people"), G.MIR_LABELS.index("female")
+    assert mir["cond_prob_released"][i, j] == pytest.approx(int(adj[i, j]) / int(num[i]))
+
+
+def test_released_counts_explained_on_a_sets_own_labels():
+    """MIRFlickr / MS-COCO: compared with the loaded set's labels, columns matched by name, any column order."""
+    adj, num = load_released_adjacency("mirflickr25k")
+    rng = np.random.default_rng(0)
+    Y = (rng.random((3000, 24)) < 0.15).astype(np.uint8)
+    Y[Y.sum(1) == 0, 0] = 1
+    names = list(G.MIR_LABELS)
+    perm = rng.permutation(24)
+    report = G.released_counts_explained(zeta=0.3, dataset="mirflickr25k", labels=Y[:, perm],
+                                         label_names=[names[k] for k in perm], train_rows=np.arange(1000))
+    np.testing.assert_array_equal(report.counts_all, Y.T.astype(np.int64) @ Y)  # back in the file's row order
+    np.testing.assert_array_equal(report.counts_train, Y[:1000].T.astype(np.int64) @ Y[:1000])
+    assert report.summary["released_equals_all_rows"] is False and report.num_train == 1000
+    with pytest.raises(ValueError, match="needs that set's real labels: pass labels=ds.labels"):
+        G.released_counts_explained(dataset="mscoco")
+    with pytest.raises(ValueError, match="must name the 80 labels"):
+        G.released_counts_explained(dataset="mscoco", labels=np.ones((5, 80)), label_names=names)
+    coco = np.zeros((20, 80), np.uint8)
+    coco[:, 0] = 1
+    from egath_lite.data.reference import MSCOCO_LABELS_BY_ID
+    rep = G.released_counts_explained(dataset="mscoco", labels=coco, label_names=MSCOCO_LABELS_BY_ID,
+                                      train_rows=np.arange(10))
+    assert rep.counts_all[rep.label_names.index("person"), rep.label_names.index("person")] == 20
+
+
+def test_glove_for_every_set():
+    from egath_lite.data.reference import MSCOCO_LABELS, MSCOCO_LABELS_BY_ID
+
+    coco = G.label_embeddings("glove", "mscoco", MSCOCO_LABELS_BY_ID)
+    np.testing.assert_array_equal(coco[MSCOCO_LABELS_BY_ID.index("person")],
+                                  load_glove("nuswide_tc10")[NUS_TC10_LABELS.index("person")])
+    np.testing.assert_array_equal(G.glove_embeddings("mscoco", MSCOCO_LABELS), load_glove("mscoco"))
+    assert G.label_embeddings("glove", "mirflickr25k", G.MIR_LABELS).shape == (24, 300)
+    with pytest.raises(ValueError, match="no GloVe vectors for dataset 'cifar'"):
+        G.glove_embeddings("cifar", ["a"])
+
+
+@pytest.mark.parametrize("C", [10, 24, 80])
+def test_figures_stay_readable_at_10_24_and_80_labels(C):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from egath_lite.plots import data as dplots
+    from egath_lite.plots import graph as gplots
+
+    names = [f"label{k:02d}" for k in range(C)]
+    rng = np.random.default_rng(C)
+    Y = (rng.random((300, C)) < 0.2).astype(np.uint8)
+    Y[Y.sum(1) == 0, 0] = 1
+    D = G.conditional_probabilities(*G.cooccurrence(Y))
+    figs = {
+        "cond_prob": gplots.plot_conditional_probabilities(D, names, zeta=0.3),
+        "difference": gplots.plot_cond_prob_difference(D, D.T, names, "D - D^T"),
+        "similarity": gplots.plot_embedding_similarity(rng.normal(size=(C, 8)), names),
+        "graph": gplots.plot_label_graph(G.adjacency(D, 0.3), names, Y.sum(0), D),
+        "frequencies": gplots.plot_label_frequencies({"a": Y.mean(0), "b": Y[:100].mean(0)}, names),
+        "cooccurrence": dplots.cooccurrence_comparison(Y, Y[:150], names),
+    }
+    for kind, fig in figs.items():
+        fig.canvas.draw()  # renders without error
+        w, h = fig.get_size_inches()
+        assert w <= 20 and h <= 14, (kind, w, h)  # a notebook page, not a 46-inch poster
+        for ax in fig.axes:
+            labels = [t for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_text().startswith("label")]
+            if not labels:
+                continue
+            shown = sorted({t.get_text() for t in labels})
+            assert 0.4 * C <= len(shown) <= C, (kind, len(shown))  # all names, or every other one, never a blur
+            assert all(t.get_fontsize() >= 5 for t in labels), kind
+            if C <= 24:
+                assert len(shown) == C, kind
+            # named ticks along one axis do not overlap once drawn
+            xt = [t for t in ax.get_xticklabels() if t.get_text()]
+            boxes = sorted((t.get_window_extent().x0, t.get_window_extent().x1) for t in xt)
+            assert all(b[0] >= a[1] - 1.5 for a, b in zip(boxes, boxes[1:])), kind
+        plt.close(fig)
+    graph_texts = [t.get_text() for t in figs["graph"].axes[0].texts]
+    assert sorted(graph_texts) == names or C <= 16  # outside labels for large C, one per node
+    with pytest.raises(ValueError, match="one value per label"):
+        gplots.plot_label_frequencies({"toy": np.zeros(24), "NUS": np.zeros(10)}, names[:24] if C >= 24 else names)
+
+
+def test_released_file_figure_for_every_set():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from egath_lite.plots import graph as gplots
+
+    for dataset in ("nuswide_tc10", "mirflickr25k", "mscoco"):
+        facts = G.released_file_facts(dataset, zeta=0.3)
+        fig = gplots.plot_released_file(facts)
+        fig.canvas.draw()
+        bars = fig.axes[0].patches
+        assert len(bars) == len(facts["label_names"])
+        red = sum(1 for b in bars if b.get_facecolor()[0] > 0.8)
+        assert red == int((facts["num"].astype(np.int64) > facts["benchmark_num_train"]).sum())
+        plt.close(fig)
+
+
+def test_gallery_titles_stay_short_with_many_labels():
+    from egath_lite.plots.data import label_caption
+
+    assert label_caption(["person", "car"]) == "person, car"
+    assert label_caption(["person", "car", "bus", "truck", "dog", "cat"], wrap=40) == "person, car, bus, truck, +2"
+    assert label_caption(["tennis racket", "baseball glove", "sports ball", "person"], wrap=22) == \
+        "tennis racket,\nbaseball glove, sports …"
+    assert label_caption([]) == "(no label)"

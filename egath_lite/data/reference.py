@@ -1,28 +1,44 @@
-"""The real label statistics shipped under ``data/reference/`` (from GCDH's release; see data/README.md)."""
+"""The real label statistics shipped as package data in ``egath_lite/data/reference_files/`` (GCDH's release).
+
+The files are read through ``importlib.resources``, so they are found wherever the package
+is installed (a checkout, an editable install, a wheel in site-packages). Provenance and
+the facts checked on them: ``reference_files/README.md``.
+"""
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import resources
 
 import numpy as np
 
-# Repository layout: <repo>/egath_lite/data/reference.py -> <repo>/data/reference
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "data" / "reference"
+REFERENCE_PACKAGE = "egath_lite.data"
+REFERENCE_FOLDER = "reference_files"
+REFERENCE_FILES = ("mir_glove.mat", "nus_glove.mat", "coco_glove.mat", "mir_adj.mat", "nus_adj.mat", "coco_adj.mat",
+                   "nus_tc10_labels.mat", "reported_mAP_DCHMT_table1.csv")
 
 _PREFIX = {"mirflickr25k": "mir", "nuswide_tc10": "nus", "toy_nuswide": "nus", "mscoco": "coco"}
 
 NUS_TC10_LABELS = ["sky", "clouds", "person", "water", "animal", "grass", "buildings", "window", "plants", "lake"]
 
 
+def reference_file(name: str):
+    """The shipped reference file ``name`` as an ``importlib.resources`` Traversable (open with ``.open("rb")``)."""
+    if name not in REFERENCE_FILES:
+        raise ValueError(f"unknown reference file {name!r}; shipped: {list(REFERENCE_FILES)}")
+    res = resources.files(REFERENCE_PACKAGE).joinpath(REFERENCE_FOLDER, name)
+    if not res.is_file():
+        raise FileNotFoundError(
+            f"reference file {name} is missing from the installed package ({res}); it ships as package data of "
+            f"egath_lite ({REFERENCE_FOLDER}/). Reinstall the package (pip install --force-reinstall egath_lite), or in "
+            f"a checkout restore it with `git checkout -- egath_lite/data/{REFERENCE_FOLDER}/{name}`"
+        )
+    return res
+
+
 def _loadmat(name: str) -> dict:
     from scipy.io import loadmat
 
-    path = REFERENCE_DIR / name
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"reference file {path} is missing; it ships with the repository (data/reference/). "
-            f"Restore it with `git checkout -- data/reference/{name}`"
-        )
-    return loadmat(path)
+    with reference_file(name).open("rb") as f:  # a file object: works for zipped installs too
+        return loadmat(f)
 
 
 def _prefix(dataset: str) -> str:

@@ -10,10 +10,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .benchmarks import load_mirflickr25k, load_mscoco, load_nuswide_tc10
-from .dataset import DatasetError, MultiModalDataset
+from .benchmarks import LAYOUTS, load_mirflickr25k, load_mscoco, load_nuswide_tc10
+from .dataset import DatasetError, DatasetNotFoundError, MultiModalDataset
+from .fingerprint import inputs_digest
+from .layouts import HOW_TO, Layout
 from .toy_cache import load_toy_nuswide
-from .toy_nuswide import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,21 @@ def describe_datasets() -> dict[str, str]:
 
 
 def default_data_root(name: str) -> Path:
-    """Where a real benchmark is looked for when no root is given: ``$EGATH_DATA/<name>`` or ``<repo>/data/<name>``."""
+    """Where a real benchmark is looked for when no root is given: ``$EGATH_DATA/<name>``, else ``./data/<name>``.
+
+    ``./data`` is relative to the current working directory (never to the installed package,
+    which may sit in site-packages); the result is absolute.
+    """
     env = os.environ.get("EGATH_DATA")
-    return (Path(env) if env else REPO_ROOT / "data") / name
+    return ((Path(env).expanduser() if env else Path.cwd() / "data") / name).absolute()
+
+
+def _default_root_explained(name: str) -> str:
+    env = os.environ.get("EGATH_DATA")
+    why = f"EGATH_DATA={env}" if env else f"EGATH_DATA is not set, so ./data/{name} of the working directory {Path.cwd()}"
+    return (f"{name}: no root was given, so it was looked for in {default_data_root(name)} ({why}), which does not "
+            f"exist. Pass root=<folder> (config: data_root, driver: --set data_root=...), or set EGATH_DATA to the "
+            f"folder that holds {name}/. {HOW_TO}")
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **options: Any) -> MultiModalDataset:
@@ -69,24 +82,44 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **options: An
         if root is not None:
             raise DatasetError(f"{name} is generated and takes no root (got {root!r}); use cache_dir= for its cache")
         return spec.loader(**options)
-    return spec.loader(Path(root) if root is not None else default_data_root(name), **options)
+    if root is None:
+        root = default_data_root(name)
+        if not root.is_dir():
+            raise DatasetNotFoundError(_default_root_explained(name))
+    return spec.loader(Path(root), **options)
+
+
+def _loader_options(cfg) -> dict[str, Any]:
+    """The config's loader options for a real set: layout and drop_unlabeled."""
+    return {"layout": getattr(cfg, "layout", "auto"), "drop_unlabeled": bool(getattr(cfg, "drop_unlabeled", False))}
 
 
 def dataset_from_config(cfg) -> MultiModalDataset:
-    """The dataset a run uses: cfg.dataset, with cfg.data_root (real sets) or toy_size / seed / image_size (toy)."""
+    """The dataset a run uses: cfg.dataset with cfg.data_root, cfg.layout, cfg.drop_unlabeled (real sets) or
+    toy_size / seed / image_size (toy)."""
     if cfg.dataset == "toy_nuswide":
         # the toy bundle is cached in the runs root's shared cache: nothing is written outside the runs root
         return load_dataset("toy_nuswide", size=cfg.toy_size, seed=cfg.seed, image_size=cfg.image_size,
                             cache_dir=cfg.runs_root)
-    return load_dataset(cfg.dataset, root=cfg.data_root)
+    return load_dataset(cfg.dataset, root=cfg.data_root, **_loader_options(cfg))
+
+
+def _layout_for_fingerprint(name: str, root: Path, layout: str) -> Layout | None:
+    layouts = LAYOUTS[name]
+    if layout != "auto":
+        return next((lay for lay in layouts if lay.name == layout), None)
+    return next((lay for lay in layouts if lay.matches(root)), None)
 
 
 def dataset_fingerprint(cfg) -> str:
     """16-hex digest of what the run's data is made of, without loading it: add it to artifact keys.
 
     toy_nuswide: generator version and source fingerprint, size, seed, image size (a change
-    of the generator's code changes it). Real sets: name, root, and the name, size and mtime
-    of every file at the top of the root (a re-downloaded or edited release changes it).
+    of the generator's code changes it). Real sets: name, root, the loader options, and every
+    file the resolved layout reads: label / tag / list / .mat / .json files by content
+    (SHA-256; size and mtime_ns for files over 64 MiB), image and per-item tag folders by
+    file count and a digest of relative paths, sizes and mtimes (stat only, never read).
+    A root that matches no layout is fingerprinted by its top-level entries (loading it fails anyway).
     """
     import hashlib
     import json
@@ -96,13 +129,19 @@ def dataset_fingerprint(cfg) -> str:
 
         parts: Any = ["toy_nuswide", GENERATOR_VERSION, generator_fingerprint(), cfg.toy_size, cfg.seed, cfg.image_size]
     else:
-        if cfg.dataset not in _REGISTRY:
+        if cfg.dataset not in _REGISTRY or _REGISTRY[cfg.dataset].generated:
             raise DatasetError(f"unknown dataset {cfg.dataset!r}; available: {available_datasets()}")
         root = Path(cfg.data_root) if cfg.data_root is not None else default_data_root(cfg.dataset)
-        files = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in root.iterdir() if p.is_file()) \
-            if root.is_dir() else []
-        parts = [cfg.dataset, str(root.resolve()), files]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+        options = _loader_options(cfg)
+        lay = _layout_for_fingerprint(cfg.dataset, root, options["layout"]) if root.is_dir() else None
+        if lay is not None and lay.inputs is not None:
+            files, trees = lay.inputs(root)
+            content = [lay.name, inputs_digest(root, files, trees)]
+        else:
+            content = ["no layout", sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                           for p in root.iterdir()) if root.is_dir() else []]
+        parts = [cfg.dataset, str(root.resolve()), options, content]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
 def split_from_config(ds: MultiModalDataset, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -117,6 +156,6 @@ register_dataset("toy_nuswide", load_toy_nuswide, generated=True,
 register_dataset("mirflickr25k", load_mirflickr25k,
                  description="MIRFlickr-25K: 20,015 Flickr images, tags, 24 labels (raw release or .mat layout)")
 register_dataset("nuswide_tc10", load_nuswide_tc10,
-                 description="NUS-WIDE TC-10: 186,577 Flickr images, 1,000 tags, 10 labels (GCDH .mat layout)")
+                 description="NUS-WIDE TC-10: 186,577 Flickr images, 1,000 tags, 10 labels (GCDH .mat or official files)")
 register_dataset("mscoco", load_mscoco,
-                 description="MS-COCO: 122,218 images, captions, 80 labels (.mat layout)")
+                 description="MS-COCO: 122,218 images, captions, 80 labels (.mat layout or official JSON)")

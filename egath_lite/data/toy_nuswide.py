@@ -25,7 +25,6 @@ MIN_SIZE = 20
 BATCH = 256  # items rendered per vectorised batch (part of the determinism contract: do not change lightly)
 SPLIT_QUERY_FRACTION, SPLIT_TRAIN_FRACTION = 0.1, 0.5  # default split: 1,000 / 5,000 of 10,000
 SPLIT_SEED = 7  # GCDH's seed for NUS-WIDE TC-10, reused for its toy twin
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_size(size: int | str) -> int:
