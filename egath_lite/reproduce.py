@@ -158,12 +158,25 @@ def cell_configs(preset: str, datasets: Sequence[str], seeds: Sequence[int], var
     """Every grid cell's configuration, validated (ConfigError before anything runs)."""
     cells = []
     for dataset in datasets:
+        opts = dict(options)
+        if dataset != "toy_nuswide":
+            opts["data_root"] = str(data_root_of(dataset, options.get("data_root"), len(datasets)))
         for seed in seeds:
             for variant in variants:
-                cfg = get_config(preset, **{**options, "dataset": dataset, "seed": seed, "variant": variant,
+                cfg = get_config(preset, **{**opts, "dataset": dataset, "seed": seed, "variant": variant,
                                             "runs_root": str(runs_root), "run_name": f"{preset}-{dataset}-s{seed}"})
                 cells.append(Cell(cfg))
     return cells
+
+
+def data_root_of(dataset: str, given: str | None, num_datasets: int) -> Path:
+    """A real set's folder, absolute (notebooks run in notebooks/): ``--data-root`` itself for one data set,
+    ``<--data-root>/<name>`` for several, else ``$EGATH_DATA/<name>`` or ``./data/<name>`` of this directory."""
+    from .data import default_data_root
+
+    if given is None:
+        return default_data_root(dataset)
+    return Path(given).resolve() / dataset if num_datasets > 1 else Path(given).resolve()
 
 
 def _rows_from_results(cfg: Config, res05: dict[str, Any]) -> list[dict[str, Any]]:
@@ -326,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--bits", nargs="+", type=int, default=None, help="default: the preset's bits")
     p.add_argument("--epochs", type=int, default=None, help="hash-learning epochs; default: the preset's")
-    p.add_argument("--data-root", default=None, help="folder holding a real data set's release files")
+    p.add_argument("--data-root", default=None, help="folder holding a real data set's release files (with several "
+                   "data sets: the folder holding one sub-folder per data set); default $EGATH_DATA/<name> or ./data/<name>")
     p.add_argument("--clip-model", default=None, help="open_clip model name, e.g. ViT-B-32")
     p.add_argument("--clip-pretrained", default=None, help="a pretrained tag (openai, ...) or a checkpoint path")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -342,8 +356,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         ("clip_model", args.clip_model), ("clip_pretrained", args.clip_pretrained)):
         if value is not None:
             options[name] = value
-    if options.get("data_root"):
-        options["data_root"] = str(Path(options["data_root"]).resolve())  # notebooks run in notebooks/
     if options.get("clip_pretrained") and Path(options["clip_pretrained"]).exists():
         options["clip_pretrained"] = str(Path(options["clip_pretrained"]).resolve())
     try:

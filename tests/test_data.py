@@ -155,7 +155,7 @@ def test_registry_lists_every_dataset_and_rejects_unknown_names():
 
 
 def test_real_dataset_from_config_never_falls_back_to_toy(tmp_path):
-    cfg = get_config("tiny", dataset="mirflickr25k", data_root=str(tmp_path / "nothing"))
+    cfg = get_config("tiny", dataset="mirflickr25k", data_root=str(tmp_path / "nothing"), clip_pretrained="random")
     with pytest.raises(FileNotFoundError, match="mirflickr25k: data folder .*nothing does not exist"):
         dataset_from_config(cfg)
 
@@ -222,7 +222,7 @@ def test_released_nus_adjacency_is_the_full_cooccurrence_wrapped_modulo_256():
 def test_dataset_fingerprint_tracks_data_parameters_and_files(tmp_path):
     from egath_lite.data import dataset_fingerprint
 
-    base = get_config("tiny")
+    base = get_config("tiny", clip_pretrained="random")  # real data sets need weights other than the tiny CLIP's
     assert dataset_fingerprint(base) == dataset_fingerprint(base.replace(bits=(8,), zeta=0.9))  # not data fields
     assert dataset_fingerprint(base) != dataset_fingerprint(base.replace(seed=1))
     assert dataset_fingerprint(base) != dataset_fingerprint(base.replace(toy_size=1_000))

@@ -243,7 +243,7 @@ def test_config_passes_layout_and_drop_unlabeled(written, tmp_path):
     labels = written[("mirflickr25k", "mat")].labels.astype(float)
     labels[[4, 9]] = 0
     sio.savemat(root / "label.mat", {"category": labels})
-    cfg = get_config("tiny", dataset="mirflickr25k", data_root=str(root))
+    cfg = get_config("tiny", dataset="mirflickr25k", data_root=str(root), clip_pretrained="random")
     with pytest.raises(DatasetError, match="2 of 120 label rows are all zero.*drop_unlabeled=True"):
         dataset_from_config(cfg)
     ds = dataset_from_config(cfg.replace(drop_unlabeled=True))
@@ -256,7 +256,7 @@ def test_config_passes_layout_and_drop_unlabeled(written, tmp_path):
 
 # ----------------------------------------------------------------------------- fingerprint
 def _fp(name: str, root: Path, **kw) -> str:
-    return dataset_fingerprint(get_config("tiny", dataset=name, data_root=str(root), **kw))
+    return dataset_fingerprint(get_config("tiny", dataset=name, data_root=str(root), clip_pretrained="random", **kw))
 
 
 def _bump_mtime(path: Path) -> None:

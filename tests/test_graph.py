@@ -270,7 +270,8 @@ def test_ensure_graph_caches_and_keys(tmp_path, monkeypatch, nus_labels):
 
     cfg = get_config("tiny", runs_root=str(tmp_path), run_name="g", zeta=0.3)
     first = G.ensure_graph(cfg)
-    assert first["cache_hit"] is False and (tmp_path / "g" / "graph.pt").is_file()
+    path = G.GRAPH_STAGE.path(cfg)
+    assert first["cache_hit"] is False and first["path"] == str(path) and path.is_file()
     t = first["tensors"]
     expected = G.build_label_graph(labels[500:3000], 0.3, NUS_TC10_LABELS)
     np.testing.assert_array_equal(t["counts"].numpy(), expected.counts)
@@ -287,19 +288,21 @@ def test_ensure_graph_caches_and_keys(tmp_path, monkeypatch, nus_labels):
     assert rebuilt.num_edges == G.build_label_graph(labels[500:3000], 0.5).num_edges
 
     # a corrupt cache is rebuilt, not trusted
-    (tmp_path / "g" / "graph.pt").write_bytes(b"not a torch file")
+    path.write_bytes(b"not a torch file")
     assert G.ensure_graph(cfg)["cache_hit"] is False
+    assert len(list((tmp_path / "g").glob("graph-*.pt"))) == 2  # zeta 0.3 and 0.5, side by side
 
 
 def test_graph_key_depends_on_clip_fields_only_for_clip():
     glove = get_config("tiny")
     assert "clip_model" not in G.graph_key_fields(glove)
-    assert G.graph_key(glove) == G.graph_key(glove.replace(clip_model="ViT-B-32", clip_epochs=9))
+    key = G.GRAPH_STAGE.key
+    assert key(glove) == key(glove.replace(clip_model="ViT-B-32", clip_epochs=9))
     clip = glove.replace(label_embedding="clip")
-    assert G.graph_key(clip) != G.graph_key(glove)
+    assert key(clip) != key(glove)
     # the toy CLIP's training recipe changes its weights, hence the prompts' embeddings
-    assert G.graph_key(clip) != G.graph_key(clip.replace(clip_epochs=clip.clip_epochs + 1))
-    assert G.graph_key(clip) != G.graph_key(clip.replace(label_prompt="a picture of {}"))
+    assert key(clip) != key(clip.replace(clip_epochs=clip.clip_epochs + 1))
+    assert key(clip) != key(clip.replace(label_prompt="a picture of {}"))
 
 
 def test_clip_label_embeddings_are_prompt_embeddings():

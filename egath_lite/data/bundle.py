@@ -55,7 +55,7 @@ def read_bundle(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[st
     """(arrays, meta) from a bundle; BundleError naming the file and the defect when it is not intact."""
     path = Path(path)
     raw = path.read_bytes()
-    fix = "delete it (it is a cache and will be regenerated)"
+    fix = "it is a cache: the next load regenerates it"
     if not raw.startswith(MAGIC):
         raise BundleError(f"{path} is not an egath_lite bundle (bad magic); {fix}")
     start = len(MAGIC) + 8
