@@ -119,7 +119,14 @@ def export_codes(client: Any, collection: str, codes: Any, ids: Any = None, labe
     params.add_index(field_name=VECTOR_FIELD, index_type=index_type or default_index, metric_type=metric,
                      params=index_params or {})
     # Strong consistency: a search right after the export sees every code
-    client.create_collection(collection, schema=schema, index_params=params, consistency_level="Strong")
+    try:
+        client.create_collection(collection, schema=schema, index_params=params, consistency_level="Strong")
+    except Exception as exc:  # pymilvus.MilvusException; Milvus Lite 3.x says "... type BinaryVector which ..."
+        if vector == "binary" and "BinaryVector" in str(exc):
+            raise RuntimeError(f"this Milvus cannot hold binary vectors ({exc}). Milvus Lite >= 3.0 has none: "
+                               f"`pip install 'milvus-lite<3'`, use a Milvus server, or export_codes(..., "
+                               f"vector='float')") from exc
+        raise
 
     signs = np.where(bits, 1.0, -1.0).astype(np.float32) if vector == "float" else None
     for start in range(0, len(bits), batch_size):

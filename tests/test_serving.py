@@ -212,6 +212,33 @@ def test_milvus_bad_input_raises_a_clear_error(milvus, call, match):
         call(milvus)
 
 
+# Milvus Lite 3.2.2's answer to a BINARY_VECTOR field, copied from a run (docs/serving.md)
+LITE3_BINARY_ERROR = ("field 'code' uses Milvus type BinaryVector which MilvusLite does not support. Phase 10.2 "
+                      "supports: BOOL, INT8/16/32/64, FLOAT, DOUBLE, VARCHAR, JSON, ARRAY, GEOMETRY, TIMESTAMPTZ, "
+                      "FLOAT_VECTOR, SPARSE_FLOAT_VECTOR.")
+
+
+class _NoBinaryMilvus:
+    """The real client, except that creating a collection fails as Milvus Lite 3.x does for binary vectors."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def create_collection(self, *args, **kwargs):
+        import pymilvus
+
+        raise pymilvus.MilvusException(code=6, message=LITE3_BINARY_ERROR)
+
+
+def test_a_milvus_without_binary_vectors_gets_the_way_out(milvus):
+    with pytest.raises(RuntimeError, match=r"BinaryVector which MilvusLite does not support.*milvus-lite<3.*"
+                                           r"vector='float'"):
+        mx.export_codes(_NoBinaryMilvus(milvus), "no_binary", np.ones((4, 8)), overwrite=True)
+
+
 def test_missing_pymilvus_fails_with_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "pymilvus", None)  # import pymilvus now raises ImportError
     with pytest.raises(ImportError, match=r"pip install -e '\.\[serve\]'"):
