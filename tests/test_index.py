@@ -110,7 +110,7 @@ def test_hnsw_finds_most_true_neighbours_and_keeps_the_tie_order():
 
 @pytest.mark.parametrize("call,error,match", [
     (lambda: HammingIndex(0), ValueError, "num_bits must be"),
-    (lambda: HammingIndex(16, kind="ivf"), ValueError, "unknown index kind"),
+    (lambda: HammingIndex(16, kind="lsh"), ValueError, "unknown index kind"),
     (lambda: HammingIndex(16).search(np.ones((1, 16)), 5), ValueError, "index is empty"),
     (lambda: HammingIndex(16).add(np.ones((4, 16))).search(np.ones((1, 16)), 0), ValueError, "k must be"),
     (lambda: HammingIndex(16).add(np.ones((4, 8))), ValueError, "have 8 bits but the index holds 16"),

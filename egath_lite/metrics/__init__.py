@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._inputs import PackedInputs, check_ks, check_topk, prepare_inputs
+from ._inputs import PackedInputs, check_ks, check_topk, pack_codes, prepare_inputs
 
 __all__ = [
     "average_precisions",
@@ -49,6 +49,7 @@ __all__ = [
     "evaluate_retrieval",
     "embedding_average_precisions",
     "map_from_embeddings",
+    "pack_codes",
     "BACKENDS",
 ]
 

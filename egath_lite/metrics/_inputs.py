@@ -105,11 +105,32 @@ def label_bits(labels: Any, name: str) -> np.ndarray:
     return arr > 0
 
 
+def pack_code_bytes(bits: np.ndarray) -> np.ndarray:
+    """Bool (n, b) -> uint8 (n, ceil(b / 8)): bit j of a row is bit j % 8 of byte j // 8 (LSB first), padding zero.
+
+    The one bit order of egath_lite (docs/serving.md): the metrics' 64-bit words below, faiss and Milvus all
+    read these bytes, so all three give the same distance for the same two codes.
+    """
+    return np.packbits(bits, axis=1, bitorder="little")
+
+
+def pack_codes(codes: Any, name: str = "codes", pad: bool = False) -> np.ndarray:
+    """Codes (n, bits) in {-1,+1} or {0,1} -> uint8 (n, bits / 8): +1 (or 1) is bit 1, code bit j is bit j % 8 of byte j // 8.
+
+    ``pad=True`` accepts any bit count and zero-pads the last byte (zero padding adds nothing to a distance).
+    """
+    bits = code_bits(codes, name)
+    if bits.shape[1] % 8 and not pad:
+        raise ValueError(f"{name} have {bits.shape[1]} bits, not a multiple of 8; byte-packed stores (faiss, Milvus "
+                         f"BINARY_VECTOR) need whole bytes: train 8k-bit codes or pass pad=True to zero-pad")
+    return pack_code_bytes(bits)
+
+
 def pack_bits(bits: np.ndarray) -> np.ndarray:
     """Bool (n, b) -> uint64 (n, ceil(b / 64)); bit i of a row is bit i % 64 of word i // 64, padding zero."""
     n, b = bits.shape
     words = (b + 63) // 64
-    packed = np.packbits(bits, axis=1, bitorder="little")  # uint8 (n, ceil(b / 8))
+    packed = pack_code_bytes(bits)  # uint8 (n, ceil(b / 8)); the little-endian words below keep its bit order
     padded = np.zeros((n, words * 8), dtype=np.uint8)
     padded[:, : packed.shape[1]] = packed
     return padded.view("<u8").astype(np.uint64, copy=False).reshape(n, words)
