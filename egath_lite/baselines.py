@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .features import FEATURES_STAGE, ensure_features
+from .stages import Stage
+
 
 def _as_float_matrix(X: Any, name: str) -> torch.Tensor:
     X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).float()
@@ -85,3 +88,19 @@ def clip_continuous_map(features: dict[str, Any], topk: int | None = None) -> di
         "i2t": float(map_from_embeddings(img[q], txt[r], qL, rL, topk)),
         "t2i": float(map_from_embeddings(txt[q], img[r], qL, rL, topk)),
     }
+
+
+CLIP_BASELINE_STAGE = Stage(
+    "clip_baseline", fields=(), upstream=(FEATURES_STAGE,), codec="json", suffix=".json",
+    description="mAP of the continuous CLIP vectors ranked by cosine (computed once per features)",
+)
+
+
+def ensure_clip_baseline(cfg: Any, force: bool = False) -> dict[str, float]:
+    """{"i2t", "t2i"} of ``clip_continuous_map`` on the run's features, computed once and cached beside them."""
+
+    def compute():
+        return None, clip_continuous_map(ensure_features(cfg, progress=False))
+
+    payload = CLIP_BASELINE_STAGE.run(cfg, compute, force=force)
+    return {"i2t": float(payload["meta"]["i2t"]), "t2i": float(payload["meta"]["t2i"])}

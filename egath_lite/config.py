@@ -398,7 +398,7 @@ _PER_DATASET: dict[str, dict[str, dict[str, Any]]] = {
         # GCDH's released classifier: threshold 0.3, and 0.01 for NUS-WIDE; vocabularies of the releases
         "mirflickr25k": dict(zeta=0.3, vocab_size=1_386),
         "nuswide_tc10": dict(zeta=0.01, vocab_size=1_000),
-        "mscoco": dict(zeta=0.3, vocab_size=2_026),
+        "mscoco": dict(zeta=0.3, vocab_size=2_000),
     },
 }
 

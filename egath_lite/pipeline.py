@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .baselines import CLIP_BASELINE_STAGE
 from .classifier import CLASSIFIER_STAGE
 from .codes import CODES_STAGE
 from .config import Config, get_config
@@ -14,7 +15,7 @@ from .stages import Stage, stage_table
 from .tiny_clip import TINY_CLIP_STAGE
 
 STAGES: tuple[Stage, ...] = (TOY_STAGE, TINY_CLIP_STAGE, FEATURES_STAGE, GRAPH_STAGE, CLASSIFIER_STAGE, CODES_STAGE,
-                             RESULTS_STAGE, CELL_STAGE)
+                             CLIP_BASELINE_STAGE, RESULTS_STAGE, CELL_STAGE)
 
 
 def stage_table_markdown(cfg: Config | None = None) -> str:
