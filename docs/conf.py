@@ -53,4 +53,7 @@ html_theme_options = {
     "show_toc_level": 2,
     "use_download_button": True,
 }
-html_last_updated_fmt = None
+# Without a default the theme logs "Got invalid theme mode" to the console on a first visit.
+html_context = {"default_mode": "light"}
+# A page without an icon makes the browser request /favicon.ico, a 404 in the console.
+html_favicon = "_static/favicon.svg"

@@ -30,12 +30,18 @@ if [ -z "${EGATH_PYTHON:-}" ]; then
   bash scripts/setup_env.sh
   EGATH_PYTHON=.venv/bin/python
 fi
-export HF_HUB_OFFLINE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0
+# The kernels must draw inline figures: a non-interactive MPLBACKEND (scripts/test.sh exports
+# Agg) would leave every notebook page of the site without its plots.
+unset MPLBACKEND
 start=$(date +%s)
 echo "[docs] 1/3 executed notebooks: python -m egath_lite.reproduce --preset $preset --runs-root $runs_root"
 "$EGATH_PYTHON" -m egath_lite.reproduce --preset "$preset" --runs-root "$runs_root"
 echo "[docs] 2/3 sources: $out/src"
 "$EGATH_PYTHON" docs/assemble.py --runs-root "$runs_root" --out "$out/src"
 echo "[docs] 3/3 html: $out/html"
+# A fresh build each time (~20 s): Sphinx's incremental mode keeps stale viewcode pages and pages
+# of removed sources.
+rm -rf "$out/html" "$out/doctrees"
 "$EGATH_PYTHON" -m sphinx -b html -c docs -W --keep-going -q -d "$out/doctrees" "$out/src" "$out/html"
 echo "[docs] site built in $(( $(date +%s) - start )) s: open $out/html/index.html"
