@@ -104,8 +104,11 @@ def test_localise_badges_points_at_the_sites_copy_from_any_depth():
 
 
 def _progress_state(left: str, value: float, total: float, right: str) -> dict:
-    kids = {"l": ("HTMLModel", {"value": left}), "p": ("FloatProgressModel", {"value": value, "max": total}),
-            "r": ("HTMLModel", {"value": right})}
+    kids = {
+        "l": ("HTMLModel", {"value": left}),
+        "p": ("FloatProgressModel", {"value": value, "max": total}),
+        "r": ("HTMLModel", {"value": right}),
+    }
     state = {k: {"model_name": name, "state": s} for k, (name, s) in kids.items()}
     state["box"] = {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"]}}
     return state
@@ -126,11 +129,14 @@ def test_freeze_widgets_replaces_views_keeps_unknown_fallbacks_and_drops_the_sta
     nb = {
         "metadata": {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": state}}},
         "cells": [
-            {"cell_type": "code", "outputs": [
-                {"output_type": "display_data", "data": {view: {"model_id": "box"}, "text/plain": "a 0%"}},
-                {"output_type": "display_data", "data": {view: {"model_id": "s"}, "text/plain": "IntSlider()"}},
-                {"output_type": "stream", "name": "stdout", "text": "ok"},
-            ]},
+            {
+                "cell_type": "code",
+                "outputs": [
+                    {"output_type": "display_data", "data": {view: {"model_id": "box"}, "text/plain": "a 0%"}},
+                    {"output_type": "display_data", "data": {view: {"model_id": "s"}, "text/plain": "IntSlider()"}},
+                    {"output_type": "stream", "name": "stdout", "text": "ok"},
+                ],
+            },
             {"cell_type": "markdown", "source": "# t"},
         ],
     }
@@ -185,7 +191,10 @@ def site():
     env = {**os.environ, "EGATH_PYTHON": sys.executable}
     proc = subprocess.run(
         ["bash", "scripts/docs.sh", "--preset", "tiny", "--runs-root", str(RUNS_ROOT)],
-        cwd=REPO, env=env, capture_output=True, text=True,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, f"scripts/docs.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(SITE)))
@@ -209,10 +218,17 @@ def browser():
         pytest.fail("chromium/chromedriver not found: run `bash scripts/setup_browser.sh` (Debian packages, as root)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--hide-scrollbars", "--disable-background-networking",
-                # A page that needs the network fails here on a connected machine too.
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--hide-scrollbars",
+        "--disable-background-networking",
+        # A page that needs the network fails here on a connected machine too.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=opts)
@@ -285,8 +301,10 @@ def test_every_page_renders_offline_in_chromium(site, browser):
         if facts["math"]:
             math_pages += 1
             if not facts["mathjax"] or facts["typeset"] != facts["math"] or facts["texErrors"]:
-                problems.append(f"{page}: {facts['typeset']} of {facts['math']} formulas typeset, "
-                                f"{facts['texErrors']} TeX errors (MathJax loaded: {facts['mathjax']})")
+                problems.append(
+                    f"{page}: {facts['typeset']} of {facts['math']} formulas typeset, "
+                    f"{facts['texErrors']} TeX errors (MathJax loaded: {facts['mathjax']})"
+                )
         for link in facts["links"]:
             links.setdefault(link, page)
         if page.startswith("notebooks/"):
