@@ -22,7 +22,15 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_NUMBERS = ("01", "02", "03", "04", "05")
 # 04 and 05 run once per variant; the site shows the method itself.
 PREFERRED_VARIANT = "egath"
-PAGES = ("README.md", "docs/paper_map.md", "docs/architecture.md", "benchmarks/RESULTS.md", "data/README.md")
+PAGES = (
+    "README.md",
+    "docs/paper_map.md",
+    "docs/architecture.md",
+    "benchmarks/RESULTS.md",
+    "data/README.md",
+    "CHANGELOG.md",
+)
+DOWNLOADS = ("LICENSE",)  # linked from the README; the site offers them as files
 SITE_FILES = ("docs/index.md", "docs/api.md")  # written for the site; land at the source root
 COLAB_BADGE_URL = "https://colab.research.google.com/assets/colab-badge.svg"
 LOCAL_BADGE = "_static/colab-badge.svg"  # relative to the source root
@@ -114,6 +122,8 @@ def assemble(runs_root: Path, out: Path, repo: Path = REPO) -> list[Path]:
         dst = out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_text(localise_badges(src.read_text(encoding="utf-8"), rel.count("/")), encoding="utf-8")
+    for rel in DOWNLOADS:
+        shutil.copy2(repo / rel, out / rel)
     written = []
     for number, executed in pick_executed(runs_root).items():
         dst = out / "notebooks" / site_name(number, repo)

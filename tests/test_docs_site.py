@@ -159,7 +159,7 @@ def test_assemble_mirrors_the_repository_layout(tmp_path):
 
     assert sorted(p.name for p in pages) == [f"{n}.ipynb" for n in NOTEBOOK_PAGES]
     assert not (out / "notebooks" / "99_stale.ipynb").exists()
-    for rel in (*assemble.PAGES, "index.md", "api.md", "_static/colab-badge.svg"):
+    for rel in (*assemble.PAGES, *assemble.DOWNLOADS, "index.md", "api.md", "_static/colab-badge.svg"):
         assert (out / rel).is_file(), rel
     nb = json.loads((out / "notebooks" / "04_hash_learning.ipynb").read_text())
     assert nb["cells"][0]["source"] == ["# 04\n", "../_static/colab-badge.svg"]
