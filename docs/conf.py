@@ -57,3 +57,20 @@ html_theme_options = {
 html_context = {"default_mode": "light"}
 # A page without an icon makes the browser request /favicon.ico, a 404 in the console.
 html_favicon = "_static/favicon.svg"
+
+
+def _literal_blocks(app, what, name, obj, options, lines):
+    """Docstrings here are plain text: an indented block after a paragraph is a formula or a
+    listing (e.g. ``C_ij = Σ_k Y_ki Y_kj``, a command line), so show it verbatim, not reflowed
+    as a block quote. RST's ``::`` after the paragraph does that (a lone ``:`` stays visible)."""
+    for i, line in enumerate(lines[:-2]):
+        text, follower = line.rstrip(), lines[i + 2]
+        indent = len(line) - len(line.lstrip())
+        if not text or text.endswith("::") or text.lstrip().startswith(("..", ":")) or lines[i + 1].strip():
+            continue
+        if follower.strip() and len(follower) - len(follower.lstrip()) > indent:
+            lines[i] = text + (":" if text.endswith(":") else " ::")
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _literal_blocks)
