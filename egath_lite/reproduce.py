@@ -126,18 +126,22 @@ class _streamed:
 
     def __enter__(self):
         # text progress bars in the kernel (egath_lite.progress): widget updates never reach the stream
-        self.env = os.environ.get("EGATH_PROGRESS")
+        self.env = {k: os.environ.get(k) for k in ("EGATH_PROGRESS", "MPLBACKEND")}
         os.environ["EGATH_PROGRESS"] = "log"
+        # kernels draw inline figures into the executed copy (the docs site shows them); a
+        # non-interactive MPLBACKEND inherited from the shell (scripts/test.sh: Agg) would drop them
+        os.environ.pop("MPLBACKEND", None)
         self.saved = (self.logger.level, self.logger.propagate)
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
         self.logger.addHandler(self.handler)
 
     def __exit__(self, *exc):
-        if self.env is None:
-            os.environ.pop("EGATH_PROGRESS", None)
-        else:
-            os.environ["EGATH_PROGRESS"] = self.env
+        for k, v in self.env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         self.logger.removeHandler(self.handler)
         self.logger.setLevel(self.saved[0])
         self.logger.propagate = self.saved[1]

@@ -186,11 +186,11 @@ class _Anchors(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def site():
-    """Build the tiny site (resumes: the driver reuses finished cells) and serve it on a free port."""
+def site(tiny_runs):
+    """Build the tiny site over the session's tiny driver run (the driver reuses its cell) and serve it."""
     env = {**os.environ, "EGATH_PYTHON": sys.executable}
     proc = subprocess.run(
-        ["bash", "scripts/docs.sh", "--preset", "tiny", "--runs-root", str(RUNS_ROOT)],
+        ["bash", "scripts/docs.sh", "--preset", "tiny", "--runs-root", str(tiny_runs)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -283,7 +283,7 @@ def _save_full_page(driver, path: Path, width: int = 1280, max_height: int = 160
 def test_every_page_renders_offline_in_chromium(site, browser):
     pages = sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html") if "_static" not in p.parts)
     assert {f"notebooks/{n}.html" for n in NOTEBOOK_PAGES} <= set(pages)
-    shots = RUNS_ROOT / "screenshots"
+    shots = RUNS_ROOT / "screenshots"  # under the repository's runs/ (ignored), where a person looks for them
     shots.mkdir(parents=True, exist_ok=True)
     browser.set_script_timeout(60)
     problems: list[str] = []
