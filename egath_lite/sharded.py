@@ -75,7 +75,8 @@ def load_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndar
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
-        raise ValueError(f"not a readable shard ({type(exc).__name__}: {str(exc)[:200]})") from exc
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"not a readable shard ({type(exc).__name__}: {first_line})") from exc
     if not isinstance(payload, dict) or payload.get("format") != SHARD_FORMAT:
         raise ValueError("not an egath_lite image shard")
     if payload.get("key") != key or payload.get("shard") != shard or payload.get("num_shards") != num_shards:
