@@ -210,8 +210,9 @@ def _truncate(path: Path) -> None:
 def test_bad_images_reported_together_then_only_their_shards_rerun(tmp_path, clip, capsys):
     model, preprocess = clip
     paths = write_images(tmp_path / "img", 24)
+    # the same workers (so the same torch thread count) as below: then the shards match bit for bit
     clean = encode_images_sharded(model, ImageItems(paths, None, model), tmp_path / "clean", "k", shard_size=4,
-                                  batch_size=3, num_workers=0, progress=False)
+                                  batch_size=3, num_workers=2, progress=False)
     corrupt, truncated = paths[5], paths[14]  # shard 1 and shard 3 of 6
     good_bytes = {p: p.read_bytes() for p in (corrupt, truncated)}
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
@@ -337,8 +338,9 @@ def test_sigint_leaves_complete_shards_and_rerun_resumes(tmp_path, clip, repo_ro
     assert 1 <= len(leftovers) < 6
     info = {}
     emb = encode_images_sharded(model, ImageItems(paths, None, model), shards, "k", shard_size=4, batch_size=2,
-                                num_workers=0, progress=False, info=info)
+                                num_workers=2, progress=False, info=info)
     assert info["reused_items"] == 4 * len(leftovers) and info["encoded_items"] == 24 - 4 * len(leftovers)
+    # same workers, so the same torch thread count, as the interrupted run: equal bit for bit
     clean = encode_images_sharded(model, ImageItems(paths, None, model), tmp_path / "clean", "k", shard_size=4,
-                                  batch_size=2, num_workers=0, progress=False)
+                                  batch_size=2, num_workers=2, progress=False)
     assert np.array_equal(emb, clean)
