@@ -33,7 +33,8 @@ from PIL import Image
 
 from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
 from egath_lite.features import encode_images, load_clip, select_images
-from egath_lite.images import ImageItems, Preprocess, available_cores, make_image_loader, to_model_input
+from egath_lite.images import (ImageItems, Preprocess, available_cores, main_threads_beside_workers, make_image_loader,
+                               to_model_input)
 from egath_lite.sharded import encode_images_sharded
 
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities", category=DeprecationWarning)
@@ -76,10 +77,11 @@ def pipeline(items: ImageItems, batch_size: int, num_workers: int) -> float:
     t0 = time.perf_counter()
     it = iter(make_image_loader(items, batch_size, num_workers=num_workers))
     n = 0
-    for batch in it:
-        positions, x, errors = to_model_input(batch, items, "cpu")
-        assert not errors
-        n += len(positions)
+    with main_threads_beside_workers(num_workers):  # as encode_images_sharded runs it
+        for batch in it:
+            positions, x, errors = to_model_input(batch, items, "cpu")
+            assert not errors
+            n += len(positions)
     assert n == len(items)
     seconds = time.perf_counter() - t0
     if num_workers:

@@ -24,6 +24,7 @@ for a random-init ViT-B-32 at 224 px; see the "Image pipeline" section of benchm
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -477,6 +478,22 @@ def default_num_workers(items: ImageItems) -> int:
     if cores <= 1 or (items.in_memory and not items.needs_resize):
         return 0
     return cores
+
+
+@contextlib.contextmanager
+def main_threads_beside_workers(num_workers: int, device: str | torch.device = "cpu") -> Iterator[None]:
+    """On the CPU, the main process gets the cores the decoding workers leave (at least one); restored on exit.
+
+    Measured on 2 busy cores: the tiny CLIP encodes 255 img/s on one thread and 79 img/s on two
+    once workers compete for the cores (threads that wait for each other, spinning).
+    """
+    saved = torch.get_num_threads()
+    if torch.device(device).type == "cpu" and num_workers > 0:
+        torch.set_num_threads(max(1, min(saved, available_cores() - num_workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def make_image_loader(items: ImageItems, batch_size: int, num_workers: int | None = None,

@@ -23,7 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .artifacts import atomic_write_bytes
-from .images import ImageError, ImageItems, available_cores, default_num_workers, make_image_loader, to_model_input
+from .images import (ImageError, ImageItems, default_num_workers, main_threads_beside_workers, make_image_loader,
+                     to_model_input)
 
 SHARD_FORMAT = "egath_lite.image_shard/1"
 _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -115,22 +116,6 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-@contextlib.contextmanager
-def _main_threads_beside(num_workers: int, device: torch.device):
-    """On the CPU, the model gets the cores the decoding workers leave (at least one), then the old count returns.
-
-    Measured on 2 busy cores: the tiny CLIP encodes 255 img/s on one thread and 79 img/s on two
-    once workers compete for the cores (threads that wait for each other, spinning).
-    """
-    saved = torch.get_num_threads()
-    if device.type == "cpu" and num_workers > 0:
-        torch.set_num_threads(max(1, min(saved, available_cores() - num_workers)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
 def _check_args(items: Any, key: Any, shard_size: Any, batch_size: Any) -> None:
     if not isinstance(items, ImageItems):
         raise TypeError(f"encode_images_sharded takes an ImageItems (egath_lite.images), got {type(items).__name__}")
@@ -169,7 +154,7 @@ def encode_images_sharded(model: torch.nn.Module, items: ImageItems, shard_dir: 
                    desc=f"image embeddings ({len(state.done)}/{state.num_shards} shards reused)")
         it = iter(loader)
         try:
-            with _main_threads_beside(num_workers, device):
+            with main_threads_beside_workers(num_workers, device):
                 for s, batch in zip(batch_shard, it):
                     positions, x, errors = to_model_input(batch, items, device)
                     emb = None
