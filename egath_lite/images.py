@@ -15,12 +15,14 @@ JPEG bytes to ``torchvision.io.decode_jpeg(device="cuda")`` in ``to_model_input`
 always torch's antialiased interpolation on the uint8 tensor (PIL's resize is the slowest step
 of the old path: 3.0 ms of its 5.3 ms per 500x375 JPEG at 224).
 
-How close this is to open_clip's own PIL preprocess (measured by benchmarks/bench_images.py on
-500x375 JPEGs of quality 85): torchvision.io and PIL decode those JPEGs to identical pixels; the
-resize differs by at most 1 grey level of 255 (torch's and PIL's bicubic round differently).
-The cosine distance 1 - cos between the embeddings of the two preprocessings is at most
-3.8e-6 (mean 1.1e-6) for the random-init tiny CLIP at 64 px and at most 1.2e-5 (mean 6.3e-6)
-for a random-init ViT-B-32 at 224 px; see the "Image pipeline" section of benchmarks/RESULTS.md.
+How close this is to open_clip's own PIL preprocess (benchmarks/bench_images.py, 24 JPEGs of
+500x375, quality 85): torchvision.io and PIL decode them to identical pixels, and the resize differs
+by at most 1 grey level of 255 (torch's and PIL's bicubic round differently; tests/test_images.py).
+The cosine distance 1 - cos between the embeddings of the two preprocessings is at most 1.2e-7,
+float32 rounding, for both a random-init ViT-B-32 at 224 px (different images: 2.0e-2 apart on
+average) and the random-init tiny CLIP at 64 px (3.1e-6 apart: at random init it barely sees
+its input). tests/test_images.py holds a small random-init ViT at 64 px to 1e-6, a bound that a
+bilinear resize in place of the bicubic one (1.8e-6 on average) already breaks.
 """
 from __future__ import annotations
 
@@ -77,12 +79,16 @@ class Preprocess:
         """From ``open_clip.get_model_preprocess_cfg(model)`` (what open_clip's own transforms use)."""
         if isinstance(model, Preprocess):
             return model
-        if isinstance(model, dict):
-            cfg = model
-        else:
+        import dataclasses
+
+        from open_clip.transform import PreprocessCfg
+
+        if not isinstance(model, dict):
             import open_clip
 
-            cfg = open_clip.get_model_preprocess_cfg(model)
+            model = open_clip.get_model_preprocess_cfg(model)
+        # open_clip's own defaults (OpenAI mean/std, bicubic, shortest) for what the model does not record
+        cfg = {**dataclasses.asdict(PreprocessCfg()), **model}
         size = cfg["size"]
         size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
         out = cls(size=size, mean=tuple(float(v) for v in cfg["mean"]), std=tuple(float(v) for v in cfg["std"]),
@@ -471,8 +477,9 @@ def available_cores() -> int:
 def default_num_workers(items: ImageItems) -> int:
     """Available cores; 0 with one core, or for in-memory images already at the model size (nothing to decode).
 
-    Measured (benchmarks/bench_images.py): an in-memory 64x64 item costs ~10 µs in the main process,
-    less than shipping it from a worker, so workers there only add start-up time.
+    Measured (benchmarks/bench_images.py, 4,096 in-memory 64x64 items): 3,300-5,100 img/s in the main
+    process against 2,600-5,900 img/s with 2 workers, no consistent gain, while workers cost start-up
+    time and memory: an item there is a slice, there is nothing to parallelise.
     """
     cores = available_cores()
     if cores <= 1 or (items.in_memory and not items.needs_resize):

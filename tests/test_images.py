@@ -109,16 +109,35 @@ def test_eval_resize_matches_open_clip_pil_at_224(tmp_path):
         assert (levels > 0.5).float().mean() < 0.05, path.name
 
 
-def test_pipeline_embeddings_close_to_open_clip_preprocess(tmp_path, clip):
-    model, preprocess = clip
+@pytest.fixture(scope="module")
+def small_vit():
+    """A random-init open_clip ViT at 64 px: unlike the random tiny CLIP (ResNet), its embeddings follow the input."""
+    import open_clip
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = open_clip.model.CLIP(64, {"image_size": 64, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+                                     {"context_length": 8, "vocab_size": 100, "width": 32, "heads": 2, "layers": 1})
+    return model.eval(), open_clip.image_transform(64, is_train=False)
+
+
+def test_pipeline_embeddings_close_to_open_clip_preprocess(tmp_path, small_vit):
+    model, preprocess = small_vit
     paths = write_images(tmp_path / "img", 10)
     ref = pil_embeddings(model, preprocess, paths)
-    emb = encode_images_sharded(model, ImageItems(paths, None, model), tmp_path / "shards", "k", shard_size=4,
-                                batch_size=3, num_workers=0, progress=False)
-    assert emb.shape == ref.shape == (10, 128) and emb.dtype == np.float32
-    cosine_distance = 1 - (emb * ref).sum(1)
-    # measured: at most ~1e-7 for the tiny CLIP (benchmarks/RESULTS.md); 1e-5 leaves room for BLAS differences
-    assert np.abs(cosine_distance).max() < 1e-5
+    run = dict(shard_size=4, batch_size=3, num_workers=0, progress=False)
+    emb = encode_images_sharded(model, ImageItems(paths, None, model), tmp_path / "a", "k", **run)
+    assert emb.shape == ref.shape == (10, 64) and emb.dtype == np.float32
+    distance = 1 - (emb * ref).sum(1)
+    between_images = 1 - (ref * np.roll(ref, 1, axis=0)).sum(1)
+    # the scale: a slightly different preprocessing (bilinear instead of bicubic) already moves the embeddings
+    bilinear = Preprocess((64, 64), CLIP_MEAN, CLIP_STD, "bilinear", "shortest")
+    other = encode_images_sharded(model, ImageItems(paths, None, bilinear), tmp_path / "b", "k", **run)
+    distance_bilinear = 1 - (other * ref).sum(1)
+    # measured: distance <= 1.2e-7 (float32 rounding); bilinear 1.8e-6 on average; different images >= 1.2e-3.
+    # The tolerance sits between the first two: it tells CLIP's bicubic resize from a bilinear one.
+    assert np.abs(distance).max() < 1e-6
+    assert distance_bilinear.mean() > 1e-6 and between_images.min() > 1e-4
 
 
 def test_in_memory_path_equals_images_to_tensor(clip):
