@@ -33,8 +33,14 @@ from PIL import Image
 
 from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
 from egath_lite.features import encode_images, load_clip, select_images
-from egath_lite.images import (ImageItems, Preprocess, available_cores, main_threads_beside_workers, make_image_loader,
-                               to_model_input)
+from egath_lite.images import (
+    ImageItems,
+    Preprocess,
+    available_cores,
+    main_threads_beside_workers,
+    make_image_loader,
+    to_model_input,
+)
 from egath_lite.sharded import encode_images_sharded
 
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities", category=DeprecationWarning)
@@ -79,7 +85,7 @@ def pipeline(items: ImageItems, batch_size: int, num_workers: int) -> float:
     n = 0
     with main_threads_beside_workers(num_workers):  # as encode_images_sharded runs it
         for batch in it:
-            positions, x, errors = to_model_input(batch, items, "cpu")
+            positions, _, errors = to_model_input(batch, items, "cpu")
             assert not errors
             n += len(positions)
     assert n == len(items)
@@ -193,15 +199,17 @@ def report(r: dict) -> str:
         runs = ", ".join(f"{v:.0f}" for v in r[f"{k}_rates"])
         return f"{r[k]:.0f} img/s [{runs}] ({r[f'{k}_cpu']:.0f} img per CPU-s)"
 
-    lines = [f"{r['machine']}; {r['num_images']} JPEGs 500x375 q85; workers {r['workers']}; main-process torch "
-             f"threads {r['torch_threads']}; wall img/s median of {len(r['a_rates'])} [each run] (img per CPU-second, "
-             f"workers included)",
-             f"(a) serial PIL decode + open_clip preprocess @224, {r['torch_threads']} torch threads (as it ran): "
-             f"{rate('a')}; one torch thread: {rate('a1')}",
-             f"(b) pipeline decode + preprocess @224, {r['workers']} workers: {rate('b')}",
-             f"(c) extraction end to end, tiny CLIP @64: old encode_images {rate('c_old')}; "
-             f"encode_images_sharded {rate('c_new')} = {r['c_new'] / r['c_old']:.2f} x",
-             f"(d) in-memory 64x64 arrays through the loader: 0 workers {rate('d0')}; 2 workers {rate('d2')}"]
+    lines = [
+        (f"{r['machine']}; {r['num_images']} JPEGs 500x375 q85; workers {r['workers']}; main-process torch "
+         f"threads {r['torch_threads']}; wall img/s median of {len(r['a_rates'])} [each run] (img per CPU-second, "
+         f"workers included)"),
+        (f"(a) serial PIL decode + open_clip preprocess @224, {r['torch_threads']} torch threads (as it ran): "
+         f"{rate('a')}; one torch thread: {rate('a1')}"),
+        f"(b) pipeline decode + preprocess @224, {r['workers']} workers: {rate('b')}",
+        (f"(c) extraction end to end, tiny CLIP @64: old encode_images {rate('c_old')}; "
+         f"encode_images_sharded {rate('c_new')} = {r['c_new'] / r['c_old']:.2f} x"),
+        f"(d) in-memory 64x64 arrays through the loader: 0 workers {rate('d0')}; 2 workers {rate('d2')}",
+    ]
     for tag, name in (("diff_tiny", "tiny CLIP @64"), ("diff_vit", "ViT-B-32 @224 (random init)")):
         if tag in r:
             d = r[tag]

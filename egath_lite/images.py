@@ -30,9 +30,10 @@ import contextlib
 import io
 import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -75,7 +76,7 @@ class Preprocess:
     resize_mode: str = "shortest"
 
     @classmethod
-    def from_model(cls, model: Any) -> "Preprocess":
+    def from_model(cls, model: Any) -> Preprocess:
         """From ``open_clip.get_model_preprocess_cfg(model)`` (what open_clip's own transforms use)."""
         if isinstance(model, Preprocess):
             return model
@@ -136,17 +137,17 @@ def random_resized_crop_params(height: int, width: int, generator: torch.Generat
     for _ in range(10):
         target_area = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
         aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=generator)).item()
-        w = int(round(math.sqrt(target_area * aspect)))
-        h = int(round(math.sqrt(target_area / aspect)))
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
         if 0 < w <= width and 0 < h <= height:
             top = torch.randint(0, height - h + 1, size=(1,), generator=generator).item()
             left = torch.randint(0, width - w + 1, size=(1,), generator=generator).item()
             return int(top), int(left), h, w
     in_ratio = width / height  # fallback: the central crop of the closest allowed ratio
     if in_ratio < min(ratio):
-        w, h = width, int(round(width / min(ratio)))
+        w, h = width, round(width / min(ratio))
     elif in_ratio > max(ratio):
-        h, w = height, int(round(height * max(ratio)))
+        h, w = height, round(height * max(ratio))
     else:
         w, h = width, height
     return (height - h) // 2, (width - w) // 2, h, w
@@ -242,17 +243,17 @@ def decode_bytes(data: bytes, decoder: str = "auto") -> torch.Tensor:
     if decoder == "pil" or (decoder in ("auto", "cuda") and not torchvision_decodes(fmt, mode, data)):
         try:
             return decode_pil(data)
-        except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+        except Exception as exc:
             raise ValueError(f"{fmt} {mode} {w}x{h}: {_clean_reason(exc)}") from exc
     try:
         return decode_torchvision(data)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if decoder == "torchvision":
             raise ValueError(f"{fmt} {mode} {w}x{h}: {_clean_reason(exc)}") from exc
         tv_reason = _clean_reason(exc)
     try:  # auto: PIL gets a second chance, and names the problem in its own words
         return decode_pil(data)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ValueError(f"{fmt} {mode} {w}x{h}: {_clean_reason(exc)} (torchvision: {tv_reason})") from exc
 
 
@@ -273,7 +274,7 @@ class ImageItems(torch.utils.data.Dataset):
             raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
         self.prep = Preprocess.from_model(model)
         # Import the decoders here, once: forked workers inherit them instead of each paying ~1 s at its first item.
-        import torchvision.io  # noqa: F401
+        import torchvision.io
         import torchvision.transforms.v2.functional  # noqa: F401
 
         self.decoder, self.train, self.seed = decoder, bool(train), int(seed)
@@ -373,7 +374,7 @@ class ImageBatch:
     encoded: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     errors: list[ImageError] = field(default_factory=list)
 
-    def pin_memory(self) -> "ImageBatch":
+    def pin_memory(self) -> ImageBatch:
         """Called by the DataLoader's pin-memory thread (pin_memory=True)."""
         return ImageBatch(self.positions.pin_memory(), self.pixels.pin_memory(), self.encoded, self.errors)
 

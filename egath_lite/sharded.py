@@ -23,8 +23,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .artifacts import atomic_write_bytes
-from .images import (ImageError, ImageItems, default_num_workers, main_threads_beside_workers, make_image_loader,
-                     to_model_input)
+from .images import (
+    ImageError,
+    ImageItems,
+    default_num_workers,
+    main_threads_beside_workers,
+    make_image_loader,
+    to_model_input,
+)
 
 SHARD_FORMAT = "egath_lite.image_shard/1"
 _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -39,8 +45,8 @@ class UnreadableImagesError(ValueError):
                  report: Path | None):
         self.errors, self.failed_shards, self.num_shards = errors, failed_shards, num_shards
         self.shard_dir, self.report = shard_dir, report
-        lines = [f"{len(errors)} unreadable image(s) in {len(failed_shards)} of {num_shards} shard(s); the "
-                 f"{num_shards - len(failed_shards)} other shard(s) are finished and kept in {shard_dir}:"]
+        lines = [(f"{len(errors)} unreadable image(s) in {len(failed_shards)} of {num_shards} shard(s); the "
+                  f"{num_shards - len(failed_shards)} other shard(s) are finished and kept in {shard_dir}:")]
         lines += [f"  item {e.item}: {e.path}: {e.reason}" for e in errors[:MESSAGE_LIMIT]]
         if len(errors) > MESSAGE_LIMIT:
             lines.append(f"  ... and {len(errors) - MESSAGE_LIMIT} more (all listed in {report})")
@@ -75,7 +81,7 @@ def load_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndar
     """A shard's embeddings float32 (m, D) after checking key, shard number, item ids, shape and finiteness."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+    except Exception as exc:
         first_line = (str(exc).strip().splitlines() or [""])[0][:200]
         raise ValueError(f"not a readable shard ({type(exc).__name__}: {first_line})") from exc
     if not isinstance(payload, dict) or payload.get("format") != SHARD_FORMAT:
@@ -85,7 +91,7 @@ def load_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndar
                          f"{payload.get('num_shards')}, not {key!r}, {shard} of {num_shards}")
     stored, emb = payload.get("items"), payload.get("emb")
     if not isinstance(stored, torch.Tensor) or not isinstance(emb, torch.Tensor):
-        raise ValueError("the items or emb tensor is missing")
+        raise ValueError("the items or emb tensor is missing")  # noqa: TRY004 - a bad file, not a bad argument
     if stored.dtype != torch.int64 or not np.array_equal(stored.numpy(), items):
         raise ValueError("holds other items than this shard's (the data set or its order changed)")
     if emb.dtype != torch.float32 or emb.ndim != 2 or emb.shape[0] != len(items) or (dim is not None and emb.shape[1] != dim):

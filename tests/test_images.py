@@ -19,9 +19,25 @@ from PIL import Image
 
 from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
 from egath_lite.features import images_to_tensor, load_clip
-from egath_lite.images import (EpochBatches, ImageItems, Preprocess, crop_seed, decode_bytes, default_num_workers,
-                               eval_resize, make_image_loader, random_resized_crop_params, to_model_input, train_crop)
-from egath_lite.sharded import UnreadableImagesError, cleanup_shards, encode_images_sharded, shard_path
+from egath_lite.images import (
+    EpochBatches,
+    ImageItems,
+    Preprocess,
+    crop_seed,
+    decode_bytes,
+    default_num_workers,
+    eval_resize,
+    make_image_loader,
+    random_resized_crop_params,
+    to_model_input,
+    train_crop,
+)
+from egath_lite.sharded import (
+    UnreadableImagesError,
+    cleanup_shards,
+    encode_images_sharded,
+    shard_path,
+)
 
 SIZES = [(500, 375), (375, 500), (320, 240)]
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -125,7 +141,7 @@ def test_pipeline_embeddings_close_to_open_clip_preprocess(tmp_path, small_vit):
     model, preprocess = small_vit
     paths = write_images(tmp_path / "img", 10)
     ref = pil_embeddings(model, preprocess, paths)
-    run = dict(shard_size=4, batch_size=3, num_workers=0, progress=False)
+    run = {"shard_size": 4, "batch_size": 3, "num_workers": 0, "progress": False}
     emb = encode_images_sharded(model, ImageItems(paths, None, model), tmp_path / "a", "k", **run)
     assert emb.shape == ref.shape == (10, 64) and emb.dtype == np.float32
     distance = 1 - (emb * ref).sum(1)
@@ -226,8 +242,8 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[:len(data) // 2])
 
 
-def test_bad_images_reported_together_then_only_their_shards_rerun(tmp_path, clip, capsys):
-    model, preprocess = clip
+def test_bad_images_reported_together_then_only_their_shards_rerun(tmp_path, clip):
+    model, _ = clip
     paths = write_images(tmp_path / "img", 24)
     # the same workers (so the same torch thread count) as below: then the shards match bit for bit
     clean = encode_images_sharded(model, ImageItems(paths, None, model), tmp_path / "clean", "k", shard_size=4,
@@ -281,7 +297,7 @@ def test_invalid_shards_are_recomputed(tmp_path, clip, capsys):
     model, _ = clip
     paths = write_images(tmp_path / "img", 9)
     shards = tmp_path / "s"
-    run = dict(shard_dir=shards, key="k", shard_size=3, batch_size=2, num_workers=0, progress=False)
+    run = {"shard_dir": shards, "key": "k", "shard_size": 3, "batch_size": 2, "num_workers": 0, "progress": False}
     clean = encode_images_sharded(model, ImageItems(paths, None, model), **run)
     shard_path(shards, "k", 0, 3).write_bytes(b"not a torch file")
     other = encode_images_sharded(model, ImageItems(paths, np.arange(9)[::-1], model), tmp_path / "o", "k", shard_size=3,
