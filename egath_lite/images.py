@@ -478,9 +478,10 @@ def available_cores() -> int:
 def default_num_workers(items: ImageItems) -> int:
     """Available cores; 0 with one core, or for in-memory images already at the model size (nothing to decode).
 
-    Measured (benchmarks/bench_images.py, 4,096 in-memory 64x64 items): 3,300-5,100 img/s in the main
-    process against 2,600-5,900 img/s with 2 workers, no consistent gain, while workers cost start-up
-    time and memory: an item there is a slice, there is nothing to parallelise.
+    Measured (benchmarks/bench_images.py (d), 4,096 in-memory 64x64 items, four runs on 2 busy cores):
+    2 workers ran at 0.77x-1.5x the rate of the main process alone (3,300-7,700 img/s), no consistent
+    gain, and both far above the tiny CLIP's ~255 img/s; an item is an array slice, so workers would
+    add start-up time (and, where processes spawn, a copy of the array each) for nothing.
     """
     cores = available_cores()
     if cores <= 1 or (items.in_memory and not items.needs_resize):
