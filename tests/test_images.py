@@ -327,6 +327,7 @@ def test_sharded_argument_errors(tmp_path, clip):
 SIGINT_SCRIPT = """
 import sys, time
 from pathlib import Path
+import torch
 from egath_lite.features import load_clip
 from egath_lite.images import ImageItems
 from egath_lite.sharded import encode_images_sharded
@@ -337,6 +338,7 @@ class SlowItems(ImageItems):
         return super().load(pos, epoch)
 
 folder, shards = Path(sys.argv[1]), sys.argv[2]
+torch.set_num_threads(int(sys.argv[3]))  # the test process's count: same threads, same floating-point sums
 model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
 paths = sorted(folder.iterdir())
 print("started", flush=True)
@@ -354,8 +356,8 @@ def test_sigint_leaves_complete_shards_and_rerun_resumes(tmp_path, clip, repo_ro
     script.write_text(textwrap.dedent(SIGINT_SCRIPT))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")]),
            "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "img"), str(shards)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    argv = [sys.executable, str(script), str(tmp_path / "img"), str(shards), str(torch.get_num_threads())]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not list(shards.glob("k-shard*.pt")):
