@@ -56,7 +56,7 @@ class ImageError(NamedTuple):
 
 
 class ImageItem(NamedTuple):
-    """What ``ImageItems[key]`` returns: exactly one of ``pixels`` (uint8 (3, S, S)), ``encoded`` (JPEG bytes) or ``error``."""
+    """What ``ImageItems[key]`` returns: one of ``pixels`` (uint8 (3, S, S)), ``encoded`` (JPEG bytes), ``error``."""
 
     position: int
     pixels: torch.Tensor | None
@@ -93,7 +93,7 @@ class Preprocess:
         size = cfg["size"]
         size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
         out = cls(size=size, mean=tuple(float(v) for v in cfg["mean"]), std=tuple(float(v) for v in cfg["std"]),
-                  interpolation=str(cfg.get("interpolation", "bicubic")), resize_mode=str(cfg.get("resize_mode", "shortest")))
+                  interpolation=str(cfg["interpolation"]), resize_mode=str(cfg["resize_mode"]))
         out.check()
         return out
 
@@ -259,7 +259,7 @@ def decode_bytes(data: bytes, decoder: str = "auto") -> torch.Tensor:
 
 # --------------------------------------------------------------------------- the Dataset
 class ImageItems(torch.utils.data.Dataset):
-    """Items ``idx`` of an image source as uint8 (3, H, W) model inputs; ``self[pos]`` or ``self[(epoch, pos)]`` -> ImageItem.
+    """Items ``idx`` of an image source as uint8 (3, H, W) model inputs: ``self[pos]``, ``self[(epoch, pos)]`` -> ImageItem.
 
     ``source``: a dataset with ``images`` (uint8 (N, H, W, 3)) or ``image_path(i)`` (a MultiModalDataset),
     a uint8 array (N, H, W, 3), or a list of image paths. ``model`` gives the preprocessing (an open_clip
@@ -367,7 +367,7 @@ def _resolve_source(source: Any) -> tuple[np.ndarray | None, list | None, Any]:
 # --------------------------------------------------------------------------- batches and the loader
 @dataclass
 class ImageBatch:
-    """A collated batch: ``positions`` int64 (B,) of ``pixels`` uint8 (B, 3, H, W); JPEG bytes left for the GPU; errors aside."""
+    """A collated batch: ``positions`` int64 (B,) of ``pixels`` uint8 (B, 3, H, W); JPEG bytes for the GPU; errors."""
 
     positions: torch.Tensor
     pixels: torch.Tensor
@@ -388,7 +388,8 @@ def collate_images(samples: Sequence[ImageItem]) -> ImageBatch:
                       [s.error for s in samples if s.error is not None])
 
 
-def to_model_input(batch: ImageBatch, items: ImageItems, device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor, list[ImageError]]:
+def to_model_input(batch: ImageBatch, items: ImageItems,
+                   device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor, list[ImageError]]:
     """``(positions int64 (B,), normalised float32 (B, 3, H, W) on device, errors)``; decodes JPEG bytes on the GPU."""
     device = torch.device(device)
     positions, pixels, errors = batch.positions, batch.pixels.to(device, non_blocking=True), list(batch.errors)
@@ -441,7 +442,8 @@ class EpochBatches(torch.utils.data.Sampler):
                  batches: Sequence[Sequence[int]] | None = None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.num_items, self.batch_size, self.shuffle, self.seed, self.drop_last = num_items, batch_size, shuffle, seed, drop_last
+        self.num_items, self.batch_size, self.drop_last = num_items, batch_size, drop_last
+        self.shuffle, self.seed = shuffle, seed
         self.fixed = None if batches is None else [list(map(int, b)) for b in batches]
         self.epoch, self.start_batch = 0, 0
 

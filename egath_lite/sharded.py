@@ -94,7 +94,8 @@ def load_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndar
         raise ValueError("the items or emb tensor is missing")  # noqa: TRY004 - a bad file, not a bad argument
     if stored.dtype != torch.int64 or not np.array_equal(stored.numpy(), items):
         raise ValueError("holds other items than this shard's (the data set or its order changed)")
-    if emb.dtype != torch.float32 or emb.ndim != 2 or emb.shape[0] != len(items) or (dim is not None and emb.shape[1] != dim):
+    wrong_dim = dim is not None and emb.ndim == 2 and emb.shape[1] != dim
+    if emb.dtype != torch.float32 or emb.ndim != 2 or emb.shape[0] != len(items) or wrong_dim:
         raise ValueError(f"embeddings are {tuple(emb.shape)} {emb.dtype}, expected ({len(items)}, {dim or 'D'}) float32")
     if not torch.isfinite(emb).all():
         raise ValueError("embeddings contain NaN/Inf")
