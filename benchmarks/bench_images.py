@@ -4,11 +4,11 @@
 
 Measured in one run, on the same generated files, alternating (median of --repeats):
 (a) the serial PIL path as it was: PIL open + convert + open_clip's eval preprocess at 224, one image at a
-    time in the main process (what features._image_batch did for real data sets);
+    time in the main process (what encode._image_batch did for real data sets);
 (b) the new pipeline's decode + preprocess to 224 (ImageItems + make_image_loader with this machine's
     workers, normalised in the main process), i.e. the same output tensor as (a);
 (c) extraction end to end with the tiny CLIP (64 px: its input size; decode + resize to 64 + encode + shard
-    writes) by encode_images_sharded, beside the old features.encode_images on the same files;
+    writes) by encode_images_sharded, beside the old encode.encode_images on the same files;
 (d) in-memory 64x64 arrays (toy_nuswide) through the loader with 0 and with 2 workers (the default's choice);
 (e) the embedding difference between the pipeline's preprocessing and open_clip's PIL preprocess
     (1 - cosine), for the random-init tiny CLIP at 64 px and a random-init ViT-B-32 at 224 px.
@@ -32,7 +32,8 @@ import torch
 from PIL import Image
 
 from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
-from egath_lite.features import encode_images, load_clip, select_images
+from egath_lite.clip_weights import load_clip
+from egath_lite.encode import encode_images, select_images
 from egath_lite.images import (
     ImageItems,
     Preprocess,

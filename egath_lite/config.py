@@ -77,6 +77,10 @@ class FeaturesSection:
     clip_lr: float = _check(1e-3, gt=0.0)
     clip_batch_size: int = _check(128, ge=2, doc="tiny CLIP training batch (image-text pairs)")
     extract_batch_size: int = _check(256, ge=1, doc="feature extraction batch (items per forward pass)")
+    extract_shard_size: int = _check(2048, ge=1, doc="items per extraction shard (the unit a rerun resumes from)")
+    num_workers: int | None = _check(None, ge=0, doc="image decoding workers; None: the available cores")
+    image_decoder: str = _check("auto", choices=("auto", "torchvision", "pil", "cuda"),
+                                doc="auto: torchvision.io for JPEG/PNG, PIL otherwise; cuda: nvJPEG on the GPU")
 
 
 @dataclass(frozen=True)

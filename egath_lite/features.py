@@ -8,14 +8,17 @@ tag, a checkpoint's content digest, or the tiny CLIP stage's key) and the prepro
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .artifacts import run_dir
 from .clip_weights import load_clip, weights_fingerprint
 from .config import Config
-from .encode import extract_features, select_images
+from .sharded import cleanup_shards, encode_images_sharded
 from .stages import Stage, shape_problems
 from .tiny_clip import DATA_FIELDS, PREPROCESS_VERSION, TINY_CLIP_STAGE, ensure_tiny_clip
 
@@ -53,7 +56,7 @@ def _expect(cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> lis
 
 
 FEATURES_STAGE = Stage(
-    "features", fields=DATA_FIELDS + ("vocab_size", "clip_model"), version="2",
+    "features", fields=DATA_FIELDS + ("vocab_size", "clip_model", "image_decoder"), version="2",
     upstream=lambda cfg: (TINY_CLIP_STAGE,) if cfg.clip_pretrained == "train" else (),
     extra=_inputs, tensors=FEATURE_TENSORS, expect=_expect,
     description="CLIP image and text embeddings, bag-of-words, labels and split of every item",
@@ -84,9 +87,8 @@ def ensure_features(cfg: Config, force: bool = False, progress: bool = True) -> 
         vocab = build_vocabulary(ds.texts, train, cfg.vocab_size)
         bow = np.asarray(bag_of_words(ds.texts, vocab)).astype(np.uint8)  # binary: one byte per entry, not four
         pretrained, clip_train = resolve_pretrained(cfg, progress)
-        model, preprocess, tokenizer = load_clip(cfg.clip_model, pretrained, cfg.device, seed=cfg.seed)
-        feats = extract_features(model, preprocess, tokenizer, select_images(ds), list(ds.texts),
-                                 cfg.extract_batch_size, progress)
+        model, _, tokenizer = load_clip(cfg.clip_model, pretrained, cfg.device, seed=cfg.seed)
+        feats = _extract(cfg, model, tokenizer, ds, progress)
         tensors = {
             "image_emb": torch.from_numpy(feats["image_emb"]), "text_emb": torch.from_numpy(feats["text_emb"]),
             "bow": torch.from_numpy(bow), "labels": torch.from_numpy(labels),
@@ -99,6 +101,7 @@ def ensure_features(cfg: Config, force: bool = False, progress: bool = True) -> 
             "clip_checkpoint": pretrained if cfg.clip_pretrained == "train" else None,
             "extract_seconds": feats["seconds"], "items_per_second": feats["items_per_second"],
             "image_seconds": feats["image_seconds"], "text_seconds": feats["text_seconds"],
+            "image_shards": feats["shards"],
             "device": str(next(model.parameters()).device), "normalized": True, "preprocess": PREPROCESS_VERSION,
             "clip_train": None if clip_train is None else {
                 "cache_hit": clip_train["cache_hit"], **{k: clip_train["history"][k] for k in (
@@ -106,7 +109,45 @@ def ensure_features(cfg: Config, force: bool = False, progress: bool = True) -> 
         }
         return tensors, meta
 
-    return FEATURES_STAGE.run(cfg, compute, force=force)
+    payload = FEATURES_STAGE.run(cfg, compute, force=force)
+    if not payload["cache_hit"]:  # the artifact holds every row now: the shards have served their purpose
+        cleanup_shards(shard_folder(cfg), shard_key(cfg))
+    return payload
+
+
+def shard_key(cfg: Config) -> str:
+    """The features key with the image files left out of the data set's fingerprint: each shard checks its own
+    files (size, mtime), so replacing a broken image recomputes only the shard that holds it."""
+    from .config import digest
+    from .data import dataset_fingerprint
+
+    parts = FEATURES_STAGE.key_parts(cfg)
+    parts["extra"] = {**parts["extra"], "data": dataset_fingerprint(cfg, images=False)}
+    return digest(parts)
+
+
+def shard_folder(cfg: Config) -> Path:
+    """``<run>/image_shards``: where an extraction keeps its finished shards until the artifact is written."""
+    return run_dir(cfg) / "image_shards"
+
+
+def _extract(cfg: Config, model: torch.nn.Module, tokenizer: Any, ds: Any, progress: bool) -> dict[str, Any]:
+    """Image embeddings through the sharded DataLoader pipeline (resumable), then the text embeddings."""
+    from .encode import encode_texts
+    from .images import ImageItems
+
+    device = next(model.parameters()).device
+    items = ImageItems(ds, None, model, decoder=cfg.image_decoder)
+    shards: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    image_emb = encode_images_sharded(model, items, shard_folder(cfg), shard_key(cfg),
+                                      shard_size=cfg.extract_shard_size, batch_size=cfg.extract_batch_size,
+                                      num_workers=cfg.num_workers, device=device, progress=progress, info=shards)
+    t1 = time.perf_counter()
+    text_emb = encode_texts(model, tokenizer, list(ds.texts), cfg.extract_batch_size, device, progress)
+    t2 = time.perf_counter()
+    return {"image_emb": image_emb, "text_emb": text_emb, "seconds": t2 - t0, "image_seconds": t1 - t0,
+            "text_seconds": t2 - t1, "items_per_second": len(ds) / max(t2 - t0, 1e-9), "shards": shards}
 
 
 def training_split(features: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -311,6 +311,18 @@ class ImageItems(torch.utils.data.Dataset):
             entries = getattr(self.ds, "image_paths", None)
             return str(entries[item]) if entries is not None else f"<item {item}>"
 
+    def stamp(self, pos: int) -> str:
+        """What identifies the image at ``pos`` without reading it: file size and mtime (in memory: its item id)."""
+        item = int(self.items[pos])
+        if self.in_memory:
+            return f"mem:{item}"
+        try:
+            path = Path(self.paths[item]) if self.paths is not None else Path(self.ds.image_path(item))
+            st = path.stat()
+        except Exception:  # noqa: BLE001 - a missing file: it cannot match a stored stamp
+            return f"missing:{item}"
+        return f"{st.st_size}:{st.st_mtime_ns}"
+
     def read_bytes(self, pos: int) -> bytes:
         """The encoded file of the image at ``pos`` (raises FileNotFoundError/DatasetError naming the paths tried)."""
         item = int(self.items[pos])

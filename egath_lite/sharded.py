@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .artifacts import atomic_write_bytes
 from .images import (
@@ -31,6 +30,7 @@ from .images import (
     make_image_loader,
     to_model_input,
 )
+from .progress import tqdm
 
 SHARD_FORMAT = "egath_lite.image_shard/1"
 _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -76,9 +76,16 @@ def shard_ranges(num_items: int, shard_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + shard_size, num_items)) for s in range(0, num_items, shard_size)]
 
 
+def shard_stamp(items: ImageItems, start: int, stop: int) -> str:
+    """Digest of the sizes and mtimes of the files of positions [start, stop): a replaced image changes it."""
+    import hashlib
+
+    return hashlib.sha256("|".join(items.stamp(p) for p in range(start, stop)).encode()).hexdigest()[:16]
+
+
 def load_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndarray,
-               dim: int | None) -> np.ndarray:
-    """A shard's embeddings float32 (m, D) after checking key, shard number, item ids, shape and finiteness."""
+               dim: int | None, stamp: str | None = None) -> np.ndarray:
+    """A shard's embeddings float32 (m, D) after checking key, shard number, item ids, file stamps, shape, finiteness."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -94,6 +101,8 @@ def load_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndar
         raise ValueError("the items or emb tensor is missing")  # noqa: TRY004 - a bad file, not a bad argument
     if stored.dtype != torch.int64 or not np.array_equal(stored.numpy(), items):
         raise ValueError("holds other items than this shard's (the data set or its order changed)")
+    if stamp is not None and payload.get("stamp") != stamp:
+        raise ValueError("an image file of this shard was replaced or touched since it was encoded")
     wrong_dim = dim is not None and emb.ndim == 2 and emb.shape[1] != dim
     if emb.dtype != torch.float32 or emb.ndim != 2 or emb.shape[0] != len(items) or wrong_dim:
         raise ValueError(f"embeddings are {tuple(emb.shape)} {emb.dtype}, expected ({len(items)}, {dim or 'D'}) float32")
@@ -102,8 +111,9 @@ def load_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndar
     return emb.numpy()
 
 
-def _save_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndarray, emb: np.ndarray) -> None:
-    payload = {"format": SHARD_FORMAT, "key": key, "shard": shard, "num_shards": num_shards,
+def _save_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndarray, emb: np.ndarray,
+                stamp: str | None = None) -> None:
+    payload = {"format": SHARD_FORMAT, "key": key, "shard": shard, "num_shards": num_shards, "stamp": stamp,
                "items": torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64)),
                "emb": torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))}
     atomic_write_bytes(path, lambda f: torch.save(payload, f))
@@ -195,7 +205,8 @@ class _Pass:
             path = self.path(s)
             if path.is_file():
                 try:
-                    self.done[s] = load_shard(path, key, s, self.num_shards, items.items[start:stop], dim)
+                    self.done[s] = load_shard(path, key, s, self.num_shards, items.items[start:stop], dim,
+                                              shard_stamp(items, start, stop))
                 except ValueError as exc:
                     print(f"[shards] recomputing {path.name}: {exc}")
         self.reused = sorted(self.done)
@@ -234,7 +245,8 @@ class _Pass:
         emb = np.stack([rows[p] for p in range(start, stop)])
         if not np.isfinite(emb).all():
             raise FloatingPointError(f"shard {s}: image embeddings contain NaN/Inf; check the model weights")
-        _save_shard(self.path(s), self.key, s, self.num_shards, self.items.items[start:stop], emb)
+        _save_shard(self.path(s), self.key, s, self.num_shards, self.items.items[start:stop], emb,
+                    shard_stamp(self.items, start, stop))
         self.done[s] = emb
         self.encoded.append(s)
 

@@ -155,7 +155,8 @@ def _shuffle_tags(text: str, rng: np.random.Generator) -> str:
 
 # --------------------------------------------------------------------------- the stage
 # Bumped whenever the way pixels/tags become model inputs changes: it is part of every CLIP stage's key.
-PREPROCESS_VERSION = "v1:uint8->[0,1]->clip-mean/std; PIL preprocess when resizing; tags tokenised+truncated"
+PREPROCESS_VERSION = ("v2:uint8 -> antialiased resize (model interpolation) + centre crop on tensors (egath_lite.images)"
+                      " -> [0,1] -> clip mean/std; tags tokenised+truncated")
 # The config fields that decide which items, labels, tags and split the data stages see.
 DATA_FIELDS = ("dataset", "data_root", "layout", "drop_unlabeled", "toy_size", "image_size", "seed", "num_query",
                "num_train", "split_seed", "val_fraction")

@@ -271,7 +271,7 @@ def test_second_call_reuses_artifacts_and_keys_follow_the_config(toy_run, monkey
         raise AssertionError("recomputed although the cached artifact matches")
 
     monkeypatch.setattr(T, "train_tiny_clip", must_not_run)
-    monkeypatch.setattr(F, "extract_features", must_not_run)
+    monkeypatch.setattr(F, "_extract", must_not_run)
     again = F.ensure_features(cfg, progress=False)
     assert again["cache_hit"] and again["key"] == payload["key"]
     assert torch.equal(again["tensors"]["text_emb"], payload["tensors"]["text_emb"])

@@ -1,7 +1,7 @@
 """The image pipeline (egath_lite.images) and sharded extraction (egath_lite.sharded) on real image files.
 
 References: open_clip's own PIL preprocess, torchvision's RandomResizedCrop.get_params, the old
-``features.images_to_tensor`` path, and a clean single extraction run.
+``encode.images_to_tensor`` path, and a clean single extraction run.
 """
 import json
 import os
@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
-from egath_lite.features import images_to_tensor, load_clip
+from egath_lite.clip_weights import load_clip
+from egath_lite.encode import images_to_tensor
 from egath_lite.images import (
     EpochBatches,
     ImageItems,
@@ -328,7 +329,7 @@ SIGINT_SCRIPT = """
 import sys, time
 from pathlib import Path
 import torch
-from egath_lite.features import load_clip
+from egath_lite.clip_weights import load_clip
 from egath_lite.images import ImageItems
 from egath_lite.sharded import encode_images_sharded
 

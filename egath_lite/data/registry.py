@@ -111,7 +111,7 @@ def _layout_for_fingerprint(name: str, root: Path, layout: str) -> Layout | None
     return next((lay for lay in layouts if lay.matches(root)), None)
 
 
-def dataset_fingerprint(cfg) -> str:
+def dataset_fingerprint(cfg, images: bool = True) -> str:
     """16-hex digest of what the run's data is made of, without loading it: add it to artifact keys.
 
     toy_nuswide: generator version and source fingerprint, size, seed, image size (a change
@@ -120,6 +120,9 @@ def dataset_fingerprint(cfg) -> str:
     (SHA-256; size and mtime_ns for files over 64 MiB), image and per-item tag folders by
     file count and a digest of relative paths, sizes and mtimes (stat only, never read).
     A root that matches no layout is fingerprinted by its top-level entries (loading it fails anyway).
+    ``images=False`` leaves the image and per-item folders out: what the image-shard key of an extraction
+    uses, so that replacing a broken image invalidates only the shard that holds it (each shard checks its
+    own files' sizes and mtimes).
     """
     import hashlib
     import json
@@ -136,7 +139,7 @@ def dataset_fingerprint(cfg) -> str:
         lay = _layout_for_fingerprint(cfg.dataset, root, options["layout"]) if root.is_dir() else None
         if lay is not None and lay.inputs is not None:
             files, trees = lay.inputs(root)
-            content = [lay.name, inputs_digest(root, files, trees)]
+            content = [lay.name, inputs_digest(root, files, trees if images else [])]
         else:
             content = ["no layout", sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
                                            for p in root.iterdir()) if root.is_dir() else []]
