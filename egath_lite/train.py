@@ -50,11 +50,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 # Config fields that shape the label classifier of notebook 03 and the hash model of 04.
 CLASSIFIER_FIELDS = ("gat_layers", "gat_hidden", "gat_heads", "gat_dropout", "gat_negative_slope",
+                     "gat_bias", "gat_input_dropout", "gat_init_gain", "gat_label_bias",
                      "gat_epochs", "gat_lr", "weight_decay", "seed")
 HASH_FIELDS = ("variant", "hidden_dim", "trans_layers", "trans_heads", "trans_tokens", "trans_width", "trans_dropout",
                "label_fusion", "epochs", "hash_batch_size", "lr", "lr_min", "weight_decay", "alpha", "mu",
                "w_cosine", "w_triplet", "w_cls", "w_quant", "finetune_clip", "finetune_lr_scale", "early_stop_patience",
-               "gat_layers", "gat_hidden", "gat_heads", "gat_dropout", "gat_negative_slope", "seed")
+               "gat_layers", "gat_hidden", "gat_heads", "gat_dropout", "gat_negative_slope",
+               "gat_bias", "gat_input_dropout", "gat_init_gain", "gat_label_bias", "seed")
 
 FEATURE_TENSORS = ("image_emb", "text_emb", "bow", "labels", "query_idx", "train_idx", "val_idx", "retrieval_idx")
 GRAPH_TENSORS = ("edge_index", "edge_weight", "label_emb")
@@ -170,7 +172,9 @@ def build_label_classifier(kind: str, cfg: Config, feature_dim: int, label_emb: 
                            mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> FrozenFeatureClassifier:
     """A ``gat`` | ``gcn`` | ``independent`` classifier over frozen features of dimension D."""
     clf = build_classifier(kind, label_emb.shape[1], feature_dim, label_emb.shape[0], cfg.gat_hidden,
-                           cfg.gat_layers, cfg.gat_heads, cfg.gat_dropout, cfg.gat_negative_slope)
+                           cfg.gat_layers, cfg.gat_heads, cfg.gat_dropout, cfg.gat_negative_slope, bias=cfg.gat_bias,
+                           input_dropout=cfg.gat_input_dropout, init_gain=cfg.gat_init_gain,
+                           label_bias=cfg.gat_label_bias)
     mean = torch.zeros(feature_dim) if mean is None else mean
     std = torch.ones(feature_dim) if std is None else std
     return FrozenFeatureClassifier(clf, mean, std)
@@ -313,7 +317,9 @@ def build_egath(cfg: Config, bits: int, image_dim: int, text_dim: int, graph: di
                  trans_tokens=cfg.trans_tokens, trans_width=cfg.trans_width, trans_layers=cfg.trans_layers,
                  trans_heads=cfg.trans_heads, trans_dropout=cfg.trans_dropout, gat_hidden=cfg.gat_hidden, gat_layers=cfg.gat_layers,
                  gat_heads=cfg.gat_heads, gat_dropout=cfg.gat_dropout, gat_negative_slope=cfg.gat_negative_slope,
-                 label_fusion=cfg.label_fusion, image_backbone=image_backbone)
+                 label_fusion=cfg.label_fusion, image_backbone=image_backbone, gat_bias=cfg.gat_bias,
+                 gat_input_dropout=cfg.gat_input_dropout, gat_init_gain=cfg.gat_init_gain,
+                 gat_label_bias=cfg.gat_label_bias)
 
 
 @dataclass

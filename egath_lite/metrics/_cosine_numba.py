@@ -118,10 +118,10 @@ def score_ap(scores, bits, ql, rl, cut, stripes):
     num_rel = np.zeros(nq, np.int64)
     for s in prange(stripes):
         rel = np.empty(n, np.uint8)  # per-thread buffers, allocated once per stripe
-        bucket_of = np.empty(n, np.int64)
-        counts = np.empty(n + 1, np.int64)
+        bucket_of = np.empty(n, np.int32)  # int32: n < 2**31, and half the memory traffic of int64
+        counts = np.empty(n + 1, np.int32)
         keys = np.empty(n, np.int64)
-        ranked = np.empty(n, np.int64)
+        ranked = np.empty(n, np.uint8)
         for i in range(s, nq, stripes):
             ap[i], num_rel[i] = _query_ap(scores[i], bits[i], ql[i], rl, cut, rel, bucket_of, counts, keys, ranked)
     return ap, num_rel
