@@ -61,7 +61,7 @@ class Config:
     gat_bias: bool = False  # a bias per GAT layer (released gat.py: none; PyG's default: one)
     gat_input_dropout: float = 0.0  # dropout on the node features before each layer (released: none; gat_dropout is on the attention)
     gat_init_gain: float | None = 1.414  # Xavier-uniform gain of W and a (released: 1.414); None: PyG's glorot (gain 1)
-    gat_label_bias: bool = True  # per-label bias of the scores, Ŝ = fHᵀ + b (ours; measured in docs/paper_map.md)
+    gat_label_bias: bool = False  # per-label bias b in Ŝ = fHᵀ + b (ours; paper/release: none; measured in paper_map)
     gat_epochs: int = 30
     gat_lr: float = 1e-3
 

@@ -107,7 +107,7 @@ class TransFC(nn.Module):
 
 
 GAT_INIT_GAIN = 1.414  # the released gat.py: nn.init.xavier_uniform_(W, gain=1.414), the same for the attention a
-LABEL_BIAS = True  # measured in docs/paper_map.md (§3.3): frozen-feature classifiers need a label prior
+LABEL_BIAS = False  # the paper's and the release's Ŝ = f Hᵀ; a per-label bias did not change per-label AP (paper_map §3.3)
 
 
 class _LabelBias(nn.Module):
@@ -116,7 +116,8 @@ class _LabelBias(nn.Module):
     def __init__(self, num_labels: int, label_bias: bool = LABEL_BIAS):
         super().__init__()
         if label_bias:
-            # frozen features cannot encode a label's prior (its frequency) otherwise
+            # lets standardised frozen features reproduce a label's prior (calibrated probabilities);
+            # a per-label constant cannot change a label's ranking, so AP does not need it
             self.bias = nn.Parameter(torch.zeros(num_labels))
         else:
             self.register_parameter("bias", None)

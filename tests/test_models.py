@@ -98,7 +98,7 @@ def test_independent_classifier_ignores_graph():
 
 
 def test_scores_are_f_times_H_transpose_plus_bias():
-    model = build_classifier("gat", FEAT, 3, C, hidden=8)
+    model = build_classifier("gat", FEAT, 3, C, hidden=8, label_bias=True)
     with torch.no_grad():
         model.bias.copy_(torch.tensor([0.0, 1.0, 2.0, 3.0]))
     f, H = torch.randn(5, 3), torch.randn(C, 3)
@@ -196,7 +196,7 @@ def _names(module):
 def test_gat_has_no_layer_bias_by_default():
     model = GATClassifier(FEAT, 3, C, hidden=8, layers=2)
     assert all(conv.bias is None for conv in model.convs)
-    assert _names(model) == {"bias", "convs.0.att_src", "convs.0.att_dst", "convs.0.lin.weight",
+    assert _names(model) == {"convs.0.att_src", "convs.0.att_dst", "convs.0.lin.weight",
                              "convs.1.att_src", "convs.1.att_dst", "convs.1.lin.weight"}
     with_bias = GATClassifier(FEAT, 3, C, hidden=8, layers=2, bias=True)
     assert _names(with_bias) - _names(model) == {"convs.0.bias", "convs.1.bias"}
@@ -205,8 +205,8 @@ def test_gat_has_no_layer_bias_by_default():
 
 def test_label_bias_is_an_option_of_every_classifier():
     for kind in ("gat", "gcn", "independent"):
-        on = build_classifier(kind, FEAT, 3, C, hidden=8)
-        off = build_classifier(kind, FEAT, 3, C, hidden=8, label_bias=False)
+        on = build_classifier(kind, FEAT, 3, C, hidden=8, label_bias=True)
+        off = build_classifier(kind, FEAT, 3, C, hidden=8)  # the default: Ŝ = f Hᵀ, as the paper and the release
         assert "bias" in _names(on) and on.bias.shape == (C,)
         assert off.bias is None and "bias" not in _names(off)
         f, H = torch.randn(5, 3), torch.randn(C, 3)
@@ -319,11 +319,11 @@ def test_bad_gat_options_raise(kwargs, match):
 def test_egath_passes_the_gat_options_to_its_classifier():
     E, ei = torch.randn(C, FEAT), _graph([(1, 0), (0, 1)])
     model = EGATH(8, 10, E, ei, None, bits=16, hidden_dim=12, trans_tokens=2, trans_width=8, trans_heads=2,
-                  gat_hidden=8, gat_bias=True, gat_input_dropout=0.1, gat_init_gain=None, gat_label_bias=False)
+                  gat_hidden=8, gat_bias=True, gat_input_dropout=0.1, gat_init_gain=None, gat_label_bias=True)
     clf = model.classifier
     assert all(conv.bias is not None for conv in clf.convs)
-    assert clf.input_dropout == 0.1 and clf.bias is None
+    assert clf.input_dropout == 0.1 and clf.bias.shape == (C,)
     default = EGATH(8, 10, E, ei, None, bits=16, hidden_dim=12, trans_tokens=2, trans_width=8, trans_heads=2,
                     gat_hidden=8).classifier
     assert all(conv.bias is None for conv in default.convs) and default.input_dropout == 0.0
-    assert default.bias is not None
+    assert default.bias is None

@@ -24,7 +24,7 @@ from ._numpy_kernels import ap_from_sorted_relevance, relevance
 
 _CHUNK_BYTES = 64 * 2**20  # similarity, order and relevance temporaries of one query chunk (reference)
 _SCORE_CHUNK_BYTES = 128 * 2**20  # float32 scores of one query chunk (numba route); the matrix product needs rows
-_NUMPY_BYTES_PER_PAIR = 24  # float32 score + int64 key + bool relevance + its sorted copy, per (query, item)
+_NUMPY_BYTES_PER_PAIR = 48  # float32 score, int64 key and its temporaries, relevance, cumulative sums per (query, item)
 _INDEX_BITS = 31
 BACKENDS = ("auto", "numba", "numpy")
 
