@@ -128,7 +128,7 @@ def test_scores_with_signed_zeros_piles_and_outliers_rank_as_the_plain_loop(back
     assert np.signbit(scores[0]).any() and (scores[0] == 0).sum() > 100
     qL = np.ones((len(rows), 1), np.uint8)
     rL = (rng.random((n, 1)) < 0.4).astype(np.uint8)
-    kernel, _ = _embeddings._score_kernel(backend)
+    kernel, _, _ = _embeddings._score_kernel(backend)
     for topk in (None, 10):
         ref_ap, _ = plain_average_precisions(scores, qL, rL, topk)
         ap, num_rel = kernel(scores, pack_bits(qL.astype(bool)), pack_bits(rL.astype(bool)), topk or n)
@@ -141,7 +141,7 @@ def test_signed_zeros_tie_so_the_index_decides():
     scores = np.array([[-0.0, 0.0, -1.0], [0.0, -0.0, -1.0]], np.float32)
     rel = pack_bits(np.array([[True], [False], [False]]))
     for backend in BACKENDS:
-        kernel, _ = _embeddings._score_kernel(backend)
+        kernel, _, _ = _embeddings._score_kernel(backend)
         ap, _ = kernel(scores, pack_bits(np.ones((2, 1), bool)), rel, 3)
         np.testing.assert_array_equal(ap, [1.0, 1.0])
 

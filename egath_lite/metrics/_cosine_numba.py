@@ -4,7 +4,7 @@ Imported lazily by ``egath_lite.metrics._embeddings`` (importing the package com
 
 The ranking of one query is a bucket sort instead of a comparison sort of all n items:
 
-1. every score s goes to bucket ``floor((hi - s) * (B - 1) / (hi - lo))`` with B = n buckets.
+1. every score s goes to bucket ``floor((hi - s) * (B - 1) / (hi - lo))`` with B = 2n buckets.
    The map is monotone (float subtraction, multiplication by a positive number and truncation
    never reverse an order), so a higher score never lands in a later bucket, and equal scores
    share one;
@@ -22,19 +22,14 @@ The ranking of one query is a bucket sort instead of a comparison sort of all n 
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 _MAX_MOVES_PER_ITEM = 16
+_BUCKETS_PER_ITEM = 2  # 2n buckets: fewer items share one than with n, at 25% less time per query (measured)
 _INDEX_BITS = 31  # item index in the low bits of a key; n < 2**31
 _INDEX_MASK = (1 << _INDEX_BITS) - 1
 _SIGN = 0x80000000
-
-
-def stripes(num_query: int) -> int:
-    """How many interleaved stripes of queries to spread over the threads."""
-    return max(1, min(num_query, 4 * numba.get_num_threads()))
 
 
 @njit(cache=True, nogil=True)
@@ -67,30 +62,42 @@ def _finish_sort(keys, max_moves):
 
 
 @njit(cache=True, nogil=True)
-def _query_ap(scores, bits, q_label, rl, cut, rel, bucket_of, counts, keys, ranked):
-    """AP over the first ``cut`` ranks of one query's scores (n,) and its number of relevant items."""
-    n = scores.shape[0]
-    lo = scores[0]
-    hi = scores[0]
+def _relevance(q_label, rl, rel):
+    """rel[j] = 1 when retrieval item j shares a label with the query (packed masks); returns how many do."""
+    n = rl.shape[0]
+    if rl.shape[1] == 1:  # <= 64 labels: a loop LLVM vectorises
+        lw = q_label[0]
+        for j in range(n):
+            rel[j] = (lw & rl[j, 0]) != 0
+    else:
+        for j in range(n):
+            r = 0
+            for w in range(rl.shape[1]):
+                r |= (q_label[w] & rl[j, w]) != 0
+            rel[j] = r
     num_rel = 0
     for j in range(n):
-        s = scores[j]
-        lo = min(lo, s)
-        hi = max(hi, s)
-        r = 0
-        for w in range(rl.shape[1]):
-            r |= (q_label[w] & rl[j, w]) != 0
-        rel[j] = r
-        num_rel += r
+        num_rel += rel[j]
+    return num_rel
+
+
+@njit(cache=True, nogil=True)
+def _query_ap(scores, bits, lo, hi, q_label, rl, cut, rel, bucket_of, counts, keys, ranked):
+    """AP over the first ``cut`` ranks of one query's scores (n,) within [lo, hi], and its number of relevant items."""
+    n = scores.shape[0]
+    num_rel = _relevance(q_label, rl, rel)
     if num_rel == 0:
         return 0.0, 0
-    num_buckets = n
-    scale = 0.0 if hi == lo else (num_buckets - 1) / (np.float64(hi) - np.float64(lo))
-    counts[:] = 0
+    num_buckets = _BUCKETS_PER_ITEM * n
+    # float32 arithmetic (8 lanes per AVX2 instruction), still monotone; the cap keeps it finite when hi - lo is tiny
+    scale = np.float32(0.0) if hi == lo else np.float32(min((num_buckets - 1) / (np.float64(hi) - np.float64(lo)),
+                                                            1e30))
+    top = np.float32(num_buckets - 1)
     for j in range(n):
-        b = min(np.int64((np.float64(hi) - np.float64(scores[j])) * scale), num_buckets - 1)
-        bucket_of[j] = b
-        counts[b + 1] += 1
+        bucket_of[j] = np.int32(min((hi - scores[j]) * scale, top))
+    counts[:num_buckets + 1] = 0
+    for j in range(n):
+        counts[bucket_of[j] + 1] += 1
     for b in range(num_buckets):  # counts[b] = first slot of bucket b
         counts[b + 1] += counts[b]
     for j in range(n):  # scatter in index order
@@ -110,18 +117,22 @@ def _query_ap(scores, bits, q_label, rl, cut, rel, bucket_of, counts, keys, rank
     return (total / hits if hits > 0 else 0.0), num_rel
 
 
-@njit(cache=True, parallel=True)
-def score_ap(scores, bits, ql, rl, cut, stripes):
-    """Per query: AP over the first ``cut`` ranks of scores float32 (c, n) (bits: its uint32 view), and #relevant."""
+@njit(cache=True, nogil=True)
+def score_ap(scores, bits, lo, hi, ql, rl, cut):
+    """Per query: AP over the first ``cut`` ranks of scores float32 (c, n), and #relevant.
+
+    ``bits``: the uint32 view of ``scores``; ``lo``, ``hi``: float32 (c,) row minima and maxima.
+    One thread, without the GIL: the caller runs one chunk of queries per worker thread.
+    """
     nq, n = scores.shape
     ap = np.zeros(nq, np.float64)
     num_rel = np.zeros(nq, np.int64)
-    for s in prange(stripes):
-        rel = np.empty(n, np.uint8)  # per-thread buffers, allocated once per stripe
-        bucket_of = np.empty(n, np.int32)  # int32: n < 2**31, and half the memory traffic of int64
-        counts = np.empty(n + 1, np.int32)
-        keys = np.empty(n, np.int64)
-        ranked = np.empty(n, np.uint8)
-        for i in range(s, nq, stripes):
-            ap[i], num_rel[i] = _query_ap(scores[i], bits[i], ql[i], rl, cut, rel, bucket_of, counts, keys, ranked)
+    rel = np.empty(n, np.uint8)  # buffers allocated once per chunk
+    bucket_of = np.empty(n, np.int32)  # int32: n < 2**31, and half the memory traffic of int64
+    counts = np.empty(_BUCKETS_PER_ITEM * n + 1, np.int32)
+    keys = np.empty(n, np.int64)
+    ranked = np.empty(n, np.uint8)
+    for i in range(nq):
+        ap[i], num_rel[i] = _query_ap(scores[i], bits[i], lo[i], hi[i], ql[i], rl, cut, rel, bucket_of, counts, keys,
+                                      ranked)
     return ap, num_rel

@@ -6,7 +6,9 @@ never the whole query × retrieval matrix). The ranking is by score, ties by ret
 
 Two routes give the same AP from the same scores: ``numba`` (a bucket sort per query, see
 ``_cosine_numba``) and ``numpy`` (one integer sort per row of the chunk: an exact key from the
-float32 bits and the index). ``_embedding_average_precisions_reference`` is the earlier
+float32 bits and the index). The numba route runs ``numba.get_num_threads()`` worker threads,
+each taking whole chunks (its matrix product with a one-thread BLAS, then its ranking): on a
+shared machine this wastes no CPU on idle BLAS or numba threads spinning between the two phases. ``_embedding_average_precisions_reference`` is the earlier
 argsort-per-chunk code, kept for the tests and ``benchmarks/bench_cosine_map.py``.
 
 The scores themselves are BLAS sums: their last bit can depend on how many query rows a
@@ -23,7 +25,7 @@ from ._inputs import check_label_pairing, check_topk, label_bits, pack_bits, to_
 from ._numpy_kernels import ap_from_sorted_relevance, relevance
 
 _CHUNK_BYTES = 64 * 2**20  # similarity, order and relevance temporaries of one query chunk (reference)
-_SCORE_CHUNK_BYTES = 128 * 2**20  # float32 scores of one query chunk (numba route); the matrix product needs rows
+_SCORE_CHUNK_BYTES = 128 * 2**20  # float32 scores of one query chunk per worker (numba route); BLAS needs rows
 _NUMPY_BYTES_PER_PAIR = 48  # float32 score, int64 key and its temporaries, relevance, cumulative sums per (query, item)
 _INDEX_BITS = 31
 BACKENDS = ("auto", "numba", "numpy")
@@ -78,11 +80,13 @@ def _numpy_score_ap(scores: np.ndarray, ql: np.ndarray, rl: np.ndarray, cut: int
 
 
 def _score_kernel(backend: str):
-    """``(scores, ql, rl, cut) -> (ap, num_rel)`` for one chunk, and the rows per chunk for n items."""
+    """``(scores, ql, rl, cut) -> (ap, num_rel)`` for one chunk, the rows per chunk for n items, and the workers."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend in ("auto", "numba"):
         try:
+            import numba
+
             from . import _cosine_numba
         except ImportError as exc:
             if backend == "numba":
@@ -90,11 +94,32 @@ def _score_kernel(backend: str):
                                   f"or pass backend='numpy'") from exc
         else:
             def run(scores, ql, rl, cut):
-                return _cosine_numba.score_ap(scores, scores.view(np.uint32), ql, rl, np.int64(cut),
-                                              _cosine_numba.stripes(scores.shape[0]))
+                return _cosine_numba.score_ap(scores, scores.view(np.uint32), scores.min(axis=1), scores.max(axis=1),
+                                              ql, rl, np.int64(cut))
 
-            return run, lambda n: max(1, _SCORE_CHUNK_BYTES // (4 * n))
-    return _numpy_score_ap, lambda n: max(1, _CHUNK_BYTES // (_NUMPY_BYTES_PER_PAIR * n))
+            return run, lambda n: max(1, _SCORE_CHUNK_BYTES // (4 * n)), numba.get_num_threads()
+    return _numpy_score_ap, lambda n: max(1, _CHUNK_BYTES // (_NUMPY_BYTES_PER_PAIR * n)), 1
+
+
+def _chunk_results(kernel, q, r, ql, rl, cut: int, step: int, workers: int):
+    """Yield (rows, ap, num_rel) per chunk of ``step`` queries; chunks run on ``workers`` threads, BLAS on one each."""
+    def work(start):
+        rows = slice(start, min(q.shape[0], start + step))
+        return (rows, *kernel(q[rows] @ r.T, ql[rows], rl, cut))  # float32 (c, n): one chunk only
+
+    starts = range(0, q.shape[0], step)
+    workers = min(workers, len(starts))
+    if workers <= 1:
+        yield from map(work, starts)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    # The kernel releases the GIL and so does BLAS; a multi-threaded BLAS inside each worker would
+    # only oversubscribe the cores. map() keeps at most `workers` chunks of scores alive at once.
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        yield from pool.map(work, starts)
 
 
 def embedding_average_precisions(query_emb, retrieval_emb, query_labels, retrieval_labels, topk: int | None = None, *,
@@ -102,25 +127,25 @@ def embedding_average_precisions(query_emb, retrieval_emb, query_labels, retriev
                                  progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-query AP@topk of cosine ranking, float64 (n_query,) with NaN where undefined, and the valid mask."""
     topk = check_topk(topk)
-    kernel, default_rows = _score_kernel(backend)
+    kernel, default_rows, workers = _score_kernel(backend)
     q, r, ql, rl = _prepare_embeddings(query_emb, retrieval_emb, query_labels, retrieval_labels)
     nq, n = q.shape[0], r.shape[0]
     cut = n if topk is None else min(topk, n)
+    # the chunking depends on n only (not on the thread count), so the BLAS scores, and the APs, do not either
     step = default_rows(n) if chunk_size is None else chunk_size
     if step < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
-    starts = range(0, nq, step)
+    results = _chunk_results(kernel, q, r, ql, rl, cut, step, workers)
     if progress is None:
         progress = nq * n > 50_000_000
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="cosine mAP", unit="chunk", total=len(starts))
+        results = tqdm(results, desc="cosine mAP", unit="chunk", total=-(-nq // step))
     ap = np.zeros(nq, np.float64)
     num_rel = np.zeros(nq, np.int64)
-    for start in starts:
-        rows = slice(start, min(nq, start + step))
-        ap[rows], num_rel[rows] = kernel(q[rows] @ r.T, ql[rows], rl, cut)  # float32 (c, n): one chunk only
+    for rows, chunk_ap, chunk_rel in results:
+        ap[rows], num_rel[rows] = chunk_ap, chunk_rel
     valid = num_rel > 0
     return np.where(valid, ap, np.nan), valid
 
