@@ -12,8 +12,10 @@ shared machine this wastes no CPU on idle BLAS or numba threads spinning between
 argsort-per-chunk code, kept for the tests and ``benchmarks/bench_cosine_map.py``.
 
 The scores themselves are BLAS sums: their last bit can depend on how many query rows a
-chunk holds (OpenBLAS picks its blocking by shape), so routes that chunk differently may
-order two scores 1 ulp apart differently. Same chunks, same scores, same AP.
+chunk holds and on how many threads BLAS splits the product over, so routes that differ in
+either may order two scores 1 ulp apart differently (AP moves by ~1e-7). The numba route's
+chunks depend on n only and its BLAS runs on one thread, so its numbers do not depend on the
+machine's thread count. Same chunks, same BLAS threads: same scores, same AP to rounding.
 """
 from __future__ import annotations
 
@@ -107,18 +109,15 @@ def _chunk_results(kernel, q, r, ql, rl, cut: int, step: int, workers: int):
         rows = slice(start, min(q.shape[0], start + step))
         return (rows, *kernel(q[rows] @ r.T, ql[rows], rl, cut))  # float32 (c, n): one chunk only
 
-    starts = range(0, q.shape[0], step)
-    workers = min(workers, len(starts))
-    if workers <= 1:
-        yield from map(work, starts)
-        return
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
     # The kernel releases the GIL and so does BLAS; a multi-threaded BLAS inside each worker would
-    # only oversubscribe the cores. map() keeps at most `workers` chunks of scores alive at once.
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    # only oversubscribe the cores. One BLAS thread also with one worker: OpenBLAS's last bit depends
+    # on its thread count, and the scores should not. map() keeps at most `workers` chunks alive.
+    starts = range(0, q.shape[0], step)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max(1, min(workers, len(starts)))) as pool:
         yield from pool.map(work, starts)
 
 
