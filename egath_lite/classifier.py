@@ -27,8 +27,9 @@ from .stages import Stage, shape_problems
 from .utils import cpu_threads, resolve_device, seed_everything
 
 CLASSIFIER_KINDS = ("gat", "gcn", "independent")
-CLASSIFIER_FIELDS = ("gat_layers", "gat_hidden", "gat_heads", "gat_dropout", "gat_negative_slope", "gat_epochs",
-                     "gat_lr", "gat_batch_size", "weight_decay", "seed")
+GAT_FIELDS = ("gat_layers", "gat_hidden", "gat_heads", "gat_dropout", "gat_negative_slope", "gat_bias",
+              "gat_input_dropout", "gat_init_gain", "gat_label_bias")
+CLASSIFIER_FIELDS = GAT_FIELDS + ("gat_epochs", "gat_lr", "gat_batch_size", "weight_decay", "seed")
 
 
 def _expect(cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> list[str]:
@@ -50,7 +51,9 @@ def build_label_classifier(kind: str, cfg: Config, feature_dim: int, label_emb: 
                            mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> FrozenFeatureClassifier:
     """A ``gat`` | ``gcn`` | ``independent`` classifier over frozen features of dimension D."""
     clf = build_classifier(kind, label_emb.shape[1], feature_dim, label_emb.shape[0], cfg.gat_hidden,
-                           cfg.gat_layers, cfg.gat_heads, cfg.gat_dropout, cfg.gat_negative_slope)
+                           cfg.gat_layers, cfg.gat_heads, cfg.gat_dropout, cfg.gat_negative_slope, bias=cfg.gat_bias,
+                           input_dropout=cfg.gat_input_dropout, init_gain=cfg.gat_init_gain,
+                           label_bias=cfg.gat_label_bias)
     mean = torch.zeros(feature_dim) if mean is None else mean
     std = torch.ones(feature_dim) if std is None else std
     return FrozenFeatureClassifier(clf, mean, std)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .classifier import load_state, state_from
+from .classifier import GAT_FIELDS, load_state, state_from
 from .config import Config
 from .features import FEATURES_STAGE, ensure_features
 from .graph import GRAPH_STAGE, ensure_graph
@@ -25,8 +25,7 @@ from .variants import variant_settings
 HASH_FIELDS = ("variant", "hidden_dim", "trans_layers", "trans_heads", "trans_tokens", "trans_width", "trans_dropout",
                "label_fusion", "epochs", "hash_batch_size", "lr", "lr_min", "weight_decay", "alpha", "mu",
                "w_cosine", "w_triplet", "w_cls", "w_quant", "finetune_clip", "finetune_lr_scale",
-               "early_stop_patience", "gat_layers", "gat_hidden", "gat_heads", "gat_dropout", "gat_negative_slope",
-               "seed")
+               "early_stop_patience", *GAT_FIELDS, "seed")
 CODE_TENSORS = ("query_image_codes", "query_text_codes", "retrieval_image_codes", "retrieval_text_codes",
                 "query_labels", "retrieval_labels", "history_loss", "history_val_map_i2t", "history_val_map_t2i")
 

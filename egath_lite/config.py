@@ -107,6 +107,12 @@ class ClassifierSection:
     gat_epochs: int = _check(30, ge=1, doc="epochs of the frozen-feature classifiers (notebook 03)")
     gat_lr: float = _check(1e-3, gt=0.0)
     gat_batch_size: int = _check(256, ge=1, doc="frozen-feature classifier batch (feature vectors)")
+    # The released GAT layer (EGATH's gat.py, from GCDH) has no biases, drops attention only and uses Xavier
+    # gain 1.414; our earlier choices are options (docs/paper_map.md, GAT subsection).
+    gat_bias: bool = _check(False, doc="a bias in each GAT layer (released layer: none)")
+    gat_input_dropout: float = _check(0.0, ge=0.0, lt=1.0, doc="dropout on the node features (released: 0)")
+    gat_init_gain: float | None = _check(1.414, gt=0.0, doc="Xavier gain of the layer weights; None: PyG's init")
+    gat_label_bias: bool = _check(False, doc="a per-label bias on the scores (measured: no gain, 3 seeds)")
 
 
 @dataclass(frozen=True)

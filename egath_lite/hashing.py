@@ -35,7 +35,9 @@ def build_egath(cfg: Config, bits: int, image_dim: int, text_dim: int, graph: di
                  trans_tokens=cfg.trans_tokens, trans_width=cfg.trans_width, trans_layers=cfg.trans_layers,
                  trans_heads=cfg.trans_heads, trans_dropout=cfg.trans_dropout, gat_hidden=cfg.gat_hidden, gat_layers=cfg.gat_layers,
                  gat_heads=cfg.gat_heads, gat_dropout=cfg.gat_dropout, gat_negative_slope=cfg.gat_negative_slope,
-                 label_fusion=cfg.label_fusion, image_backbone=image_backbone)
+                 label_fusion=cfg.label_fusion, image_backbone=image_backbone, gat_bias=cfg.gat_bias,
+                 gat_input_dropout=cfg.gat_input_dropout, gat_init_gain=cfg.gat_init_gain,
+                 gat_label_bias=cfg.gat_label_bias)
 
 
 @dataclass

@@ -7,7 +7,9 @@
   encoder, a fully connected layer → feature f (d).
 - ``GATClassifier`` (torch_geometric ``GATConv``), ``GCNClassifier`` (``GCNConv``) and
   ``IndependentClassifier`` (no graph): label embeddings E (C × F) → classifiers H (C × d);
-  scores Ŝ = f Hᵀ + b.
+  scores Ŝ = f Hᵀ (+ b with ``label_bias``). The GAT's defaults are the released layer's
+  (authors' ``gat.py``): no layer bias, dropout on the attention only, Xavier-uniform
+  initialisation with gain 1.414; the project's earlier choices are options (docs/paper_map.md).
 - ``HashHead``: B = tanh(W [f ; σ(Ŝ)] + b) in training, sign at test.
 - ``EGATH``: both encoders, one shared classifier, one hash head per modality.
 """
@@ -104,42 +106,81 @@ class TransFC(nn.Module):
         return self.fc(self.norm(out[:, 0]))
 
 
-class _LabelBias(nn.Module):
-    """Per-label bias b (C): Ŝ = f Hᵀ + b; frozen features cannot encode a label's prior otherwise."""
+GAT_INIT_GAIN = 1.414  # the released gat.py: nn.init.xavier_uniform_(W, gain=1.414), the same for the attention a
+LABEL_BIAS = False  # the paper's and the release's Ŝ = f Hᵀ; a per-label bias did not change per-label AP (paper_map §3.3)
 
-    def __init__(self, num_labels: int):
+
+class _LabelBias(nn.Module):
+    """Scores Ŝ = f Hᵀ (+ a per-label bias b (C) when ``label_bias``; the paper and GCDH have none)."""
+
+    def __init__(self, num_labels: int, label_bias: bool = LABEL_BIAS):
         super().__init__()
-        self.bias = nn.Parameter(torch.zeros(num_labels))
+        if label_bias:
+            # lets standardised frozen features reproduce a label's prior (calibrated probabilities);
+            # a per-label constant cannot change a label's ranking, so AP does not need it
+            self.bias = nn.Parameter(torch.zeros(num_labels))
+        else:
+            self.register_parameter("bias", None)
 
     def scores(self, f: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
         """f (n, d), H (C, d) → Ŝ (n, C)."""
         _check_input("features f", f, dim=2, width=H.shape[1])
-        return f @ H.t() + self.bias
+        logits = f @ H.t()
+        return logits if self.bias is None else logits + self.bias
+
+
+def _check_dropout(name: str, p: float) -> None:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {p}")
+
+
+def _released_gat_init(conv: nn.Module, gain: float) -> None:
+    """Xavier-uniform with ``gain`` as the released GATLayer: W (in → heads·out) and, per head, a = [a_dst; a_src] (2·out, 1)."""
+    nn.init.xavier_uniform_(conv.lin.weight, gain=gain)
+    out = conv.att_src.shape[-1]
+    bound = gain * math.sqrt(6.0 / (2 * out + 1))  # xavier_uniform_ of a (2·out, 1): fan_in 1, fan_out 2·out
+    nn.init.uniform_(conv.att_src, -bound, bound)
+    nn.init.uniform_(conv.att_dst, -bound, bound)
 
 
 class GATClassifier(_LabelBias):
-    """Label graph → classifiers: E (C, F) through ``layers`` GATConv layers → H (C, out_dim)."""
+    """Label graph → classifiers: E (C, F) through ``layers`` GATConv layers → H (C, out_dim).
+
+    ``dropout``: on the attention coefficients (the released layer's only dropout).
+    ``input_dropout``: on the node features before each layer (0: released; 0.2: this project's earlier default).
+    ``bias``: a bias per layer (False: released; PyG's default True). ``init_gain``: Xavier-uniform gain of W and
+    the attention vector (1.414: released; ``None``: PyG's own glorot initialisation, gain 1).
+    ``label_bias``: the per-label bias of the scores (see ``_LabelBias``).
+    """
 
     def __init__(self, in_dim: int, out_dim: int, num_labels: int, hidden: int = 1024, layers: int = 2,
-                 heads: int = 1, dropout: float = 0.2, negative_slope: float = 0.2):
-        super().__init__(num_labels)
+                 heads: int = 1, dropout: float = 0.2, negative_slope: float = 0.2, *, bias: bool = False,
+                 input_dropout: float = 0.0, init_gain: float | None = GAT_INIT_GAIN, label_bias: bool = LABEL_BIAS):
+        super().__init__(num_labels, label_bias)
         from torch_geometric.nn import GATConv
 
         if layers < 1:
             raise ValueError(f"gat_layers must be >= 1, got {layers}")
         if heads < 1 or hidden % heads:
             raise ValueError(f"gat_hidden={hidden} must be divisible by gat_heads={heads}")
+        _check_dropout("gat_dropout", dropout)
+        _check_dropout("gat_input_dropout", input_dropout)
+        if init_gain is not None and not init_gain > 0:
+            raise ValueError(f"gat_init_gain must be a positive number or None (PyG's initialisation), got {init_gain}")
         self.in_dim, self.num_labels = in_dim, num_labels
-        self.dropout, self.negative_slope = dropout, negative_slope
+        self.dropout, self.input_dropout, self.negative_slope = dropout, input_dropout, negative_slope
         dims = [in_dim] + [hidden] * (layers - 1)
         self.convs = nn.ModuleList()
         for i in range(layers - 1):
             # hidden layers concatenate their heads: hidden // heads channels per head
             self.convs.append(GATConv(dims[i], hidden // heads, heads=heads, concat=True,
-                                      negative_slope=negative_slope, dropout=dropout))
+                                      negative_slope=negative_slope, dropout=dropout, bias=bias))
         # the last layer averages its heads, as in the GAT paper's output layer
         self.convs.append(GATConv(dims[-1], out_dim, heads=heads, concat=False,
-                                  negative_slope=negative_slope, dropout=dropout))
+                                  negative_slope=negative_slope, dropout=dropout, bias=bias))
+        if init_gain is not None:
+            for conv in self.convs:
+                _released_gat_init(conv, init_gain)
 
     def forward(self, E: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None,
                 return_attention: bool = False):
@@ -148,7 +189,8 @@ class GATClassifier(_LabelBias):
         attention = []
         x = E
         for i, conv in enumerate(self.convs):
-            x = F.dropout(x, p=self.dropout, training=self.training)
+            if self.input_dropout > 0:
+                x = F.dropout(x, p=self.input_dropout, training=self.training)
             x, (att_index, alpha) = conv(x, edge_index, return_attention_weights=True)
             attention.append((att_index, alpha))
             if i < len(self.convs) - 1:
@@ -157,19 +199,25 @@ class GATClassifier(_LabelBias):
 
 
 class GCNClassifier(_LabelBias):
-    """Ablation: the same stack with GCNConv (fixed, degree-normalised weights instead of attention)."""
+    """Ablation: the same stack with GCNConv (fixed, degree-normalised weights instead of attention).
+
+    ``dropout`` is on the node features before each layer (there is no attention to drop): ``build_classifier``
+    passes the GAT's ``input_dropout``, and ``bias`` the GAT's, so the two differ only in the attention.
+    """
 
     def __init__(self, in_dim: int, out_dim: int, num_labels: int, hidden: int = 1024, layers: int = 2,
-                 dropout: float = 0.2, negative_slope: float = 0.2):
-        super().__init__(num_labels)
+                 dropout: float = 0.0, negative_slope: float = 0.2, *, bias: bool = False,
+                 label_bias: bool = LABEL_BIAS):
+        super().__init__(num_labels, label_bias)
         from torch_geometric.nn import GCNConv
 
         if layers < 1:
             raise ValueError(f"gat_layers must be >= 1, got {layers}")
+        _check_dropout("gat_input_dropout", dropout)
         self.in_dim, self.num_labels = in_dim, num_labels
         self.dropout, self.negative_slope = dropout, negative_slope
         dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
-        self.convs = nn.ModuleList(GCNConv(dims[i], dims[i + 1]) for i in range(layers))
+        self.convs = nn.ModuleList(GCNConv(dims[i], dims[i + 1], bias=bias) for i in range(layers))
 
     def forward(self, E: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
         """E (C, F), edge_index (2, M), edge_weight (M) or None → H (C, out_dim)."""
@@ -186,8 +234,8 @@ class GCNClassifier(_LabelBias):
 class IndependentClassifier(_LabelBias):
     """Ablation without a graph: H (C, out_dim) is a free parameter, i.e. C independent linear classifiers."""
 
-    def __init__(self, in_dim: int, out_dim: int, num_labels: int):
-        super().__init__(num_labels)
+    def __init__(self, in_dim: int, out_dim: int, num_labels: int, *, label_bias: bool = LABEL_BIAS):
+        super().__init__(num_labels, label_bias)
         self.in_dim, self.num_labels = in_dim, num_labels
         self.H = nn.Parameter(torch.randn(num_labels, out_dim) / math.sqrt(out_dim))
 
@@ -209,14 +257,18 @@ def _check_graph(E: torch.Tensor, edge_index: torch.Tensor, in_dim: int, num_lab
 
 
 def build_classifier(kind: str, in_dim: int, out_dim: int, num_labels: int, hidden: int = 1024, layers: int = 2,
-                     heads: int = 1, dropout: float = 0.2, negative_slope: float = 0.2) -> nn.Module:
-    """``gat`` | ``gcn`` | ``independent`` label classifier producing H (C, out_dim)."""
+                     heads: int = 1, dropout: float = 0.2, negative_slope: float = 0.2, *, bias: bool = False,
+                     input_dropout: float = 0.0, init_gain: float | None = GAT_INIT_GAIN,
+                     label_bias: bool = LABEL_BIAS) -> nn.Module:
+    """``gat`` | ``gcn`` | ``independent`` label classifier producing H (C, out_dim); options as ``GATClassifier``."""
     if kind == "gat":
-        return GATClassifier(in_dim, out_dim, num_labels, hidden, layers, heads, dropout, negative_slope)
+        return GATClassifier(in_dim, out_dim, num_labels, hidden, layers, heads, dropout, negative_slope, bias=bias,
+                             input_dropout=input_dropout, init_gain=init_gain, label_bias=label_bias)
     if kind == "gcn":
-        return GCNClassifier(in_dim, out_dim, num_labels, hidden, layers, dropout, negative_slope)
+        return GCNClassifier(in_dim, out_dim, num_labels, hidden, layers, input_dropout, negative_slope, bias=bias,
+                             label_bias=label_bias)
     if kind == "independent":
-        return IndependentClassifier(in_dim, out_dim, num_labels)
+        return IndependentClassifier(in_dim, out_dim, num_labels, label_bias=label_bias)
     raise ValueError(f"unknown classifier {kind!r}; choose one of {', '.join(CLASSIFIERS)}")
 
 
@@ -255,7 +307,9 @@ class EGATH(nn.Module):
                  classifier: str = "gat", trans_tokens: int = 8, trans_width: int = 64, trans_layers: int = 1,
                  trans_heads: int = 4, trans_dropout: float = 0.1, gat_hidden: int = 1024, gat_layers: int = 2,
                  gat_heads: int = 1, gat_dropout: float = 0.2, gat_negative_slope: float = 0.2,
-                 label_fusion: str = "concat", image_backbone: nn.Module | None = None):
+                 label_fusion: str = "concat", image_backbone: nn.Module | None = None, gat_bias: bool = False,
+                 gat_input_dropout: float = 0.0, gat_init_gain: float | None = GAT_INIT_GAIN,
+                 gat_label_bias: bool = LABEL_BIAS):
         super().__init__()
         if text_input not in TEXT_INPUTS:
             raise ValueError(f"unknown text_input {text_input!r}; choose one of {', '.join(TEXT_INPUTS)}")
@@ -268,7 +322,9 @@ class EGATH(nn.Module):
         else:
             self.text_encoder = CLIPTrans(text_dim, hidden_dim, trans_tokens, trans_width, trans_layers, trans_heads, trans_dropout)
         self.classifier = build_classifier(classifier, label_emb.shape[1], hidden_dim, num_labels, gat_hidden,
-                                           gat_layers, gat_heads, gat_dropout, gat_negative_slope)
+                                           gat_layers, gat_heads, gat_dropout, gat_negative_slope, bias=gat_bias,
+                                           input_dropout=gat_input_dropout, init_gain=gat_init_gain,
+                                           label_bias=gat_label_bias)
         self.image_hash = HashHead(hidden_dim, bits, num_labels, label_fusion)
         self.text_hash = HashHead(hidden_dim, bits, num_labels, label_fusion)
         self.register_buffer("label_emb", label_emb.detach().float().clone())

@@ -41,7 +41,7 @@ def _gat_attention_reference(conv, x, edge_index):
         alpha = torch.softmax(e, dim=0)  # (|N(i)|, heads)
         alphas[i] = dict(zip(js, alpha))
         result[i] = (alpha.unsqueeze(-1) * Wx[js]).sum(0).mean(0)
-    return result + conv.bias, alphas
+    return (result if conv.bias is None else result + conv.bias), alphas
 
 
 def test_gat_layer_matches_hand_written_attention():
@@ -82,8 +82,12 @@ def test_gcn_on_self_loops_only_is_a_per_node_linear_map():
     E = torch.randn(C, FEAT)
     empty = torch.zeros(2, 0, dtype=torch.long)
     conv = model.convs[0]
-    expected = E @ conv.lin.weight.t() + conv.bias
-    assert torch.allclose(model(E, empty), expected, atol=1e-5)
+    assert conv.bias is None  # no layer bias by default, as the GAT
+    assert torch.allclose(model(E, empty), E @ conv.lin.weight.t(), atol=1e-5)
+    with_bias = GCNClassifier(FEAT, 3, C, layers=1, bias=True).eval()
+    with torch.no_grad():
+        with_bias.convs[0].bias.fill_(0.5)
+    assert torch.allclose(with_bias(E, empty), E @ with_bias.convs[0].lin.weight.t() + 0.5, atol=1e-5)
 
 
 def test_independent_classifier_ignores_graph():
@@ -94,7 +98,7 @@ def test_independent_classifier_ignores_graph():
 
 
 def test_scores_are_f_times_H_transpose_plus_bias():
-    model = build_classifier("gat", FEAT, 3, C, hidden=8)
+    model = build_classifier("gat", FEAT, 3, C, hidden=8, label_bias=True)
     with torch.no_grad():
         model.bias.copy_(torch.tensor([0.0, 1.0, 2.0, 3.0]))
     f, H = torch.randn(5, 3), torch.randn(C, 3)
@@ -180,3 +184,146 @@ def test_egath_clip_text_input_and_unknown_names():
         _egath(classifier="mlp")
     with pytest.raises(ValueError, match="edge_index"):
         GATClassifier(FEAT, 3, C, hidden=8)(torch.randn(C, FEAT), torch.tensor([[0, 9], [1, 0]]))
+
+
+# --------------------------------------------------------------------------------------
+# The released GAT's defaults (authors' gat.py) and the options that restore our earlier layer
+# --------------------------------------------------------------------------------------
+def _names(module):
+    return {name for name, _ in module.named_parameters()}
+
+
+def test_gat_has_no_layer_bias_by_default():
+    model = GATClassifier(FEAT, 3, C, hidden=8, layers=2)
+    assert all(conv.bias is None for conv in model.convs)
+    assert _names(model) == {"convs.0.att_src", "convs.0.att_dst", "convs.0.lin.weight",
+                             "convs.1.att_src", "convs.1.att_dst", "convs.1.lin.weight"}
+    with_bias = GATClassifier(FEAT, 3, C, hidden=8, layers=2, bias=True)
+    assert _names(with_bias) - _names(model) == {"convs.0.bias", "convs.1.bias"}
+    assert with_bias.convs[0].bias.shape == (8,) and with_bias.convs[1].bias.shape == (3,)
+
+
+def test_label_bias_is_an_option_of_every_classifier():
+    for kind in ("gat", "gcn", "independent"):
+        on = build_classifier(kind, FEAT, 3, C, hidden=8, label_bias=True)
+        off = build_classifier(kind, FEAT, 3, C, hidden=8)  # the default: Ŝ = f Hᵀ, as the paper and the release
+        assert "bias" in _names(on) and on.bias.shape == (C,)
+        assert off.bias is None and "bias" not in _names(off)
+        f, H = torch.randn(5, 3), torch.randn(C, 3)
+        assert torch.equal(off.scores(f, H), f @ H.t())
+
+
+def _train_twice(model, E, ei):
+    model.train()
+    torch.manual_seed(0)
+    a = model(E, ei)
+    torch.manual_seed(1)
+    return a, model(E, ei)
+
+
+def test_gat_drops_attention_only_by_default():
+    E, ei = torch.randn(C, FEAT), _graph([(1, 0), (2, 0), (0, 1), (3, 2), (2, 3)])
+    torch.manual_seed(3)
+    a, b = _train_twice(GATClassifier(FEAT, 5, C, hidden=16, dropout=0.0), E, ei)
+    assert torch.equal(a, b)  # input features are not dropped: training mode is deterministic
+    torch.manual_seed(3)
+    a, b = _train_twice(GATClassifier(FEAT, 5, C, hidden=16, dropout=0.0, input_dropout=0.2), E, ei)
+    assert not torch.allclose(a, b)  # the earlier behaviour: node features dropped before each layer
+    torch.manual_seed(3)
+    a, b = _train_twice(GATClassifier(FEAT, 5, C, hidden=16, dropout=0.5), E, ei)
+    assert not torch.allclose(a, b)  # attention dropout is on by default (gat_dropout)
+
+
+def test_input_dropout_drops_node_features_as_before():
+    # input_dropout=p: F.dropout(x, p) before each GATConv, drawn from the global RNG in that order.
+    torch.manual_seed(4)
+    model = GATClassifier(FEAT, 5, C, hidden=16, dropout=0.0, input_dropout=0.3).train()
+    E, ei = torch.randn(C, FEAT), _graph([(1, 0), (0, 1), (3, 2)])
+    torch.manual_seed(9)
+    H = model(E, ei)
+    torch.manual_seed(9)
+    x = F.dropout(E, 0.3, training=True)
+    x = F.leaky_relu(model.convs[0](x, ei), 0.2)
+    x = model.convs[1](F.dropout(x, 0.3, training=True), ei)
+    assert torch.allclose(H, x, atol=1e-6)
+
+
+def test_gat_initialisation_is_xavier_uniform_with_gain_1414():
+    torch.manual_seed(5)
+    model = GATClassifier(300, 1024, C, hidden=1024, layers=2)  # the released sizes 300 → 1024 → d
+    for conv, (fan_in, fan_out) in zip(model.convs, [(300, 1024), (1024, 1024)]):
+        w = conv.lin.weight.detach()
+        bound = 1.414 * (6.0 / (fan_in + fan_out)) ** 0.5
+        assert w.abs().max() <= bound and w.abs().max() > 0.999 * bound  # uniform on [-bound, bound]
+        assert w.std().item() == pytest.approx(bound / 3 ** 0.5, rel=0.01)  # std of U(-b, b) is b / √3
+        a = torch.cat([conv.att_dst.detach().flatten(), conv.att_src.detach().flatten()])  # released a (2·out, 1)
+        a_bound = 1.414 * (6.0 / (2 * 1024 + 1)) ** 0.5
+        assert a.abs().max() <= a_bound
+        assert a.std().item() == pytest.approx(a_bound / 3 ** 0.5, rel=0.05)
+
+
+def test_init_gain_none_restores_pyg_glorot_and_other_gains_scale():
+    torch.manual_seed(6)
+    pyg = GATClassifier(300, 1024, C, hidden=1024, layers=1, init_gain=None)
+    torch.manual_seed(6)
+    from torch_geometric.nn import GATConv
+
+    plain = GATConv(300, 1024, heads=1, concat=False, negative_slope=0.2, dropout=0.2, bias=False)
+    assert torch.equal(pyg.convs[0].lin.weight, plain.lin.weight)  # PyG's own initialisation, untouched
+    assert torch.equal(pyg.convs[0].att_src, plain.att_src)
+    assert pyg.convs[0].lin.weight.std().item() == pytest.approx((2.0 / 1324) ** 0.5, rel=0.01)  # glorot, gain 1
+    torch.manual_seed(6)
+    half = GATClassifier(300, 1024, C, hidden=1024, layers=1, init_gain=0.707)
+    assert half.convs[0].lin.weight.std().item() == pytest.approx(0.707 * (2.0 / 1324) ** 0.5, rel=0.01)
+
+
+def test_options_restore_the_earlier_gat_layer():
+    # bias=True, input_dropout=0.2, init_gain=None, label_bias=True: the layer stack as built before,
+    # GATConv(..., dropout=0.2) with PyG's bias and initialisation, node features dropped before each layer.
+    torch.manual_seed(7)
+    old = GATClassifier(FEAT, 5, C, hidden=16, layers=2, dropout=0.2, bias=True, input_dropout=0.2, init_gain=None,
+                        label_bias=True)
+    torch.manual_seed(7)
+    from torch_geometric.nn import GATConv
+
+    bias = torch.nn.Parameter(torch.zeros(C))  # the label bias is created first, as in _LabelBias
+    convs = [GATConv(FEAT, 16, heads=1, concat=True, negative_slope=0.2, dropout=0.2),
+             GATConv(16, 5, heads=1, concat=False, negative_slope=0.2, dropout=0.2)]
+    for mine, theirs in zip(old.convs, convs):
+        for (n1, p1), (n2, p2) in zip(mine.named_parameters(), theirs.named_parameters()):
+            assert n1 == n2 and torch.equal(p1, p2)
+    assert torch.equal(old.bias, bias)
+    E, ei = torch.randn(C, FEAT), _graph([(1, 0), (0, 1), (3, 2), (2, 1)])
+    old.train()
+    torch.manual_seed(8)
+    H = old(E, ei)
+    torch.manual_seed(8)
+    x = E
+    for i, conv in enumerate(convs):
+        x = conv.train()(F.dropout(x, 0.2, training=True), ei)
+        if i == 0:
+            x = F.leaky_relu(x, 0.2)
+    assert torch.allclose(H, x, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(dropout=1.0), "gat_dropout must be in"),
+    (dict(input_dropout=-0.1), "gat_input_dropout must be in"),
+    (dict(init_gain=0.0), "gat_init_gain must be a positive number or None"),
+])
+def test_bad_gat_options_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GATClassifier(FEAT, 3, C, hidden=8, **kwargs)
+
+
+def test_egath_passes_the_gat_options_to_its_classifier():
+    E, ei = torch.randn(C, FEAT), _graph([(1, 0), (0, 1)])
+    model = EGATH(8, 10, E, ei, None, bits=16, hidden_dim=12, trans_tokens=2, trans_width=8, trans_heads=2,
+                  gat_hidden=8, gat_bias=True, gat_input_dropout=0.1, gat_init_gain=None, gat_label_bias=True)
+    clf = model.classifier
+    assert all(conv.bias is not None for conv in clf.convs)
+    assert clf.input_dropout == 0.1 and clf.bias.shape == (C,)
+    default = EGATH(8, 10, E, ei, None, bits=16, hidden_dim=12, trans_tokens=2, trans_width=8, trans_heads=2,
+                    gat_hidden=8).classifier
+    assert all(conv.bias is None for conv in default.convs) and default.input_dropout == 0.0
+    assert default.bias is None

@@ -9,22 +9,31 @@ Conventions (the same for every function here):
   every number is deterministic. ``tie_aware=True`` instead gives the expected value over
   uniformly random orders inside each tie (McSherry & Najork, ECIR 2008); with short codes
   many items tie, and the two can differ.
-- **AP@k** of a query = mean of precision@rank over the relevant items ranked within the
-  first ``k`` (``topk=None``: all). A query with relevant items, none of them in the
-  top ``k``, scores 0.
+- **AP@k** of a query (``definition="standard"``) = mean of precision@rank over the relevant
+  items ranked within the first ``k`` (``topk=None``: all). A query with relevant items, none
+  of them in the top ``k``, scores 0.
+- ``definition="gcdh"``: GCDH's and DSPH's ``calc_map_k``, a different quantity. With R the
+  query's relevant items and T = min(k, R), AP = (1/T) Σ_{i=1..T} i / rank_i, where rank_i is
+  the rank of the i-th relevant item in the *whole* ranking (it may lie beyond k). For
+  ``topk=None`` (k = n) both definitions are AP@all. For k < n GCDH's never rewards a query
+  whose relevant items are few for not filling the top k, and counts relevant items the
+  top k does not contain.
 - **Queries without any relevant item** in the retrieval set have an undefined AP: they are
   *skipped and counted* (``average_precisions`` returns the mask). GCDH's and DSPH's
   ``calc_map_k`` skip them in the sum but still divide by *all* queries, which lowers the
-  mean by the fraction skipped; ``empty_queries="zero"`` reproduces that. (Their mAP@k
-  also averages over the first ``min(k, #relevant)`` relevant items wherever they rank,
-  not over the top ``k``; we do not copy that.)
+  mean by the fraction skipped; ``empty_queries="zero"`` reproduces that. So
+  ``mean_average_precision(..., topk=k, definition="gcdh", empty_queries="zero")`` is GCDH's
+  ``calc_map_k(qB, rB, qL, rL, k)``, except that ties are broken by index (their
+  ``torch.sort`` is not stable) and sums are float64 (theirs float32).
 - **PR curve** (radius r = 0 … bits): a query's answer is every item within distance r.
   ``average="valid"`` (ours): recall averaged over queries with at least one relevant
   item (so it never falls as r grows); precision averaged over those of them whose answer
   is non-empty (NaN where no answer is). ``average="gcdh"``: GCDH's ``pr_curve``, which
   averages both over the queries whose precision at r is > 0.
 - **precision@K**: relevant items among the first ``min(K, n_retrieval)``, divided by that
-  number, averaged over queries with at least one relevant item.
+  number, averaged over queries with at least one relevant item (``empty_queries="skip"``).
+  GCDH's ``p_topK`` skips the queries without a relevant item in the sum and divides by all
+  queries (they count 0): ``empty_queries="zero"`` (its sort is unstable; ours is not).
 
 Speed: codes and labels are packed into 64-bit words; a compiled kernel (numba, compiled
 on first use and cached on disk) computes each item's rank from per-distance counters
@@ -51,9 +60,13 @@ __all__ = [
     "map_from_embeddings",
     "pack_codes",
     "BACKENDS",
+    "DEFINITIONS",
+    "EMPTY_QUERIES",
 ]
 
 BACKENDS = ("auto", "numba", "numpy")
+DEFINITIONS = ("standard", "gcdh")  # AP@k over the top k ranks | GCDH's calc_map_k (first min(k, R) relevant items)
+EMPTY_QUERIES = ("skip", "zero")  # mean over queries with a relevant item | over all queries, the others as 0
 MAX_BITS = 32_767  # distances live in 15 bits of a uint16 buffer next to the relevance bit
 _PROGRESS_PAIRS = 50_000_000  # show a progress bar when queries × items exceed this
 
@@ -90,7 +103,8 @@ def _chunked(kernels, name: str, packed: PackedInputs, *extra: Any, chunk_size: 
              progress: bool | None) -> tuple[np.ndarray, ...]:
     """Run ``kernels.<name>(qc, rc, ql, rl, num_bins, *extra, stripes)`` over chunks of queries; concatenate outputs."""
     kernel = getattr(kernels, name)
-    desc = {"histograms": "Hamming histograms", "stable_ap": "mAP", "stable_hits": "precision@K"}[name]
+    desc = {"histograms": "Hamming histograms", "stable_ap": "mAP", "gcdh_ap": "mAP (GCDH)",
+            "stable_hits": "precision@K"}[name]
     nq, n = packed.num_query, packed.num_retrieval
     if chunk_size is None:
         chunk_size = 512
@@ -120,49 +134,66 @@ def hamming_histograms(query_codes, retrieval_codes, query_labels, retrieval_lab
     return _chunked(kernels, "histograms", packed, chunk_size=chunk_size, progress=progress)
 
 
+def _check_choice(name: str, value: Any, choices: tuple[str, ...], hint: str) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))} ({hint}), got {value!r}")
+
+
 def average_precisions(query_codes, retrieval_codes, query_labels, retrieval_labels, topk: int | None = None, *,
-                       tie_aware: bool = False, backend: str = "auto", chunk_size: int | None = None,
-                       progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       definition: str = "standard", tie_aware: bool = False, backend: str = "auto",
+                       chunk_size: int | None = None, progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-query AP@topk, float64 (n_query,) with NaN where undefined, and the valid mask bool (n_query,).
 
-    A query is valid when at least one retrieval item shares a label with it.
+    A query is valid when at least one retrieval item shares a label with it. ``definition``:
+    ``"standard"`` or GCDH's ``"gcdh"`` (see the module docstring).
     """
     topk = check_topk(topk)
+    _check_choice("definition", definition, DEFINITIONS, "'standard': AP over the top k; 'gcdh': GCDH's calc_map_k")
     packed = _prepare(query_codes, retrieval_codes, query_labels, retrieval_labels)
     kernels = _backend(backend)
+    cut = packed.num_retrieval if topk is None else topk
     if tie_aware:
-        if topk is not None and topk < packed.num_retrieval:
+        if cut < packed.num_retrieval:
             raise ValueError("tie_aware=True is implemented for mAP@all only (topk=None): the expected AP@k "
                              "normalised by the random number of hits in the top k has no closed form here")
+        # k >= n: both definitions are AP@all
         cnt, rcnt = _chunked(kernels, "histograms", packed, chunk_size=chunk_size, progress=progress)
         ap, num_rel = kernels.tie_aware_ap(cnt, rcnt), rcnt.sum(axis=1)
     else:
-        cut = packed.num_retrieval if topk is None else topk
-        ap, num_rel = _chunked(kernels, "stable_ap", packed, np.int64(cut), chunk_size=chunk_size,
-                               progress=progress)
+        kernel = "stable_ap" if definition == "standard" else "gcdh_ap"
+        ap, num_rel = _chunked(kernels, kernel, packed, np.int64(cut), chunk_size=chunk_size, progress=progress)
     valid = num_rel > 0
     ap = np.where(valid, ap, np.nan)
     return ap, valid
 
 
-def _mean_over_queries(ap: np.ndarray, valid: np.ndarray, empty_queries: str) -> float:
-    if empty_queries not in ("skip", "zero"):
-        raise ValueError(f"empty_queries must be 'skip' (ours) or 'zero' (GCDH/DSPH), got {empty_queries!r}")
+def _check_empty_queries(empty_queries: str) -> None:
+    _check_choice("empty_queries", empty_queries, EMPTY_QUERIES, "'skip' (ours) or 'zero' (GCDH/DSPH: divide by all "
+                  "queries)")
+
+
+def _mean_over_queries(values: np.ndarray, valid: np.ndarray, empty_queries: str, what: str = "mAP") -> np.ndarray:
+    """Mean over the valid queries (``skip``) or sum over them / all queries (``zero``) of values (n_query, ...)."""
     if not valid.any():
-        raise ValueError("no query shares a label with any retrieval item, so mAP is undefined; "
+        raise ValueError(f"no query shares a label with any retrieval item, so {what} is undefined; "
                          "check that the label matrices are aligned with the codes")
     if empty_queries == "skip":
-        return float(ap[valid].mean())
-    return float(ap[valid].sum() / len(ap))
+        return values[valid].mean(axis=0)
+    return values[valid].sum(axis=0) / len(values)
 
 
 def mean_average_precision(query_codes, retrieval_codes, query_labels, retrieval_labels, topk: int | None = None, *,
-                           tie_aware: bool = False, empty_queries: str = "skip", backend: str = "auto",
-                           chunk_size: int | None = None, progress: bool | None = None) -> float:
-    """mAP@topk (``None``: mAP@all) of Hamming ranking; see the module docstring for the conventions."""
+                           definition: str = "standard", tie_aware: bool = False, empty_queries: str = "skip",
+                           backend: str = "auto", chunk_size: int | None = None, progress: bool | None = None) -> float:
+    """mAP@topk (``None``: mAP@all) of Hamming ranking; see the module docstring for the conventions.
+
+    ``definition="gcdh", empty_queries="zero"`` is GCDH's ``calc_map_k`` with a stable sort.
+    """
+    _check_empty_queries(empty_queries)
     ap, valid = average_precisions(query_codes, retrieval_codes, query_labels, retrieval_labels, topk,
-                                   tie_aware=tie_aware, backend=backend, chunk_size=chunk_size, progress=progress)
-    return _mean_over_queries(ap, valid, empty_queries)
+                                   definition=definition, tie_aware=tie_aware, backend=backend, chunk_size=chunk_size,
+                                   progress=progress)
+    return float(_mean_over_queries(ap, valid, empty_queries))
 
 
 def _pr_from_histograms(cnt: np.ndarray, rcnt: np.ndarray, average: str) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +247,7 @@ def _expected_hits(cnt: np.ndarray, rcnt: np.ndarray, ks: np.ndarray) -> np.ndar
 
 
 def _precision_at_k(packed: PackedInputs, ks: np.ndarray, tie_aware: bool, kernels, chunk_size,
-                    progress) -> np.ndarray:
+                    progress, empty_queries: str = "skip") -> np.ndarray:
     cut = np.minimum(ks, packed.num_retrieval)
     if tie_aware:
         cnt, rcnt = _chunked(kernels, "histograms", packed, chunk_size=chunk_size, progress=progress)
@@ -226,18 +257,20 @@ def _precision_at_k(packed: PackedInputs, ks: np.ndarray, tie_aware: bool, kerne
         hits_u, num_rel = _chunked(kernels, "stable_hits", packed, unique, chunk_size=chunk_size,
                                    progress=progress)
         hits = hits_u[:, np.searchsorted(unique, cut)]
-    valid = num_rel > 0
-    if not valid.any():
-        raise ValueError("no query shares a label with any retrieval item, so precision@K is undefined")
-    return (hits[valid] / cut).mean(axis=0)
+    return _mean_over_queries(hits / cut, num_rel > 0, empty_queries, "precision@K")
 
 
 def precision_at_k(query_codes, retrieval_codes, query_labels, retrieval_labels, ks, *, tie_aware: bool = False,
-                   backend: str = "auto", chunk_size: int | None = None, progress: bool | None = None) -> np.ndarray:
-    """Mean precision of the first K items of the Hamming ranking for each K in ``ks``, float64 (len(ks),)."""
+                   empty_queries: str = "skip", backend: str = "auto", chunk_size: int | None = None,
+                   progress: bool | None = None) -> np.ndarray:
+    """Mean precision of the first K items of the Hamming ranking for each K in ``ks``, float64 (len(ks),).
+
+    ``empty_queries="zero"`` divides by all queries, as GCDH's ``p_topK`` (whose sort is unstable).
+    """
     ks = check_ks(ks)
+    _check_empty_queries(empty_queries)
     packed = _prepare(query_codes, retrieval_codes, query_labels, retrieval_labels)
-    return _precision_at_k(packed, ks, tie_aware, _backend(backend), chunk_size, progress)
+    return _precision_at_k(packed, ks, tie_aware, _backend(backend), chunk_size, progress, empty_queries)
 
 
 def evaluate_retrieval(query_codes, retrieval_codes, query_labels, retrieval_labels, ks=(50, 100, 500, 1000), *,

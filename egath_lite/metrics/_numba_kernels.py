@@ -168,6 +168,43 @@ def stable_ap(qc, rc, ql, rl, num_bins, topk, stripes):
     return ap, num_rel
 
 
+@njit(cache=True, nogil=True)
+def _first_relevant_precision_sum(found, h, first_rank, rel_counter, total):
+    """Sum of precision at the ranks of the first ``total`` relevant items of the ranking, wherever they rank."""
+    s = 0.0
+    for t in range(h):
+        x = found[t]
+        d = x & 0xFFFF
+        rel_rank = rel_counter[d] + 1  # this item is the rel_rank-th relevant item of the ranking
+        rel_counter[d] = rel_rank
+        if rel_rank <= total:
+            s += rel_rank / (first_rank[d] + (x >> 16))
+    return s
+
+
+@njit(cache=True, parallel=True)
+def gcdh_ap(qc, rc, ql, rl, num_bins, topk, stripes):
+    """Per query: GCDH's AP@k, mean of i / rank_i over the first min(k, R) relevant items (float64), and R (int64)."""
+    nq = qc.shape[0]
+    n = rc.shape[0]
+    ap = np.zeros(nq, np.float64)
+    num_rel = np.zeros(nq, np.int64)
+    for s in prange(stripes):
+        cnt = np.empty(num_bins, np.int64)
+        rcnt = np.empty(num_bins, np.int64)
+        first_rank = np.empty(num_bins, np.int64)
+        rel_counter = np.empty(num_bins, np.int64)
+        found = np.empty(n + 1, np.int64)
+        for i in range(s, nq, stripes):
+            h = _sweep(qc[i], rc, ql[i], rl, cnt, rcnt, found)
+            r = _rank_offsets(cnt, rcnt, first_rank, rel_counter)
+            num_rel[i] = r
+            total = min(topk, r)
+            if total > 0:
+                ap[i] = _first_relevant_precision_sum(found, h, first_rank, rel_counter, total) / total
+    return ap, num_rel
+
+
 @njit(cache=True, parallel=True)
 def stable_hits(qc, rc, ql, rl, num_bins, ks, stripes):
     """Per query: relevant items within the first K of the stable ranking for each K of the sorted ``ks``, int64 (n_query, len(ks))."""

@@ -101,6 +101,23 @@ def stable_ap(qc, rc, ql, rl, num_bins, topk, stripes=1):
     return ap, num_rel
 
 
+def gcdh_ap(qc, rc, ql, rl, num_bins, topk, stripes=1):
+    """Per query: GCDH's AP@k, mean of i / rank_i over the first min(k, R) relevant items (float64), and R (int64)."""
+    nq, n = qc.shape[0], rc.shape[0]
+    ap = np.zeros(nq, np.float64)
+    num_rel = np.zeros(nq, np.int64)
+    ranks = np.arange(1, n + 1, dtype=np.float64)
+    for rows in _chunks(nq, n):
+        rel_sorted, total_rel = _sorted_relevance(qc[rows], rc, ql[rows], rl)
+        rel_so_far = np.cumsum(rel_sorted, axis=1)
+        total = np.minimum(int(topk), total_rel)
+        counted = rel_sorted & (rel_so_far <= total[:, None])  # the first `total` relevant items, wherever they rank
+        precision_sum = np.where(counted, rel_so_far / ranks, 0.0).sum(axis=1)
+        ap[rows] = np.divide(precision_sum, total, out=np.zeros(len(total)), where=total > 0)
+        num_rel[rows] = total_rel
+    return ap, num_rel
+
+
 def stable_hits(qc, rc, ql, rl, num_bins, ks, stripes=1):
     """Per query: relevant items within the first K of the stable ranking for each sorted K, int64 (n_query, len(ks))."""
     nq, n = qc.shape[0], rc.shape[0]
