@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics._inputs import pack_codes, to_numpy
+from .metrics.inputs import pack_codes, to_numpy
 
 KINDS = ("flat", "ivf", "hnsw")
 _MIN_POINTS_PER_CELL = 39  # faiss's k-means warns below 39 training points per centroid

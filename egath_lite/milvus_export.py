@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics._inputs import code_bits, label_bits, pack_codes, to_numpy
+from .metrics.inputs import code_bits, label_bits, pack_codes, to_numpy
 
 VECTOR_FIELD = "code"
 ID_FIELD = "id"

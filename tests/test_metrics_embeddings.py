@@ -7,7 +7,7 @@ from threadpoolctl import threadpool_limits
 
 from egath_lite import metrics
 from egath_lite.metrics import _embeddings
-from egath_lite.metrics._inputs import pack_bits
+from egath_lite.metrics.inputs import pack_bits
 
 BACKENDS = ("numba", "numpy")
 

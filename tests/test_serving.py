@@ -15,7 +15,7 @@ from egath_lite import metrics
 from egath_lite import milvus_export as mx
 from egath_lite.index import HammingIndex, default_nlist, tie_aware_recall
 from egath_lite.metrics import _numpy_kernels
-from egath_lite.metrics._inputs import pack_bits, prepare_inputs
+from egath_lite.metrics.inputs import pack_bits, prepare_inputs
 
 
 def _label_correlated(n, bits, rng, num_labels=10, noise=1.0):

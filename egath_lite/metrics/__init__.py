@@ -47,7 +47,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._inputs import PackedInputs, check_ks, check_topk, pack_codes, prepare_inputs
+from .inputs import PackedInputs, check_ks, check_topk, pack_codes, prepare_inputs
 
 __all__ = [
     "average_precisions",

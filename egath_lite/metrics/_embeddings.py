@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._inputs import check_label_pairing, check_topk, label_bits, pack_bits, to_numpy
+from .inputs import check_label_pairing, check_topk, label_bits, pack_bits, to_numpy
 from ._numpy_kernels import ap_from_sorted_relevance, relevance
 
 _CHUNK_BYTES = 64 * 2**20  # similarity, order and relevance temporaries of one query chunk (reference)
