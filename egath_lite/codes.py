@@ -7,11 +7,13 @@ training history, so the model and its codes can never disagree or go missing ap
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from .artifacts import run_dir
 from .classifier import GAT_FIELDS, load_state, state_from
 from .config import Config
 from .features import FEATURES_STAGE, ensure_features
@@ -24,7 +26,7 @@ from .variants import variant_settings
 
 HASH_FIELDS = ("variant", "hidden_dim", "trans_layers", "trans_heads", "trans_tokens", "trans_width", "trans_dropout",
                "label_fusion", "epochs", "hash_batch_size", "lr", "lr_min", "weight_decay", "alpha", "mu",
-               "w_cosine", "w_triplet", "w_cls", "w_quant", "finetune_clip", "finetune_lr_scale",
+               "w_cosine", "w_triplet", "w_cls", "w_quant", "finetune_clip", "finetune_lr_scale", "image_decoder",
                "early_stop_patience", *GAT_FIELDS, "seed")
 CODE_TENSORS = ("query_image_codes", "query_text_codes", "retrieval_image_codes", "retrieval_text_codes",
                 "query_labels", "retrieval_labels", "history_loss", "history_val_map_i2t", "history_val_map_t2i")
@@ -63,11 +65,14 @@ def ensure_codes(cfg: Config, bits: int, force: bool = False, progress: bool = T
     variant_settings(cfg)  # unknown variant → clear error before any work
     features, graph = ensure_features(cfg), ensure_graph(cfg)
 
+    key = CODES_STAGE.key(cfg, variant=cfg.variant, bits=bits)
+    resume = resume_path(cfg, bits)
+
     def compute():
-        data = hash_data(cfg, features)
+        backbone = clip_image_backbone(cfg) if cfg.finetune_clip else None
+        data = hash_data(cfg, features, backbone)
         gt = graph["tensors"]
-        backbone = clip_image_backbone(cfg, features) if cfg.finetune_clip else None
-        model, hist = train_egath(cfg, bits, data, gt, backbone, progress)
+        model, hist = train_egath(cfg, bits, data, gt, backbone, progress, resume_path=resume, resume_key=key)
         q, r = data.split["query"], data.split["retrieval"]
         with cpu_threads(1):
             tensors = {
@@ -86,10 +91,21 @@ def ensure_codes(cfg: Config, bits: int, force: bool = False, progress: bool = T
                     train_seconds=float(hist["train_seconds"]), seconds_per_epoch=float(hist["seconds_per_epoch"]),
                     cpu_seconds_per_epoch=float(hist["cpu_seconds_per_epoch"]), threads=torch.get_num_threads(),
                     epochs_run=int(hist["epochs_run"]), selected_on="validation", device=str(resolve_device(cfg.device)),
-                    image_dim=int(data.image.shape[1]) if data.image.dim() == 2 else None, text_dim=int(data.text.shape[1]))
+                    image_dim=int(features["tensors"]["image_emb"].shape[1]), text_dim=int(data.text.shape[1]),
+                    resumed_after_epoch=hist["resumed_after_epoch"])
         return tensors, meta
 
-    return CODES_STAGE.run(cfg, compute, force=force, variant=cfg.variant, bits=bits)
+    if force:
+        resume.unlink(missing_ok=True)  # force means from scratch, not from the last epoch
+    payload = CODES_STAGE.run(cfg, compute, force=force, variant=cfg.variant, bits=bits)
+    resume.unlink(missing_ok=True)  # the artifact holds the result now
+    return payload
+
+
+def resume_path(cfg: Config, bits: int) -> Path:
+    """Where the hash training of ``cfg``/``bits`` keeps its state after each epoch until the codes are written."""
+    key = CODES_STAGE.key(cfg, variant=cfg.variant, bits=bits)
+    return run_dir(cfg) / f"codes-{cfg.variant}-{bits}-{key}.resume.pt"
 
 
 def load_egath(cfg: Config, payload: dict[str, Any], graph: dict[str, torch.Tensor], image_dim: int, text_dim: int,

@@ -141,6 +141,7 @@ class HashingSection:
     w_quant: float = _check(0.1, ge=0.0)
     finetune_clip: bool = _check(False, doc="train the CLIP image tower jointly (end to end)")
     finetune_lr_scale: float = _check(0.1, gt=0.0, doc="CLIP tower's lr = lr x this when finetune_clip")
+    grad_checkpointing: bool = _check(False, doc="recompute the CLIP tower's activations in backward (less memory)")
     early_stop_patience: int = _check(10, ge=1)
 
 

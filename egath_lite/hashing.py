@@ -7,9 +7,12 @@ it produces.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,6 +21,7 @@ import torch
 import torch.nn as nn
 from .progress import tqdm
 
+from .artifacts import atomic_write_bytes
 from .config import Config
 from .features import training_split
 from .losses import discrete_code_step, egath_losses
@@ -61,27 +65,46 @@ def validation_map(model: EGATH, data: HashData, query: torch.Tensor, retrieval:
 
 def train_egath(cfg: Config, bits: int, data: HashData, graph: dict[str, torch.Tensor],
                 image_backbone: nn.Module | None = None, progress: bool = True,
-                on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> tuple[EGATH, dict[str, Any]]:
+                on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+                resume_path: str | os.PathLike | None = None, resume_key: str = "") -> tuple[EGATH, dict[str, Any]]:
     """Train EGATH / an ablation on the training items; keep the epoch with the best validation mAP.
 
     Adam (weight decay ``cfg.weight_decay``), batches of ``cfg.hash_batch_size``, learning
     rate decayed geometrically from ``cfg.lr`` to ``cfg.lr_min`` over ``cfg.epochs`` (GCDH's
     schedule), GCDH's discrete code step after each epoch, early stop after
     ``cfg.early_stop_patience`` epochs without a better validation mAP (mean of I→T, T→I).
+    With an ``image_backbone`` (``finetune_clip``) the CLIP image tower trains too, at
+    ``lr × finetune_lr_scale``, from images streamed by the image pipeline with CLIP's train-time
+    crops; on CUDA under autocast (bf16 where supported, else fp16 with a grad scaler).
+    ``resume_path``: the whole training state is written there after every epoch (atomically)
+    and a run that finds one with ``resume_key`` continues after its epoch, to the same result.
     ``seconds_per_epoch`` is the median epoch time (training steps and code step, without
-    validation), so one-off start-up costs of the first epoch do not count. CPU work runs
-    on one thread (see ``utils.cpu_threads``).
+    validation). CPU work runs on one thread (see ``utils.cpu_threads``).
     """
     with cpu_threads(1):
-        return _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch)
+        return _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch, resume_path, resume_key)
 
 
-def _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch):
+RESUME_FORMAT = "egath_lite.hash_resume/1"
+
+
+def _autocast(device: torch.device) -> tuple[contextlib.AbstractContextManager, bool]:
+    """(autocast context, whether fp16 needs a grad scaler): bf16 on CUDA where supported, else fp16; CPU: none."""
+    if device.type != "cuda":
+        return contextlib.nullcontext(), False
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype), dtype == torch.float16
+
+
+def _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch, resume_path, resume_key):
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     weights = variant_settings(cfg)
+    streamed = isinstance(data.image, StreamedImages)
+    if streamed != (image_backbone is not None):
+        raise ValueError("an image backbone needs streamed images (hash_data with the backbone) and vice versa")
     text_dim = data.text.shape[1]
     image_dim = data.image.shape[1] if image_backbone is None else int(image_backbone.output_dim)
     model = build_egath(cfg, bits, image_dim, text_dim, graph, image_backbone).to(device)
@@ -93,6 +116,8 @@ def _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch):
     opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type in ("cpu", "cuda"))
     gamma = (cfg.lr_min / cfg.lr) ** (1.0 / cfg.epochs)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
+    amp, needs_scaler = _autocast(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=needs_scaler)
     train_idx = data.split["train"]
     Ytr = data.labels[train_idx].float()
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -102,26 +127,45 @@ def _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch):
     names = ("total", "cosine", "triplet", "cls", "quant")
     hist: dict[str, list[float]] = {f"loss_{n}" if n != "total" else "loss": [] for n in names}
     hist.update(val_map_i2t=[], val_map_t2i=[], lr=[], epoch_seconds=[], epoch_cpu_seconds=[])
-    best_score, best_epoch, best_state, stale = -1.0, -1, None, 0
+    best_score, best_epoch, best_state, stale, start_epoch = -1.0, -1, None, 0, 0
+    state = _load_resume(resume_path, resume_key)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        scaler.load_state_dict(state["scaler"])
+        B, H_i, H_t = state["B"], state["H_i"], state["H_t"]
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["rng"])
+        hist = {k: list(v) for k, v in state["hist"].items()}
+        best_score, best_epoch, stale = float(state["best_score"]), int(state["best_epoch"]), int(state["stale"])
+        best_state, start_epoch = state["best_state"], int(state["epoch"]) + 1
+        print(f"[codes] resuming training after epoch {start_epoch} of {cfg.epochs} from {resume_path}")
     t_start = time.perf_counter()
-    bar = tqdm(range(cfg.epochs), desc=f"{cfg.variant} {bits} bits", disable=not progress)
+    bar = tqdm(range(start_epoch, cfg.epochs), desc=f"{cfg.variant} {bits} bits", disable=not progress)
     for epoch in bar:
+        if best_state is not None and stale >= cfg.early_stop_patience:
+            break  # the saved state had already stopped early
         t0, c0 = time.perf_counter(), time.process_time()
         model.train()
         perm = torch.randperm(len(train_idx), generator=gen)
+        batches = [perm[i:i + cfg.hash_batch_size] for i in range(0, len(perm), cfg.hash_batch_size)]
+        batches = [pos for pos in batches if len(pos) >= 2]  # a triplet or a similarity needs two items
+        images = data.image.iter_batches(cfg.hash_batch_size, epoch, True, [train_idx[p].tolist() for p in batches]) \
+            if streamed else None
         sums = dict.fromkeys(names, 0.0)
-        for i in range(0, len(perm), cfg.hash_batch_size):
-            pos = perm[i:i + cfg.hash_batch_size]
-            if len(pos) < 2:  # a triplet or a similarity needs two items
-                continue
+        for pos in batches:
             items = train_idx[pos]
             Y = Ytr[pos].to(device)
-            out = model(data.image[items].to(device), data.text[items].to(device))
-            terms = egath_losses(out, Y, B[pos].to(device), cfg, weights)
+            x = next(images) if streamed else data.image[items]
+            with amp:
+                out = model(x.to(device), data.text[items].to(device))
+                terms = egath_losses(out, Y, B[pos].to(device), cfg, weights)
             opt.zero_grad()
-            terms["total"].backward()
-            opt.step()
-            H_i[pos], H_t[pos] = out["h_image"].detach().cpu(), out["h_text"].detach().cpu()
+            scaler.scale(terms["total"]).backward()
+            scaler.step(opt)
+            scaler.update()
+            H_i[pos], H_t[pos] = out["h_image"].detach().float().cpu(), out["h_text"].detach().float().cpu()
             for n in names:
                 sums[n] += terms[n].item() * len(pos)
         B = discrete_code_step(Ytr, H_i, H_t, B, cfg.mu)
@@ -143,6 +187,9 @@ def _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch):
         else:
             stale += 1
         bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", val_i2t=f"{i2t:.3f}", val_t2i=f"{t2i:.3f}")
+        if resume_path is not None:
+            _save_resume(resume_path, resume_key, epoch, model, opt, sched, scaler, B, H_i, H_t, gen, hist,
+                         best_score, best_epoch, best_state, stale)
         if on_epoch is not None:
             on_epoch(epoch, {k: v[-1] for k, v in hist.items()})
         if stale >= cfg.early_stop_patience:
@@ -152,17 +199,94 @@ def _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch):
     hist_out: dict[str, Any] = dict(hist)
     hist_out.update(best_epoch=best_epoch, val_map=best_score, train_seconds=time.perf_counter() - t_start,
                     seconds_per_epoch=float(np.median(hist["epoch_seconds"])),
-                    cpu_seconds_per_epoch=float(np.median(hist["epoch_cpu_seconds"])), epochs_run=len(hist["loss"]))
+                    cpu_seconds_per_epoch=float(np.median(hist["epoch_cpu_seconds"])), epochs_run=len(hist["loss"]),
+                    resumed_after_epoch=start_epoch if state is not None else None)
     return model, hist_out
 
 
-def hash_data(cfg: Config, features: dict[str, Any]) -> HashData:
-    """Image / text inputs of ``cfg.variant`` from the features payload (uint8 pixels when fine-tuning CLIP)."""
+def _save_resume(path, key, epoch, model, opt, sched, scaler, B, H_i, H_t, gen, hist, best_score, best_epoch,
+                 best_state, stale) -> None:
+    """Everything the loop needs to continue after ``epoch`` exactly as an uninterrupted run would."""
+    state = {"format": RESUME_FORMAT, "key": key, "epoch": epoch, "model": model.state_dict(),
+             "opt": opt.state_dict(), "sched": sched.state_dict(), "scaler": scaler.state_dict(),
+             "B": B, "H_i": H_i, "H_t": H_t, "gen": gen.get_state(), "rng": torch.get_rng_state(),
+             "hist": {k: [float(x) for x in v] for k, v in hist.items()}, "best_score": float(best_score),
+             "best_epoch": int(best_epoch), "best_state": best_state, "stale": int(stale)}
+    atomic_write_bytes(path, lambda f: torch.save(state, f))
+
+
+def _load_resume(path, key) -> dict[str, Any] | None:
+    """A valid resume state of this key, or None (a foreign or damaged file is reported and ignored)."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - untrusted file: any failure means start over
+        print(f"[codes] ignoring {path}: unreadable ({type(exc).__name__}); training from the start")
+        return None
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT or state.get("key") != key:
+        print(f"[codes] ignoring {path}: made by another configuration; training from the start")
+        return None
+    return state
+
+
+class StreamedImages:
+    """The images of items ``ids`` of a data set, decoded on demand by the image pipeline (never all in memory).
+
+    ``view[idx]`` is another view (of those items); ``iter_batches`` yields model inputs float
+    (B, 3, S, S), normalised, on ``device``: CLIP's eval preprocessing, or its seeded train-time
+    crops (``train=True``), decoded by DataLoader workers. In-memory toy images take the same path.
+    """
+
+    def __init__(self, ds: Any, prep: Any, seed: int, num_workers: int | None, device: Any,
+                 decoder: str = "auto", ids: np.ndarray | None = None):
+        self.ds, self.prep, self.seed, self.num_workers, self.device, self.decoder = ds, prep, seed, num_workers, device, decoder
+        self.ids = np.arange(len(ds), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, idx: Any) -> StreamedImages:
+        idx = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64)
+        return StreamedImages(self.ds, self.prep, self.seed, self.num_workers, self.device, self.decoder, self.ids[idx])
+
+    def iter_batches(self, batch_size: int, epoch: int = 0, train: bool = False,
+                     batches: list[list[int]] | None = None):
+        """Yield float (b, 3, S, S) model inputs of ``batches`` (positions in this view; default: in order)."""
+        from .images import ImageItems, main_threads_beside_workers, make_image_loader, to_model_input
+
+        items = ImageItems(self.ds, self.ids, self.prep, decoder=self.decoder, train=train, seed=self.seed)
+        if batches is None:
+            batches = [list(range(s, min(s + batch_size, len(self)))) for s in range(0, len(self), batch_size)]
+        if not batches:
+            return
+        loader = make_image_loader(items, batch_size, self.num_workers, self.device, batches=batches)
+        loader.batch_sampler.set_epoch(epoch)
+        with main_threads_beside_workers(loader.num_workers, self.device):
+            for want, batch in zip(batches, loader):
+                positions, x, errors = to_model_input(batch, items, self.device)
+                if errors:
+                    listed = "; ".join(f"item {e.item} {e.path}: {e.reason}" for e in errors[:10])
+                    raise ValueError(f"{len(errors)} image(s) cannot be read during fine-tuning ({listed}); "
+                                     f"the features stage reports them all: fix the files and rerun")
+                order = {p: i for i, p in enumerate(positions.tolist())}
+                yield x[[order[p] for p in want]]
+
+
+def hash_data(cfg: Config, features: dict[str, Any], image_backbone: CLIPImageBackbone | None = None) -> HashData:
+    """Image / text inputs of ``cfg.variant`` from the features payload; with a backbone, the images stream from the data set."""
     t = features["tensors"]
     text = t["text_emb"] if variant_settings(cfg)["text_input"] == "clip" else t["bow"]  # bow: uint8 0/1
-    image = t["image_emb"].float()
-    if cfg.finetune_clip:
-        image = dataset_pixels(cfg, len(image))
+    image: Any = t["image_emb"].float()
+    if image_backbone is not None:
+        from .data import dataset_from_config
+
+        ds = dataset_from_config(cfg)
+        if len(ds) != len(image):
+            raise ValueError(f"the data set has {len(ds)} items but the features {len(image)} rows; "
+                             f"recompute the features (ensure_features(cfg, force=True))")
+        image = StreamedImages(ds, image_backbone.prep, cfg.seed, cfg.num_workers, resolve_device(cfg.device),
+                               cfg.image_decoder)
     labels = t["labels"].float()
     empty = (labels.sum(1) == 0).nonzero().flatten()
     if len(empty):
@@ -170,29 +294,19 @@ def hash_data(cfg: Config, features: dict[str, Any]) -> HashData:
     return HashData(image=image, text=text.float(), labels=labels, split=training_split(features))
 
 
-def dataset_pixels(cfg: Config, n: int) -> torch.Tensor:
-    """The run's images as a uint8 tensor (N, H, W, 3); fine-tuning needs an in-memory image set."""
-    from .data import dataset_from_config
-
-    images = getattr(dataset_from_config(cfg), "images", None)
-    if images is None:
-        raise ValueError(f"finetune_clip=True needs the images in memory (toy_nuswide); dataset {cfg.dataset!r} "
-                         f"streams its images from disk, which this loop does not do yet: use finetune_clip=False")
-    if len(images) != n:
-        raise ValueError(f"the dataset has {len(images)} images but the features {n} rows; rebuild the features")
-    return torch.from_numpy(np.ascontiguousarray(images))
-
-
-def clip_image_backbone(cfg: Config, features: dict[str, Any]) -> CLIPImageBackbone:
+def clip_image_backbone(cfg: Config) -> CLIPImageBackbone:
     """The CLIP image tower the features were extracted with, as a trainable module (for ``finetune_clip``)."""
     from .clip_weights import load_clip
-    from .encode import preprocess_config
     from .features import resolve_pretrained
+    from .images import Preprocess
 
     weights, _ = resolve_pretrained(cfg, progress=False)  # the tiny CLIP stage's checkpoint, or the tag/file
     model, _, _ = load_clip(cfg.clip_model, weights, "cpu", seed=cfg.seed)
-    pc = preprocess_config(model)
-    return CLIPImageBackbone(model.visual, pc["mean"], pc["std"], pc["size"])
+    if cfg.grad_checkpointing:
+        if not hasattr(model.visual, "set_grad_checkpointing"):
+            raise ValueError(f"{cfg.clip_model}'s image tower has no gradient checkpointing; set grad_checkpointing=False")
+        model.visual.set_grad_checkpointing(True)
+    return CLIPImageBackbone(model.visual, Preprocess.from_model(model))
 
 
 def retrieval_map(qB: torch.Tensor, rB: torch.Tensor, qL: torch.Tensor, rL: torch.Tensor) -> float:

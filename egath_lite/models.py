@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -366,7 +367,10 @@ class EGATH(nn.Module):
         H = self.label_classifiers()
         branch = self.image_branch if modality == "image" else self.text_branch
         device = self.label_emb.device
-        codes = [binarize(branch(x[i:i + batch_size].to(device), H)[2]).cpu() for i in range(0, len(x), batch_size)]
+        # streamed images (fine-tuning) come batch by batch from the image pipeline; tensors are sliced
+        chunks = x.iter_batches(batch_size) if hasattr(x, "iter_batches") else \
+            (x[i:i + batch_size] for i in range(0, len(x), batch_size))
+        codes = [binarize(branch(c.to(device), H)[2]).cpu() for c in chunks]
         self.train(was_training)
         bits = self.image_hash.bits
         return torch.cat(codes) if codes else torch.empty(0, bits, dtype=torch.int8)
@@ -389,25 +393,25 @@ class FrozenFeatureClassifier(nn.Module):
 
 
 class CLIPImageBackbone(nn.Module):
-    """Trainable CLIP image tower: uint8 images (n, H, W, 3) → L2-normalised CLIP vectors (n, D)."""
+    """Trainable CLIP image tower: normalised model inputs float (n, 3, S, S) → L2-normalised CLIP vectors (n, D).
 
-    def __init__(self, visual: nn.Module, mean: list[float], std: list[float], size: tuple[int, int]):
+    ``prep`` (an ``egath_lite.images.Preprocess``) says what the inputs are: the image pipeline makes them
+    from any image (CLIP's eval preprocessing, or its train-time crops when fine-tuning).
+    """
+
+    def __init__(self, visual: nn.Module, prep: Any):
         super().__init__()
-        self.visual = visual
-        self.size = tuple(size)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.visual, self.prep = visual, prep
+        self.size = tuple(prep.size)
         with torch.no_grad():
             was = visual.training
             visual.eval()
             self.output_dim = int(visual(torch.zeros(1, 3, *self.size)).shape[-1])
             visual.train(was)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (n, H, W, 3) at the model's input size → (n, D), the same preprocessing as the features stage."""
-        if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:3]) != self.size:
-            raise ValueError(f"CLIP fine-tuning takes uint8 images (n, {self.size[0]}, {self.size[1]}, 3), "
-                             f"got {images.dtype} {tuple(images.shape)}")
-        x = images.permute(0, 3, 1, 2).float().div(255.0)
-        return torch.nn.functional.normalize(self.visual((x - self.mean) / self.std), dim=-1)
-
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x float (n, 3, S, S), normalised with CLIP's mean/std → (n, D)."""
+        if not x.is_floating_point() or x.dim() != 4 or tuple(x.shape[1:]) != (3, *self.size):
+            raise ValueError(f"the CLIP image tower takes normalised float inputs (n, 3, {self.size[0]}, {self.size[1]}) "
+                             f"from egath_lite.images, got {x.dtype} {tuple(x.shape)}")
+        return torch.nn.functional.normalize(self.visual(x), dim=-1)

@@ -236,22 +236,26 @@ def test_lsh_cross_modal_codes_shapes():
 
 
 def test_finetune_clip_trains_the_image_tower_from_pixels(inputs, tmp_path, monkeypatch):
-    """End-to-end path with a stand-in tower (the real one is open_clip's visual, same interface)."""
+    """End-to-end path with a stand-in tower (the real one is open_clip's visual, same interface): images stream
+    through the image pipeline (here an in-memory uint8 array, the toy route) and the tower itself trains."""
+    from egath_lite import hashing
+    from egath_lite.images import Preprocess
+
     features, _ = inputs
     torch.manual_seed(0)
     tower = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, D))
     start = tower[1].weight.detach().clone()
-    backbone = CLIPImageBackbone(tower, [0.5] * 3, [0.25] * 3, (8, 8))
+    backbone = CLIPImageBackbone(tower, Preprocess((8, 8), (0.5,) * 3, (0.25,) * 3))
     assert backbone.output_dim == D
-    pixels = torch.randint(0, 256, (N, 8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    from egath_lite import hashing
-
-    monkeypatch.setattr(codes_mod, "clip_image_backbone", lambda cfg, feats: backbone)
-    monkeypatch.setattr(hashing, "dataset_pixels", lambda cfg, n: pixels)
+    pixels = np.random.default_rng(0).integers(0, 256, (N, 8, 8, 3), dtype=np.uint8)
+    monkeypatch.setattr(codes_mod, "clip_image_backbone", lambda cfg: backbone)
+    monkeypatch.setattr(codes_mod, "hash_data", lambda cfg, feats, bb: hashing.HashData(
+        hashing.StreamedImages(pixels, bb.prep, 0, 0, "cpu"), feats["tensors"]["bow"], feats["tensors"]["labels"],
+        _split(feats)))
     cfg = small_cfg(tmp_path, epochs=1, finetune_clip=True)
     payload = ensure_codes(cfg, 8, progress=False)
     assert payload["tensors"]["query_image_codes"].shape == (80, 8)
     assert not torch.allclose(tower[1].weight, start)  # the tower itself was trained
     assert "state.image_backbone.visual.1.weight" in payload["tensors"]
-    with pytest.raises(ValueError, match="uint8 images"):
-        backbone(torch.zeros(2, 8, 8, 3))
+    with pytest.raises(ValueError, match="normalised float inputs"):
+        backbone(torch.zeros(2, 8, 8, 3, dtype=torch.uint8))
