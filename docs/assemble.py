@@ -37,14 +37,18 @@ LOCAL_BADGE = "_static/colab-badge.svg"  # relative to the source root
 
 
 def _stem_tokens(path: Path) -> set[str]:
-    """Name parts of an executed copy, e.g. ``04_hash_learning.egath-3f2a.ipynb`` -> {"egath", "3f2a", ...}."""
-    return set(re.split(r"[.\-]", path.name[: -len(".ipynb")]))
+    """Name parts of an executed copy and of its cell folder, e.g. ``executed/egath-3f2a/04_hash_learning.ipynb``
+    or ``04_hash_learning.egath-3f2a.ipynb`` -> {"egath", "3f2a", ...}."""
+    tokens = set(re.split(r"[.\-]", path.name[: -len(".ipynb")]))
+    if path.parent.name != "executed":  # the driver writes one folder per grid cell: <variant>-<key>/
+        tokens |= set(re.split(r"[.\-]", path.parent.name))
+    return tokens
 
 
 def pick_executed(runs_root: Path) -> dict[str, Path]:
     """One executed notebook per number 01-05 under ``runs_root/**/executed/``: sorted, egath variant first."""
     runs_root = Path(runs_root)
-    found = sorted(runs_root.glob("**/executed/0[1-5]_*.ipynb"))
+    found = sorted(set(runs_root.glob("**/executed/0[1-5]_*.ipynb")) | set(runs_root.glob("**/executed/*/0[1-5]_*.ipynb")))
     chosen: dict[str, Path] = {}
     for number in NOTEBOOK_NUMBERS:
         candidates = [p for p in found if p.name.startswith(number + "_")]
