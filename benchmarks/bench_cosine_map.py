@@ -16,6 +16,7 @@ the reference is also rerun on the new route's first chunk with the same chunkin
 BLAS thread (as the new route's workers): there the scores are identical and the APs must
 agree to rounding.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,10 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from egath_lite.metrics import _embeddings  # noqa: E402
-from egath_lite.metrics import embedding_average_precisions  # noqa: E402
+from egath_lite.metrics import (
+    _embeddings,  # noqa: E402
+    embedding_average_precisions,  # noqa: E402
+)
 
 
 def make_data(num_query: int, num_retrieval: int, dim: int, num_labels: int, seed: int = 0):
@@ -67,16 +70,19 @@ def main() -> None:
     import numba
 
     load = os.getloadavg()
-    print(f"# bench_cosine_map: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"numba threads {numba.get_num_threads()}, load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"# bench_cosine_map: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"numba threads {numba.get_num_threads()}, load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     q, r, qL, rL = make_data(args.queries, args.retrieval, args.dim, 10)
     print(f"# {args.queries:,} queries × {args.retrieval:,} items, {args.dim}-d float32, 10 labels")
 
     embedding_average_precisions(q[:2], r[:1000], qL[:2], rL[:1000], backend="numba")  # compile or load the cache
     new_s, (new_ap, new_valid) = timed(embedding_average_precisions, q, r, qL, rL, backend="numba", progress=False)
     print(f"new (numba bucket sort): {new_s:.2f} s", flush=True)
-    old_s, (old_ap, old_valid) = timed(_embeddings._embedding_average_precisions_reference, q, r, qL, rL,
-                                       progress=False)
+    old_s, (old_ap, old_valid) = timed(
+        _embeddings._embedding_average_precisions_reference, q, r, qL, rL, progress=False
+    )
     print(f"old (argsort reference): {old_s:.2f} s", flush=True)
     if args.numpy:
         np_s, (np_ap, _) = timed(embedding_average_precisions, q, r, qL, rL, backend="numpy", progress=False)
@@ -84,13 +90,16 @@ def main() -> None:
 
     assert (new_valid == old_valid).all(), "the two disagree on which queries have relevant items"
     diff = np.abs(new_ap - old_ap)[new_valid]
-    print(f"mAP new {new_ap[new_valid].mean():.10f} old {old_ap[old_valid].mean():.10f}; "
-          f"max |AP new - AP old| {diff.max():.1e} (BLAS's last bit depends on chunk shape and threads)")
+    print(
+        f"mAP new {new_ap[new_valid].mean():.10f} old {old_ap[old_valid].mean():.10f}; "
+        f"max |AP new - AP old| {diff.max():.1e} (BLAS's last bit depends on chunk shape and threads)"
+    )
     rows = max(1, _embeddings._SCORE_CHUNK_BYTES // (4 * args.retrieval))  # the new route's chunk of queries
     first = slice(0, min(rows, args.queries))
     with threadpool_limits(limits=1, user_api="blas"):  # as the new route's workers
-        same_ap, _ = _embeddings._embedding_average_precisions_reference(q[first], r, qL[first], rL, chunk_size=rows,
-                                                                         progress=False)
+        same_ap, _ = _embeddings._embedding_average_precisions_reference(
+            q[first], r, qL[first], rL, chunk_size=rows, progress=False
+        )
     same = np.abs(same_ap - new_ap[first])[new_valid[first]]
     print(f"same chunks and BLAS threads ({first.stop} queries): max |AP new - AP old| {same.max():.1e}")
     load = os.getloadavg()

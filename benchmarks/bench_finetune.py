@@ -41,23 +41,38 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in args.seeds:
         extra = {"epochs": args.epochs} if args.epochs else {}
-        cfg = get_config(args.preset, runs_root=args.runs_root, run_name=f"{args.preset}-toy_nuswide-s{seed}",
-                         seed=seed, bits=[args.bits], num_workers=0, **extra)
+        cfg = get_config(
+            args.preset,
+            runs_root=args.runs_root,
+            run_name=f"{args.preset}-toy_nuswide-s{seed}",
+            seed=seed,
+            bits=[args.bits],
+            num_workers=0,
+            **extra,
+        )
         for finetune in (False, True):
             t0 = time.perf_counter()
             payload = ensure_codes(cfg.replace(finetune_clip=finetune), args.bits, progress=False)
             t, m = payload["tensors"], payload["meta"]
             qL, rL = t["query_labels"], t["retrieval_labels"]
-            row = {"seed": seed, "finetune_clip": finetune, "bits": args.bits,
-                   "i2t": float(mean_average_precision(t["query_image_codes"], t["retrieval_text_codes"], qL, rL)),
-                   "t2i": float(mean_average_precision(t["query_text_codes"], t["retrieval_image_codes"], qL, rL)),
-                   "seconds_per_epoch": m["seconds_per_epoch"], "epochs_run": m["epochs_run"],
-                   "best_epoch": m["best_epoch"], "cache_hit": payload["cache_hit"],
-                   "wall_seconds": time.perf_counter() - t0}
+            row = {
+                "seed": seed,
+                "finetune_clip": finetune,
+                "bits": args.bits,
+                "i2t": float(mean_average_precision(t["query_image_codes"], t["retrieval_text_codes"], qL, rL)),
+                "t2i": float(mean_average_precision(t["query_text_codes"], t["retrieval_image_codes"], qL, rL)),
+                "seconds_per_epoch": m["seconds_per_epoch"],
+                "epochs_run": m["epochs_run"],
+                "best_epoch": m["best_epoch"],
+                "cache_hit": payload["cache_hit"],
+                "wall_seconds": time.perf_counter() - t0,
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print(f"\ntoy_nuswide, preset {args.preset}, {args.bits} bits, seeds {args.seeds}, torch threads "
-          f"{torch.get_num_threads()} (training runs on one)\n")
+    print(
+        f"\ntoy_nuswide, preset {args.preset}, {args.bits} bits, seeds {args.seeds}, torch threads "
+        f"{torch.get_num_threads()} (training runs on one)\n"
+    )
     print("| training | I→T | T→I | s / epoch | epochs run |")
     print("|---|---|---|---|---|")
 
@@ -66,14 +81,23 @@ def main(argv: list[str] | None = None) -> int:
 
     for finetune, name in ((False, "frozen CLIP features"), (True, "end to end (tower trained)")):
         sel = [r for r in rows if r["finetune_clip"] == finetune]
-        print(f"| {name} | {ms([r['i2t'] for r in sel])} | {ms([r['t2i'] for r in sel])} | "
-              f"{statistics.mean(r['seconds_per_epoch'] for r in sel):.1f} | "
-              f"{statistics.mean(r['epochs_run'] for r in sel):.1f} |")
-    diff = {d: [next(r[d] for r in rows if r["seed"] == s and r["finetune_clip"])
-                - next(r[d] for r in rows if r["seed"] == s and not r["finetune_clip"]) for s in args.seeds]
-            for d in ("i2t", "t2i")}
-    print(f"\npaired difference E2E − frozen: I→T {ms(diff['i2t'])}, T→I {ms(diff['t2i'])} "
-          f"(per seed: I→T {[round(x, 4) for x in diff['i2t']]}, T→I {[round(x, 4) for x in diff['t2i']]})")
+        print(
+            f"| {name} | {ms([r['i2t'] for r in sel])} | {ms([r['t2i'] for r in sel])} | "
+            f"{statistics.mean(r['seconds_per_epoch'] for r in sel):.1f} | "
+            f"{statistics.mean(r['epochs_run'] for r in sel):.1f} |"
+        )
+    diff = {
+        d: [
+            next(r[d] for r in rows if r["seed"] == s and r["finetune_clip"])
+            - next(r[d] for r in rows if r["seed"] == s and not r["finetune_clip"])
+            for s in args.seeds
+        ]
+        for d in ("i2t", "t2i")
+    }
+    print(
+        f"\npaired difference E2E − frozen: I→T {ms(diff['i2t'])}, T→I {ms(diff['t2i'])} "
+        f"(per seed: I→T {[round(x, 4) for x in diff['i2t']]}, T→I {[round(x, 4) for x in diff['t2i']]})"
+    )
     return 0
 
 

@@ -15,6 +15,7 @@ Measured in one run, on the same generated files, alternating (median of --repea
 The last line is ``pipeline X img/s vs serial PIL Y img/s = R x``: (b) over the faster of (a) with the
 default torch threads (as it ran) and (a) with one thread (the issue's 198 img/s baseline was on one).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
 from egath_lite.clip_weights import load_clip
+from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
 from egath_lite.encode import encode_images, select_images
 from egath_lite.images import (
     ImageItems,
@@ -72,7 +73,7 @@ def serial_pil(paths: list[Path], transform, batch_size: int, threads: int | Non
     transform(Image.open(paths[0]).convert("RGB"))  # warm-up: first-call costs are not the path's rate
     t0 = time.perf_counter()
     for start in range(0, len(paths), batch_size):
-        x = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[start:start + batch_size]])
+        x = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[start : start + batch_size]])
     seconds = time.perf_counter() - t0
     torch.set_num_threads(saved)
     assert x.shape[1:] == (3, 224, 224)
@@ -118,8 +119,16 @@ def extraction_old(model, preprocess, ds, batch_size: int) -> float:
 
 def extraction_new(model, ds, shard_dir: Path, batch_size: int, workers: int) -> float:
     t0 = time.perf_counter()
-    encode_images_sharded(model, ImageItems(ds, None, model), shard_dir, "bench", shard_size=256,
-                          batch_size=batch_size, num_workers=workers, progress=False)
+    encode_images_sharded(
+        model,
+        ImageItems(ds, None, model),
+        shard_dir,
+        "bench",
+        shard_size=256,
+        batch_size=batch_size,
+        num_workers=workers,
+        progress=False,
+    )
     return time.perf_counter() - t0
 
 
@@ -130,12 +139,21 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def decoder_difference(model, preprocess, paths: list[Path], tmp: Path, tag: str) -> dict[str, float]:
     """1 - cos between open_clip-PIL-preprocess embeddings and the pipeline's (auto and PIL decoders)."""
-    ref = model.encode_image(torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths]),
-                             normalize=True).numpy()
+    ref = model.encode_image(
+        torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths]), normalize=True
+    ).numpy()
     out = {}
     for decoder in ("auto", "pil"):
-        emb = encode_images_sharded(model, ImageItems(paths, None, model, decoder=decoder), tmp / f"{tag}_{decoder}",
-                                    "diff", shard_size=len(paths), batch_size=32, num_workers=0, progress=False)
+        emb = encode_images_sharded(
+            model,
+            ImageItems(paths, None, model, decoder=decoder),
+            tmp / f"{tag}_{decoder}",
+            "diff",
+            shard_size=len(paths),
+            batch_size=32,
+            num_workers=0,
+            progress=False,
+        )
         d = cosine_distance(ref, emb)
         out[f"{decoder}_max"], out[f"{decoder}_mean"] = float(d.max()), float(d.mean())
     # scale: how far apart the embeddings of different images are under the same model
@@ -158,20 +176,30 @@ def main(argv: list[str] | None = None) -> dict:
     transform = open_clip.image_transform(224, is_train=False, mean=CLIP_MEAN, std=CLIP_STD)  # CLIP's eval preprocess
     prep224 = Preprocess((224, 224), CLIP_MEAN, CLIP_STD, "bicubic", "shortest")
     tiny, tiny_preprocess, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
-    r: dict = {"machine": f"{platform.machine()}, {available_cores()} available cores, load average "
-                          f"{os.getloadavg()[0]:.1f} at the start", "workers": workers,
-               "num_images": args.num_images, "torch_threads": torch.get_num_threads()}
+    r: dict = {
+        "machine": f"{platform.machine()}, {available_cores()} available cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the start",
+        "workers": workers,
+        "num_images": args.num_images,
+        "torch_threads": torch.get_num_threads(),
+    }
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "img").mkdir()
         paths = write_jpegs(tmp / "img", args.num_images)
-        ds = MultiModalDataset("bench", ["a"], np.ones((len(paths), 1), np.uint8), ["x"] * len(paths),
-                               SplitDefaults(1, 1, 0), image_paths=[str(p) for p in paths])
+        ds = MultiModalDataset(
+            "bench",
+            ["a"],
+            np.ones((len(paths), 1), np.uint8),
+            ["x"] * len(paths),
+            SplitDefaults(1, 1, 0),
+            image_paths=[str(p) for p in paths],
+        )
         toy = np.random.default_rng(0).integers(0, 256, (4096, 64, 64, 3), dtype=np.uint8)
         names = ("a", "a1", "b", "c_old", "c_new", "d0", "d2")
         times: dict[str, list[float]] = {k: [] for k in names}
         cpu: dict[str, list[float]] = {k: [] for k in names}
-        few = paths[:min(len(paths), 150)]  # the two-thread serial path is slow under load: a rate from fewer images
+        few = paths[: min(len(paths), 150)]  # the two-thread serial path is slow under load: a rate from fewer images
         for rep in range(args.repeats):
             timed(times, cpu, "a", serial_pil, few, transform, args.batch_size)
             timed(times, cpu, "a1", serial_pil, paths, transform, args.batch_size, threads=1)
@@ -185,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
             r[f"{k}_rates"] = [n / s for s in times[k]]
             r[k] = n / statistics.median(times[k])
             r[f"{k}_cpu"] = n / statistics.median(cpu[k])  # images per CPU-second
-        sub = paths[:args.diff_images]
+        sub = paths[: args.diff_images]
         r["diff_tiny"] = decoder_difference(tiny, tiny_preprocess, sub, tmp, "tiny")
         if not args.no_vit:
             vit, vit_preprocess, _ = load_clip("ViT-B-32", None, "cpu", seed=0)
@@ -196,27 +224,36 @@ def main(argv: list[str] | None = None) -> dict:
 
 def report(r: dict) -> str:
     """Human-readable lines, ending with the ratio line."""
+
     def rate(k: str) -> str:
         runs = ", ".join(f"{v:.0f}" for v in r[f"{k}_rates"])
         return f"{r[k]:.0f} img/s [{runs}] ({r[f'{k}_cpu']:.0f} img per CPU-s)"
 
     lines = [
-        (f"{r['machine']}; {r['num_images']} JPEGs 500x375 q85; workers {r['workers']}; main-process torch "
-         f"threads {r['torch_threads']}; wall img/s median of {len(r['a_rates'])} [each run] (img per CPU-second, "
-         f"workers included)"),
-        (f"(a) serial PIL decode + open_clip preprocess @224, {r['torch_threads']} torch threads (as it ran): "
-         f"{rate('a')}; one torch thread: {rate('a1')}"),
+        (
+            f"{r['machine']}; {r['num_images']} JPEGs 500x375 q85; workers {r['workers']}; main-process torch "
+            f"threads {r['torch_threads']}; wall img/s median of {len(r['a_rates'])} [each run] (img per CPU-second, "
+            f"workers included)"
+        ),
+        (
+            f"(a) serial PIL decode + open_clip preprocess @224, {r['torch_threads']} torch threads (as it ran): "
+            f"{rate('a')}; one torch thread: {rate('a1')}"
+        ),
         f"(b) pipeline decode + preprocess @224, {r['workers']} workers: {rate('b')}",
-        (f"(c) extraction end to end, tiny CLIP @64: old encode_images {rate('c_old')}; "
-         f"encode_images_sharded {rate('c_new')} = {r['c_new'] / r['c_old']:.2f} x"),
+        (
+            f"(c) extraction end to end, tiny CLIP @64: old encode_images {rate('c_old')}; "
+            f"encode_images_sharded {rate('c_new')} = {r['c_new'] / r['c_old']:.2f} x"
+        ),
         f"(d) in-memory 64x64 arrays through the loader: 0 workers {rate('d0')}; 2 workers {rate('d2')}",
     ]
     for tag, name in (("diff_tiny", "tiny CLIP @64"), ("diff_vit", "ViT-B-32 @224 (random init)")):
         if tag in r:
             d = r[tag]
-            lines.append(f"(e) 1 - cos vs open_clip PIL preprocess, {name}: torchvision decoder max {d['auto_max']:.2e} "
-                         f"mean {d['auto_mean']:.2e}; PIL decoder max {d['pil_max']:.2e} mean {d['pil_mean']:.2e} "
-                         f"(between different images: mean {d['between_images_mean']:.2e})")
+            lines.append(
+                f"(e) 1 - cos vs open_clip PIL preprocess, {name}: torchvision decoder max {d['auto_max']:.2e} "
+                f"mean {d['auto_mean']:.2e}; PIL decoder max {d['pil_max']:.2e} mean {d['pil_mean']:.2e} "
+                f"(between different images: mean {d['between_images_mean']:.2e})"
+            )
     serial = max(r["a"], r["a1"])  # the faster of the two serial runs: the ratio does not flatter the pipeline
     lines.append(f"pipeline {r['b']:.0f} img/s vs serial PIL {serial:.0f} img/s = {r['b'] / serial:.2f} x")
     return "\n".join(lines)

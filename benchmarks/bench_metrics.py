@@ -15,6 +15,7 @@ The reference may be timed on a subset of the queries (``--ref-queries``) and sc
 all of them; ours always runs on all queries. Our per-query APs are compared with the
 reference's on the queries both computed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,10 @@ def make_data(scale: str, bits: int, folder: Path) -> Path:
     projection = rng.normal(size=(labels.shape[1], bits))
     codes = np.empty((len(labels), bits), np.int8)
     for start in range(0, len(labels), 20_000):  # chunked to keep temporaries small
-        block = labels[start:start + 20_000] @ projection + 1.5 * rng.normal(size=(min(20_000, len(labels) - start), bits))
-        codes[start:start + 20_000] = np.where(block >= 0, 1, -1)
+        block = labels[start : start + 20_000] @ projection + 1.5 * rng.normal(
+            size=(min(20_000, len(labels) - start), bits)
+        )
+        codes[start : start + 20_000] = np.where(block >= 0, 1, -1)
     path = folder / f"{scale}_{bits}.npz"
     np.savez(path, qB=codes[query], rB=codes[retrieval], qL=labels[query], rL=labels[retrieval])
     return path
@@ -75,11 +78,11 @@ def gcdh_style_average_precisions(qB, rB, qL, rL):
     bits = qB.shape[1]
     aps = np.full(len(qB), np.nan)
     for i in range(len(qB)):
-        gnd = (qL[i:i + 1] @ rL.t() > 0).float().squeeze(0)
+        gnd = (qL[i : i + 1] @ rL.t() > 0).float().squeeze(0)
         tsum = int(gnd.sum())
         if tsum == 0:
             continue
-        hamm = 0.5 * (bits - qB[i:i + 1] @ rB.t())
+        hamm = 0.5 * (bits - qB[i : i + 1] @ rB.t())
         _, order = torch.sort(hamm.squeeze(0), stable=True)
         ranked = gnd[order]
         count = torch.arange(1, tsum + 1, dtype=torch.float64)
@@ -168,17 +171,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", nargs="+", default=["mir", "nus"], choices=sorted(SCALES))
     parser.add_argument("--bits", nargs="+", type=int, default=[16, 32, 64])
-    parser.add_argument("--ref-queries", type=int, default=None,
-                        help="queries the reference is timed on (default: all at MIR scale, 300 at NUS scale)")
-    parser.add_argument("--numpy-path", action="store_true", help="also time backend='numpy' (on the reference's queries)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for both (torch.set_num_threads / numba.set_num_threads); default: their own")
+    parser.add_argument(
+        "--ref-queries",
+        type=int,
+        default=None,
+        help="queries the reference is timed on (default: all at MIR scale, 300 at NUS scale)",
+    )
+    parser.add_argument(
+        "--numpy-path", action="store_true", help="also time backend='numpy' (on the reference's queries)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for both (torch.set_num_threads / numba.set_num_threads); default: their own",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
 
     load = os.getloadavg()
-    print(f"# bench_metrics: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"threads {args.threads or 'default'}, load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"# bench_metrics: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"threads {args.threads or 'default'}, load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_metrics_") as tmp:
         for scale in args.scales:
@@ -189,12 +204,22 @@ def main() -> None:
                 data = make_data(scale, bits, Path(tmp))
                 ours = _child(data, "ours", None, args.threads)
                 ref = _child(data, "reference", ref_queries, args.threads)
-                row = {"scale": scale, "n_query": nq, "n_retrieval": n, "bits": bits,
-                       "ref_queries": ref_queries, "ref_seconds_measured": ref["seconds"],
-                       "ref_seconds": ref["seconds"] * nq / ref_queries, "ref_threads": ref["threads"],
-                       "ref_peak_rss_mb": ref["peak_rss_mb"], "ours_seconds": ours["seconds"],
-                       "ours_threads": ours["threads"], "ours_warmup_seconds": ours["warmup_seconds"],
-                       "ours_peak_rss_mb": ours["peak_rss_mb"], "ours_rss_before_mb": ours["rss_before_mb"]}
+                row = {
+                    "scale": scale,
+                    "n_query": nq,
+                    "n_retrieval": n,
+                    "bits": bits,
+                    "ref_queries": ref_queries,
+                    "ref_seconds_measured": ref["seconds"],
+                    "ref_seconds": ref["seconds"] * nq / ref_queries,
+                    "ref_threads": ref["threads"],
+                    "ref_peak_rss_mb": ref["peak_rss_mb"],
+                    "ours_seconds": ours["seconds"],
+                    "ours_threads": ours["threads"],
+                    "ours_warmup_seconds": ours["warmup_seconds"],
+                    "ours_peak_rss_mb": ours["peak_rss_mb"],
+                    "ours_rss_before_mb": ours["rss_before_mb"],
+                }
                 a = np.array([np.nan if x is None else x for x in ours["ap"][:ref_queries]])
                 b = np.array([np.nan if x is None else x for x in ref["ap"]])
                 assert (np.isnan(a) == np.isnan(b)).all(), "the two disagree on which queries have relevant items"
@@ -206,8 +231,11 @@ def main() -> None:
                     row["numpy_seconds"] = nump["seconds"] * nq / ref_queries
                     row["numpy_peak_rss_mb"] = nump["peak_rss_mb"]
                 rows.append(row)
-                print(f"  {scale} {bits} bits: ref {row['ref_seconds']:.2f} s, ours {row['ours_seconds']:.3f} s, "
-                      f"{row['speedup']:.0f}×", flush=True)
+                print(
+                    f"  {scale} {bits} bits: ref {row['ref_seconds']:.2f} s, ours {row['ours_seconds']:.3f} s, "
+                    f"{row['speedup']:.0f}×",
+                    flush=True,
+                )
     load = os.getloadavg()
     print(f"# load average after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
     print(markdown_table(rows, args.numpy_path))
@@ -217,19 +245,23 @@ def main() -> None:
 
 def markdown_table(rows: list[dict], with_numpy: bool) -> str:
     """The rows as the RESULTS.md table."""
-    head = ("| scale (queries × items) | bits | mAP | reference s (timed on) | ours s | speed-up | threads ref / ours | "
-            "peak RSS ref / ours MB | max abs AP diff |")
+    head = (
+        "| scale (queries × items) | bits | mAP | reference s (timed on) | ours s | speed-up | threads ref / ours | "
+        "peak RSS ref / ours MB | max abs AP diff |"
+    )
     sep = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     if with_numpy:
         head += " numpy path s |"
         sep += " ---: |"
     lines = [head, sep]
     for r in rows:
-        line = (f"| {r['scale']} ({r['n_query']:,} × {r['n_retrieval']:,}) | {r['bits']} | {r['map']:.4f} | "
-                f"{r['ref_seconds']:.2f} ({r['ref_queries']:,} q) | {r['ours_seconds']:.3f} | "
-                f"{r['speedup']:.0f}× | {r['ref_threads']} / {r['ours_threads']} | "
-                f"{r['ref_peak_rss_mb']:.0f} / {r['ours_peak_rss_mb']:.0f} | "
-                f"{r['max_abs_ap_diff']:.1e} |")
+        line = (
+            f"| {r['scale']} ({r['n_query']:,} × {r['n_retrieval']:,}) | {r['bits']} | {r['map']:.4f} | "
+            f"{r['ref_seconds']:.2f} ({r['ref_queries']:,} q) | {r['ours_seconds']:.3f} | "
+            f"{r['speedup']:.0f}× | {r['ref_threads']} / {r['ours_threads']} | "
+            f"{r['ref_peak_rss_mb']:.0f} / {r['ours_peak_rss_mb']:.0f} | "
+            f"{r['max_abs_ap_diff']:.1e} |"
+        )
         if with_numpy:
             line += f" {r['numpy_seconds']:.2f} |"
         lines.append(line)

@@ -15,6 +15,7 @@ order, lower because of the ties), index bytes (faiss's serialised size) and the
 of the process while building. HNSW built 1 M codes in ~10 minutes here (one thread, loaded machine), so 10 M
 would take hours: it runs at ``--hnsw-sizes`` and the growth between them is reported instead. One faiss thread (``--threads``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ def make_codes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     prototypes = np.random.default_rng(seed).standard_normal((NUM_LABELS, BITS)).astype(np.float32)
     db = np.empty((n, BITS), np.int8)
     for c, start in enumerate(range(0, n, CHUNK)):
-        db[start:start + CHUNK] = _label_correlated(min(CHUNK, n - start), 1000 + c, prototypes)
+        db[start : start + CHUNK] = _label_correlated(min(CHUNK, n - start), 1000 + c, prototypes)
     return db, _label_correlated(1000, 999, prototypes)
 
 
@@ -88,9 +89,13 @@ def main() -> None:
     parser.add_argument("--nprobes", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--ef-searches", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--hnsw-neighbors", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="faiss OpenMP threads; on 2 cores shared with other work, 2 threads ran a flat search "
-                             "3x slower than 1 (spin-waiting), so the table is per thread")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="faiss OpenMP threads; on 2 cores shared with other work, 2 threads ran a flat search "
+        "3x slower than 1 (spin-waiting), so the table is per thread",
+    )
     args = parser.parse_args()
     import faiss
 
@@ -99,15 +104,23 @@ def main() -> None:
     largest = max(args.sizes + args.hnsw_sizes)
     t = time.perf_counter()
     all_db, queries = make_codes(largest)
-    print(f"# {largest:,} database + {len(queries):,} query codes of {BITS} bits in {time.perf_counter() - t:.1f} s; "
-          f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {platform.processor() or platform.machine()},"
-          f" {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
-    print("| n | index | settings | build s | queries/s | recall@100 (tie-aware) | id recall@100 | index MB | RSS growth MB |")
+    print(
+        f"# {largest:,} database + {len(queries):,} query codes of {BITS} bits in {time.perf_counter() - t:.1f} s; "
+        f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {platform.processor() or platform.machine()},"
+        f" {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    print(
+        "| n | index | settings | build s | queries/s | recall@100 (tie-aware) | id recall@100 | index MB | RSS growth MB |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
     def row(n, kind, settings, seconds, qps, d, i, exact_d, exact_i, nbytes, grown):
-        print(f"| {n:,} | {kind} | {settings} | {seconds:.1f} | {qps:,.0f} | {tie_aware_recall(d, exact_d).mean():.4f} | "
-              f"{id_recall(i, exact_i):.4f} | {nbytes / 2**20:.1f} | {grown / 2**20:.0f} |", flush=True)
+        print(
+            f"| {n:,} | {kind} | {settings} | {seconds:.1f} | {qps:,.0f} | {tie_aware_recall(d, exact_d).mean():.4f} | "
+            f"{id_recall(i, exact_i):.4f} | {nbytes / 2**20:.1f} | {grown / 2**20:.0f} |",
+            flush=True,
+        )
 
     for n in sorted(set(args.sizes + args.hnsw_sizes)):
         db = all_db[:n]
@@ -121,8 +134,9 @@ def main() -> None:
             for nprobe in args.nprobes:
                 ivf.nprobe = nprobe
                 d, i, qps = timed_search(ivf, queries, args.k)
-                row(n, "ivf", f"nlist {ivf.nlist}, nprobe {nprobe}", seconds, qps, d, i, exact_d, exact_i, nbytes,
-                    grown)
+                row(
+                    n, "ivf", f"nlist {ivf.nlist}, nprobe {nprobe}", seconds, qps, d, i, exact_d, exact_i, nbytes, grown
+                )
             del ivf
         if n in args.hnsw_sizes:
             hnsw, seconds, grown = build("hnsw", db, hnsw_neighbors=args.hnsw_neighbors, ef_construction=64)
@@ -130,8 +144,19 @@ def main() -> None:
             for ef in args.ef_searches:
                 hnsw.ef_search = ef
                 d, i, qps = timed_search(hnsw, queries, args.k)
-                row(n, "hnsw", f"M {args.hnsw_neighbors}, efSearch {ef}", seconds, qps, d, i, exact_d, exact_i,
-                    nbytes, grown)
+                row(
+                    n,
+                    "hnsw",
+                    f"M {args.hnsw_neighbors}, efSearch {ef}",
+                    seconds,
+                    qps,
+                    d,
+                    i,
+                    exact_d,
+                    exact_i,
+                    nbytes,
+                    grown,
+                )
             del hnsw
     print(f"# default_nlist: {', '.join(f'{n:,} -> {default_nlist(n)}' for n in args.sizes)}")
 

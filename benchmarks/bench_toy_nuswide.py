@@ -4,6 +4,7 @@ Prints items/s by wall clock and by process CPU time (the CPU figure is what one
 delivers even on a busy shared machine). Generation only, no cache, labels + images + tags;
 the numba kernels are compiled (or loaded from numba's cache) before timing.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,10 @@ def main() -> None:
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
     cpu_name = platform.processor() or platform.machine()
-    print(f"toy_nuswide generator v{GENERATOR_VERSION}: {args.size:,} items at {args.image_size}x{args.image_size}, "
-          f"{args.repeats} runs, one thread ({cpu_name}, {os.cpu_count()} cores visible)")
+    print(
+        f"toy_nuswide generator v{GENERATOR_VERSION}: {args.size:,} items at {args.image_size}x{args.image_size}, "
+        f"{args.repeats} runs, one thread ({cpu_name}, {os.cpu_count()} cores visible)"
+    )
     for label, times in (("wall", walls), ("cpu ", cpus)):
         median = sorted(times)[len(times) // 2]
         print(f"  {label}: best {args.size / min(times):,.0f} items/s, median {args.size / median:,.0f} items/s")

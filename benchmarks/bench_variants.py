@@ -15,6 +15,7 @@ rows it finds. Cells run in ``--workers`` processes (one torch thread each). mAP
 computed with the numpy kernel of ``egath_lite.metrics`` (identical numbers to numba; see
 ``train.retrieval_map`` for why numba is kept out of training processes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,15 @@ BASELINES = ("LSH", "CLIP (continuous)")
 def _cfg(preset: str, runs_root: str, seed: int, dataset: str, device: str, **kw: Any):
     from egath_lite import get_config
 
-    return get_config(preset, run_name=f"{preset}-{dataset}-s{seed}", runs_root=runs_root, dataset=dataset,
-                      seed=seed, device=device, **kw)
+    return get_config(
+        preset,
+        run_name=f"{preset}-{dataset}-s{seed}",
+        runs_root=runs_root,
+        dataset=dataset,
+        seed=seed,
+        device=device,
+        **kw,
+    )
 
 
 def prepare_seed(preset: str, runs_root: str, seed: int, dataset: str, device: str) -> dict[str, Any]:
@@ -63,13 +71,15 @@ def prepare_seed(preset: str, runs_root: str, seed: int, dataset: str, device: s
     return {"seed": seed, "rows": rows, "seconds": time.perf_counter() - t0, "bits": list(cfg.bits)}
 
 
-def run_cell(preset: str, runs_root: str, seed: int, dataset: str, device: str, variant: str, bits: int) -> dict[str, Any]:
+def run_cell(
+    preset: str, runs_root: str, seed: int, dataset: str, device: str, variant: str, bits: int
+) -> dict[str, Any]:
     """Train (or load) one variant at one bit length and evaluate it on the query split."""
     import torch
 
     torch.set_num_threads(1)
-    from egath_lite.metrics import mean_average_precision
     from egath_lite.codes import ensure_codes
+    from egath_lite.metrics import mean_average_precision
 
     cfg = _cfg(preset, runs_root, seed, dataset, device, variant=variant)
     t0 = time.perf_counter()
@@ -77,12 +87,19 @@ def run_cell(preset: str, runs_root: str, seed: int, dataset: str, device: str, 
     t, m = payload["tensors"], payload["meta"]
     qL, rL = t["query_labels"], t["retrieval_labels"]
     return dict(
-        seed=seed, method=variant, bits=bits,
+        seed=seed,
+        method=variant,
+        bits=bits,
         i2t=float(mean_average_precision(t["query_image_codes"], t["retrieval_text_codes"], qL, rL, backend="numpy")),
         t2i=float(mean_average_precision(t["query_text_codes"], t["retrieval_image_codes"], qL, rL, backend="numpy")),
-        val_map=m["val_map"], best_epoch=m["best_epoch"], epochs_run=m["epochs_run"],
-        seconds_per_epoch=m["seconds_per_epoch"], cpu_seconds_per_epoch=m.get("cpu_seconds_per_epoch"),
-        train_seconds=m["train_seconds"], cache_hit=payload["cache_hit"], wall=time.perf_counter() - t0,
+        val_map=m["val_map"],
+        best_epoch=m["best_epoch"],
+        epochs_run=m["epochs_run"],
+        seconds_per_epoch=m["seconds_per_epoch"],
+        cpu_seconds_per_epoch=m.get("cpu_seconds_per_epoch"),
+        train_seconds=m["train_seconds"],
+        cache_hit=payload["cache_hit"],
+        wall=time.perf_counter() - t0,
     )
 
 
@@ -110,6 +127,7 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
 
 def summarize(rows: list[dict[str, Any]], methods: list[str], bits_list: list[int]) -> str:
     """Markdown table: mean ± std over seeds of I→T and T→I mAP@all per method and bit length."""
+
     def cell(method: str, bits: int, key: str) -> str:
         vals = [r[key] for r in rows if r["method"] == method and r["bits"] == bits]
         if not vals:
@@ -118,7 +136,13 @@ def summarize(rows: list[dict[str, Any]], methods: list[str], bits_list: list[in
             return f"{vals[0]:.4f} (n=1)"
         return f"{statistics.mean(vals):.4f} ± {statistics.stdev(vals):.4f}"
 
-    head = "| method | " + " | ".join(f"I→T {b}" for b in bits_list) + " | " + " | ".join(f"T→I {b}" for b in bits_list) + " |"
+    head = (
+        "| method | "
+        + " | ".join(f"I→T {b}" for b in bits_list)
+        + " | "
+        + " | ".join(f"T→I {b}" for b in bits_list)
+        + " |"
+    )
     sep = "| --- |" + " ---: |" * (2 * len(bits_list))
     lines = [head, sep]
     for method in methods:
@@ -135,9 +159,11 @@ def timing_summary(rows: list[dict[str, Any]]) -> str:
     cpu = [r["cpu_seconds_per_epoch"] for r in trained if r.get("cpu_seconds_per_epoch") is not None]
     ep = [r["epochs_run"] for r in trained]
     best = [r["best_epoch"] for r in trained]
-    return (f"{len(trained)} cells trained: median {statistics.median(spe):.2f} s/epoch wall "
-            f"(CPU {statistics.median(cpu):.2f} s), epochs run {min(ep)}–{max(ep)} (median {statistics.median(ep):g}), "
-            f"selected epoch median {statistics.median(best):g}, training {statistics.median([r['train_seconds'] for r in trained]):.0f} s per cell (median)")
+    return (
+        f"{len(trained)} cells trained: median {statistics.median(spe):.2f} s/epoch wall "
+        f"(CPU {statistics.median(cpu):.2f} s), epochs run {min(ep)}–{max(ep)} (median {statistics.median(ep):g}), "
+        f"selected epoch median {statistics.median(best):g}, training {statistics.median([r['train_seconds'] for r in trained]):.0f} s per cell (median)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-root", default=str(REPO / "runs"))
     p.add_argument("--device", default="cpu", help="training device of the hash models (features: 'auto')")
     p.add_argument("--workers", type=int, default=1, help="parallel training processes (one torch thread each)")
-    p.add_argument("--results", default=None, help="JSON-lines results file (default: <runs_root>/bench_variants_<preset>.jsonl)")
+    p.add_argument(
+        "--results", default=None, help="JSON-lines results file (default: <runs_root>/bench_variants_<preset>.jsonl)"
+    )
     p.add_argument("--table-only", action="store_true", help="print the table from the results file and exit")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -166,14 +194,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     t_start = time.perf_counter()
-    print(f"[bench] {platform.node()} | {os.cpu_count()} CPUs | preset {args.preset} | seeds {args.seeds} | "
-          f"variants {args.variants} | bits {bits_list} | workers {args.workers} | results {results}", flush=True)
+    print(
+        f"[bench] {platform.node()} | {os.cpu_count()} CPUs | preset {args.preset} | seeds {args.seeds} | "
+        f"variants {args.variants} | bits {bits_list} | workers {args.workers} | results {results}",
+        flush=True,
+    )
     done = {(r["seed"], r["method"], r["bits"]) for r in rows}
     # 1. features + graph + baselines per seed (the CLIP stage may use a GPU: device 'auto')
-    todo_seeds = [s for s in args.seeds if any((s, m, b) not in done for m in BASELINES for b in bits_list)
-                  or any((s, v, b) not in done for v in args.variants for b in bits_list)]
+    todo_seeds = [
+        s
+        for s in args.seeds
+        if any((s, m, b) not in done for m in BASELINES for b in bits_list)
+        or any((s, v, b) not in done for v in args.variants for b in bits_list)
+    ]
     with ProcessPoolExecutor(max_workers=max(1, min(args.workers, len(todo_seeds) or 1))) as pool:
-        futures = {pool.submit(prepare_seed, args.preset, args.runs_root, s, args.dataset, "auto"): s for s in todo_seeds}
+        futures = {
+            pool.submit(prepare_seed, args.preset, args.runs_root, s, args.dataset, "auto"): s for s in todo_seeds
+        }
         for fut in as_completed(futures):
             res = fut.result()
             for row in res["rows"]:
@@ -181,22 +218,29 @@ def main(argv: list[str] | None = None) -> int:
                     append_row(results, row)
                     done.add((row["seed"], row["method"], row["bits"]))
                     rows.append(row)
-            print(f"[bench] seed {res['seed']}: features + graph + baselines in {res['seconds']:.0f} s "
-                  f"({time.perf_counter() - t_start:.0f} s elapsed)", flush=True)
+            print(
+                f"[bench] seed {res['seed']}: features + graph + baselines in {res['seconds']:.0f} s "
+                f"({time.perf_counter() - t_start:.0f} s elapsed)",
+                flush=True,
+            )
     # 2. every (seed, variant, bits) cell
     cells = [(s, v, b) for s in args.seeds for v in args.variants for b in bits_list if (s, v, b) not in done]
     print(f"[bench] {len(cells)} cells to train ({len(done)} rows already in {results})", flush=True)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {pool.submit(run_cell, args.preset, args.runs_root, s, args.dataset, args.device, v, b): (s, v, b)
-                   for s, v, b in cells}
+        futures = {
+            pool.submit(run_cell, args.preset, args.runs_root, s, args.dataset, args.device, v, b): (s, v, b)
+            for s, v, b in cells
+        }
         for k, fut in enumerate(as_completed(futures), 1):
             row = fut.result()
             append_row(results, row)
             rows.append(row)
-            print(f"[bench] {k}/{len(cells)} seed {row['seed']} {row['method']:>10s} {row['bits']:>2d} bits: "
-                  f"I→T {row['i2t']:.4f} T→I {row['t2i']:.4f} (val {row['val_map']:.4f}, best epoch {row['best_epoch']}/"
-                  f"{row['epochs_run']}, {row['seconds_per_epoch']:.1f} s/epoch) | {time.perf_counter() - t_start:.0f} s elapsed",
-                  flush=True)
+            print(
+                f"[bench] {k}/{len(cells)} seed {row['seed']} {row['method']:>10s} {row['bits']:>2d} bits: "
+                f"I→T {row['i2t']:.4f} T→I {row['t2i']:.4f} (val {row['val_map']:.4f}, best epoch {row['best_epoch']}/"
+                f"{row['epochs_run']}, {row['seconds_per_epoch']:.1f} s/epoch) | {time.perf_counter() - t_start:.0f} s elapsed",
+                flush=True,
+            )
     print(summarize(rows, methods, bits_list))
     print(timing_summary(rows))
     print(f"[bench] done in {time.perf_counter() - t_start:.0f} s", flush=True)

@@ -6,6 +6,7 @@ Trains a 4-layer CNN (multi-label BCE, Adam) on 80% of the items and reports the
 precision of each label on the other 20%, beside the prior (the AP of a random ranking).
 Minutes on a GPU; about an hour on 2 busy CPU cores. Not a test: a number for RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,11 +40,24 @@ def main() -> None:
     y = torch.tensor(data["labels"]).float().to(device)
     n_train = int(0.8 * len(x))
     net = nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(128, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(), nn.AdaptiveMaxPool2d(1),
-        nn.Flatten(), nn.Linear(128, len(NUS_TC10_LABELS)),
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1),
+        nn.BatchNorm2d(128),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(128, 128, 3, padding=1),
+        nn.BatchNorm2d(128),
+        nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(128, len(NUS_TC10_LABELS)),
     ).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     start = time.perf_counter()
@@ -52,14 +66,14 @@ def main() -> None:
         net.train()
         perm = torch.randperm(n_train, device=device)
         for i in range(0, n_train, 128):
-            batch = perm[i:i + 128]
+            batch = perm[i : i + 128]
             loss = nn.functional.binary_cross_entropy_with_logits(net(x[batch]), y[batch])
             opt.zero_grad()
             loss.backward()
             opt.step()
         net.eval()
         with torch.no_grad():
-            scores = torch.cat([net(x[i:i + 512]) for i in range(n_train, len(x), 512)]).cpu().numpy()
+            scores = torch.cat([net(x[i : i + 512]) for i in range(n_train, len(x), 512)]).cpu().numpy()
         truth = data["labels"][n_train:]
         aps = [float(average_precision_score(truth[:, c], scores[:, c])) for c in range(truth.shape[1])]
         history.append(float(np.mean(aps)))
@@ -71,8 +85,19 @@ def main() -> None:
     print(f"{'mean':<10} {priors.mean():6.3f} {np.mean(aps):6.3f}   ({time.perf_counter() - start:.0f} s on {device})")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"labels": NUS_TC10_LABELS, "prior": priors.tolist(), "ap": aps, "map_by_epoch": history,
-                       "size": args.size, "epochs": args.epochs, "device": str(device)}, f, indent=2)
+            json.dump(
+                {
+                    "labels": NUS_TC10_LABELS,
+                    "prior": priors.tolist(),
+                    "ap": aps,
+                    "map_by_epoch": history,
+                    "size": args.size,
+                    "epochs": args.epochs,
+                    "device": str(device),
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def _stem_tokens(path: Path) -> set[str]:
 def pick_executed(runs_root: Path) -> dict[str, Path]:
     """One executed notebook per number 01-05 under ``runs_root/**/executed/``: sorted, egath variant first."""
     runs_root = Path(runs_root)
-    found = sorted(set(runs_root.glob("**/executed/0[1-5]_*.ipynb")) | set(runs_root.glob("**/executed/*/0[1-5]_*.ipynb")))
+    found = sorted(
+        set(runs_root.glob("**/executed/0[1-5]_*.ipynb")) | set(runs_root.glob("**/executed/*/0[1-5]_*.ipynb"))
+    )
     chosen: dict[str, Path] = {}
     for number in NOTEBOOK_NUMBERS:
         candidates = [p for p in found if p.name.startswith(number + "_")]

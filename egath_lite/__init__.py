@@ -1,4 +1,5 @@
 """egath_lite: a runnable, teachable implementation of EGATH (Jin et al., NeurIPS 2024)."""
+
 import os as _os
 
 __version__ = "0.1.0"

@@ -17,8 +17,9 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .config import Config
 

@@ -7,6 +7,7 @@
 - ``clip_continuous_map``: the CLIP vectors ranked by cosine similarity, no
   binarisation — the upper reference for what a hash of these features can keep.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -71,8 +72,12 @@ def lsh_map(features: dict[str, Any], bits: int, seed: int = 0, backend: str = "
     c = lsh_cross_modal_codes(features, bits, seed)
     qL, rL = c["query_labels"], c["retrieval_labels"]
     return {
-        "i2t": float(mean_average_precision(c["query_image_codes"], c["retrieval_text_codes"], qL, rL, backend=backend)),
-        "t2i": float(mean_average_precision(c["query_text_codes"], c["retrieval_image_codes"], qL, rL, backend=backend)),
+        "i2t": float(
+            mean_average_precision(c["query_image_codes"], c["retrieval_text_codes"], qL, rL, backend=backend)
+        ),
+        "t2i": float(
+            mean_average_precision(c["query_text_codes"], c["retrieval_image_codes"], qL, rL, backend=backend)
+        ),
     }
 
 
@@ -91,7 +96,11 @@ def clip_continuous_map(features: dict[str, Any], topk: int | None = None) -> di
 
 
 CLIP_BASELINE_STAGE = Stage(
-    "clip_baseline", fields=(), upstream=(FEATURES_STAGE,), codec="json", suffix=".json",
+    "clip_baseline",
+    fields=(),
+    upstream=(FEATURES_STAGE,),
+    codec="json",
+    suffix=".json",
     description="mAP of the continuous CLIP vectors ranked by cosine (computed once per features)",
 )
 

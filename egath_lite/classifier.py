@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from .progress import tqdm
 
 from .artifacts import ArtifactError
 from .config import Config
@@ -23,44 +22,87 @@ from .graph import GRAPH_STAGE, ensure_graph
 from .losses import classification_loss
 from .metrics.classification import label_average_precision
 from .models import FrozenFeatureClassifier, build_classifier
+from .progress import tqdm
 from .stages import Stage, shape_problems
 from .utils import cpu_threads, resolve_device, seed_everything
 
 CLASSIFIER_KINDS = ("gat", "gcn", "independent")
-GAT_FIELDS = ("gat_layers", "gat_hidden", "gat_heads", "gat_dropout", "gat_negative_slope", "gat_bias",
-              "gat_input_dropout", "gat_init_gain", "gat_label_bias")
+GAT_FIELDS = (
+    "gat_layers",
+    "gat_hidden",
+    "gat_heads",
+    "gat_dropout",
+    "gat_negative_slope",
+    "gat_bias",
+    "gat_input_dropout",
+    "gat_init_gain",
+    "gat_label_bias",
+)
 CLASSIFIER_FIELDS = GAT_FIELDS + ("gat_epochs", "gat_lr", "gat_batch_size", "weight_decay", "seed")
 
 
 def _expect(cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> list[str]:
     c = len(payload["meta"].get("label_names", []))
-    return shape_problems(payload["tensors"], {
-        "ap_image": ((c,), torch.float32), "ap_text": ((c,), torch.float32),
-        "history_loss": ((cfg.gat_epochs,), None), "history_val_map": ((cfg.gat_epochs,), None),
-    })
+    return shape_problems(
+        payload["tensors"],
+        {
+            "ap_image": ((c,), torch.float32),
+            "ap_text": ((c,), torch.float32),
+            "history_loss": ((cfg.gat_epochs,), None),
+            "history_val_map": ((cfg.gat_epochs,), None),
+        },
+    )
 
 
 CLASSIFIER_STAGE = Stage(
-    "classifier", fields=CLASSIFIER_FIELDS, params=("kind",), upstream=(FEATURES_STAGE, GRAPH_STAGE), version="2",
-    tensors=("ap_image", "ap_text", "history_loss", "history_val_map"), expect=_expect,
+    "classifier",
+    fields=CLASSIFIER_FIELDS,
+    params=("kind",),
+    upstream=(FEATURES_STAGE, GRAPH_STAGE),
+    version="2",
+    tensors=("ap_image", "ap_text", "history_loss", "history_val_map"),
+    expect=_expect,
     description="a label classifier (gat | gcn | independent) trained on frozen CLIP features",
 )
 
 
-def build_label_classifier(kind: str, cfg: Config, feature_dim: int, label_emb: torch.Tensor,
-                           mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> FrozenFeatureClassifier:
+def build_label_classifier(
+    kind: str,
+    cfg: Config,
+    feature_dim: int,
+    label_emb: torch.Tensor,
+    mean: torch.Tensor | None = None,
+    std: torch.Tensor | None = None,
+) -> FrozenFeatureClassifier:
     """A ``gat`` | ``gcn`` | ``independent`` classifier over frozen features of dimension D."""
-    clf = build_classifier(kind, label_emb.shape[1], feature_dim, label_emb.shape[0], cfg.gat_hidden,
-                           cfg.gat_layers, cfg.gat_heads, cfg.gat_dropout, cfg.gat_negative_slope, bias=cfg.gat_bias,
-                           input_dropout=cfg.gat_input_dropout, init_gain=cfg.gat_init_gain,
-                           label_bias=cfg.gat_label_bias)
+    clf = build_classifier(
+        kind,
+        label_emb.shape[1],
+        feature_dim,
+        label_emb.shape[0],
+        cfg.gat_hidden,
+        cfg.gat_layers,
+        cfg.gat_heads,
+        cfg.gat_dropout,
+        cfg.gat_negative_slope,
+        bias=cfg.gat_bias,
+        input_dropout=cfg.gat_input_dropout,
+        init_gain=cfg.gat_init_gain,
+        label_bias=cfg.gat_label_bias,
+    )
     mean = torch.zeros(feature_dim) if mean is None else mean
     std = torch.ones(feature_dim) if std is None else std
     return FrozenFeatureClassifier(clf, mean, std)
 
 
-def train_label_classifier(kind: str, cfg: Config, X: dict[str, torch.Tensor], Y: dict[str, torch.Tensor],
-                           graph: dict[str, torch.Tensor], progress: bool = True) -> tuple[FrozenFeatureClassifier, dict[str, Any]]:
+def train_label_classifier(
+    kind: str,
+    cfg: Config,
+    X: dict[str, torch.Tensor],
+    Y: dict[str, torch.Tensor],
+    graph: dict[str, torch.Tensor],
+    progress: bool = True,
+) -> tuple[FrozenFeatureClassifier, dict[str, Any]]:
     """Train on X["train"] (n, D) / Y["train"] (n, C); select the epoch with the best validation mAP.
 
     ``X``/``Y`` hold ``train`` and ``val``; ``graph`` holds ``label_emb``, ``edge_index``,
@@ -90,7 +132,7 @@ def _train_label_classifier(kind, cfg, X, Y, graph, progress):
         perm = torch.randperm(len(Xtr), generator=gen)
         total = 0.0
         for i in range(0, len(perm), batch):  # noqa: B007
-            idx = perm[i:i + batch]
+            idx = perm[i : i + batch]
             loss = classification_loss(model(Xtr[idx].to(device), E, ei, ew), Ytr[idx].to(device))
             opt.zero_grad()
             loss.backward()
@@ -114,13 +156,19 @@ def predict_scores(model: FrozenFeatureClassifier, X: torch.Tensor, graph: dict[
     was = model.training
     model.eval()
     device = model.mean.device
-    out = model(X.float().to(device), graph["label_emb"].float().to(device), graph["edge_index"].long().to(device),
-                graph["edge_weight"].float().to(device)).cpu()
+    out = model(
+        X.float().to(device),
+        graph["label_emb"].float().to(device),
+        graph["edge_index"].long().to(device),
+        graph["edge_weight"].float().to(device),
+    ).cpu()
     model.train(was)
     return out
 
 
-def ensure_label_classifier(cfg: Config, kind: str = "gat", force: bool = False, progress: bool = True) -> dict[str, Any]:
+def ensure_label_classifier(
+    cfg: Config, kind: str = "gat", force: bool = False, progress: bool = True
+) -> dict[str, Any]:
     """Train (or reuse) the ``kind`` classifier on the run's frozen image and text CLIP features.
 
     Tensors: ``state.*`` (the model), ``ap_image`` / ``ap_text`` (C) per-label AP on the query
@@ -143,12 +191,22 @@ def ensure_label_classifier(cfg: Config, kind: str = "gat", force: bool = False,
             ap_image = label_average_precision(predict_scores(model, img[q], gt), L[q])
             ap_text = label_average_precision(predict_scores(model, txt[q], gt), L[q])
         tensors = {f"state.{k}": v for k, v in model.state_dict().items()}
-        tensors.update(ap_image=ap_image.float(), ap_text=ap_text.float(),
-                       history_loss=torch.tensor(hist["loss"]), history_val_map=torch.tensor(hist["val_map"]))
-        meta = dict(kind=kind, feature_dim=int(img.shape[1]), map_image=float(ap_image.mean()),
-                    map_text=float(ap_text.mean()), best_epoch=int(hist["best_epoch"]),
-                    best_val_map=float(hist["best_val_map"]), train_seconds=float(hist["train_seconds"]),
-                    label_names=list(features["meta"].get("label_names", [])))
+        tensors.update(
+            ap_image=ap_image.float(),
+            ap_text=ap_text.float(),
+            history_loss=torch.tensor(hist["loss"]),
+            history_val_map=torch.tensor(hist["val_map"]),
+        )
+        meta = dict(
+            kind=kind,
+            feature_dim=int(img.shape[1]),
+            map_image=float(ap_image.mean()),
+            map_text=float(ap_text.mean()),
+            best_epoch=int(hist["best_epoch"]),
+            best_val_map=float(hist["best_val_map"]),
+            train_seconds=float(hist["train_seconds"]),
+            label_names=list(features["meta"].get("label_names", [])),
+        )
         return tensors, meta
 
     return CLASSIFIER_STAGE.run(cfg, compute, force=force, kind=kind)
@@ -167,11 +225,9 @@ def load_label_classifier(cfg: Config, payload: dict[str, Any], label_emb: torch
     return model.eval()
 
 
-
-
 def state_from(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The ``state.*`` tensors of a payload as a state dict."""
-    return {k[len("state."):]: v for k, v in payload["tensors"].items() if k.startswith("state.")}
+    return {k[len("state.") :]: v for k, v in payload["tensors"].items() if k.startswith("state.")}
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
@@ -179,5 +235,7 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> N
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ArtifactError(f"{what} does not fit the configured model ({str(exc)[:300]}); "
-                            f"its key should have prevented this: recompute it with force=True") from exc
+        raise ArtifactError(
+            f"{what} does not fit the configured model ({str(exc)[:300]}); "
+            f"its key should have prevented this: recompute it with force=True"
+        ) from exc

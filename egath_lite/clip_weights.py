@@ -13,8 +13,9 @@ import difflib
 import hashlib
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -170,13 +171,14 @@ def _looks_like_path(value: str) -> bool:
     return os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz")) or Path(value).exists()
 
 
-
 def check_checkpoint_file(path: str | os.PathLike) -> None:
     """Raise ClipWeightsError unless ``path`` holds a state dict (torch ``weights_only`` or safetensors)."""
     path = Path(path)
     head = path.read_bytes()[:8] if path.stat().st_size >= 8 else path.read_bytes()
-    what = ("an open_clip checkpoint: a file written by torch.save(model.state_dict()) (optionally inside "
-            "{'state_dict': ...}), or a .safetensors file, e.g. open_clip_pytorch_model.bin from the hub")
+    what = (
+        "an open_clip checkpoint: a file written by torch.save(model.state_dict()) (optionally inside "
+        "{'state_dict': ...}), or a .safetensors file, e.g. open_clip_pytorch_model.bin from the hub"
+    )
     if path.suffix == ".safetensors":
         try:
             from safetensors import safe_open
@@ -186,18 +188,30 @@ def check_checkpoint_file(path: str | os.PathLike) -> None:
                     raise ValueError("no tensors")
             return
         except Exception as exc:  # noqa: BLE001 - any failure means this is no safetensors file
-            raise ClipWeightsError(f"{path} is not a readable safetensors file ({type(exc).__name__}); "
-                                   f"expected {what}") from None
+            raise ClipWeightsError(
+                f"{path} is not a readable safetensors file ({type(exc).__name__}); expected {what}"
+            ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=head[:2] == b"PK")
     except Exception as exc:  # noqa: BLE001 - unpickling errors, zip errors, truncation
-        kind = "a zip archive that torch cannot read" if head[:2] == b"PK" else (
-            "an old-style pickle with non-weight objects" if head[:1] == b"\x80" else f"not a torch file (starts {head!r})")
-        raise ClipWeightsError(f"{path} is not a checkpoint: {kind} ({type(exc).__name__}). Expected {what}. "
-                               f"Re-download or re-export the weights") from None
+        kind = (
+            "a zip archive that torch cannot read"
+            if head[:2] == b"PK"
+            else (
+                "an old-style pickle with non-weight objects"
+                if head[:1] == b"\x80"
+                else f"not a torch file (starts {head!r})"
+            )
+        )
+        raise ClipWeightsError(
+            f"{path} is not a checkpoint: {kind} ({type(exc).__name__}). Expected {what}. "
+            f"Re-download or re-export the weights"
+        ) from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ClipWeightsError(f"{path} holds a {type(obj).__name__} that is not a state dict of tensors; expected {what}")
+        raise ClipWeightsError(
+            f"{path} holds a {type(obj).__name__} that is not a state dict of tensors; expected {what}"
+        )
 
 
 _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
@@ -230,8 +244,10 @@ def weights_fingerprint(cfg: Any) -> str:
     if Path(p).is_file():  # a file can change in place: hash its bytes
         return f"file:{file_digest(p)}"
     if _looks_like_path(p):
-        raise ClipWeightsError(f"CLIP checkpoint file {p!r} does not exist (clip_pretrained); pass an existing file "
-                               f"or a pretrained tag such as 'openai'")
+        raise ClipWeightsError(
+            f"CLIP checkpoint file {p!r} does not exist (clip_pretrained); pass an existing file "
+            f"or a pretrained tag such as 'openai'"
+        )
     return f"tag:{p}"
 
 

@@ -24,23 +24,61 @@ from .stages import Stage, shape_problems
 from .utils import cpu_threads, resolve_device
 from .variants import variant_settings
 
-HASH_FIELDS = ("variant", "hidden_dim", "trans_layers", "trans_heads", "trans_tokens", "trans_width", "trans_dropout",
-               "label_fusion", "epochs", "hash_batch_size", "lr", "lr_min", "weight_decay", "alpha", "mu",
-               "w_cosine", "w_triplet", "w_cls", "w_quant", "finetune_clip", "finetune_lr_scale", "image_decoder",
-               "early_stop_patience", *GAT_FIELDS, "seed")
-CODE_TENSORS = ("query_image_codes", "query_text_codes", "retrieval_image_codes", "retrieval_text_codes",
-                "query_labels", "retrieval_labels", "history_loss", "history_val_map_i2t", "history_val_map_t2i")
+HASH_FIELDS = (
+    "variant",
+    "hidden_dim",
+    "trans_layers",
+    "trans_heads",
+    "trans_tokens",
+    "trans_width",
+    "trans_dropout",
+    "label_fusion",
+    "epochs",
+    "hash_batch_size",
+    "lr",
+    "lr_min",
+    "weight_decay",
+    "alpha",
+    "mu",
+    "w_cosine",
+    "w_triplet",
+    "w_cls",
+    "w_quant",
+    "finetune_clip",
+    "finetune_lr_scale",
+    "image_decoder",
+    "early_stop_patience",
+    *GAT_FIELDS,
+    "seed",
+)
+CODE_TENSORS = (
+    "query_image_codes",
+    "query_text_codes",
+    "retrieval_image_codes",
+    "retrieval_text_codes",
+    "query_labels",
+    "retrieval_labels",
+    "history_loss",
+    "history_val_map_i2t",
+    "history_val_map_t2i",
+)
 
 
 def _expect(cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> list[str]:
     t, bits = payload["tensors"], params["bits"]
     nq, nr = t["query_labels"].shape[0], t["retrieval_labels"].shape[0]
     c = t["query_labels"].shape[1] if t["query_labels"].dim() == 2 else -1
-    problems = shape_problems(t, {
-        "query_image_codes": ((nq, bits), torch.int8), "query_text_codes": ((nq, bits), torch.int8),
-        "retrieval_image_codes": ((nr, bits), torch.int8), "retrieval_text_codes": ((nr, bits), torch.int8),
-        "query_labels": ((nq, c), torch.uint8), "retrieval_labels": ((nr, c), torch.uint8),
-    })
+    problems = shape_problems(
+        t,
+        {
+            "query_image_codes": ((nq, bits), torch.int8),
+            "query_text_codes": ((nq, bits), torch.int8),
+            "retrieval_image_codes": ((nr, bits), torch.int8),
+            "retrieval_text_codes": ((nr, bits), torch.int8),
+            "query_labels": ((nq, c), torch.uint8),
+            "retrieval_labels": ((nr, c), torch.uint8),
+        },
+    )
     if cfg.num_query is not None and nq != cfg.num_query:
         problems.append(f"{nq} query rows, the key promises num_query={cfg.num_query}")
     for name in CODE_TENSORS[:4]:
@@ -52,8 +90,13 @@ def _expect(cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> lis
 
 
 CODES_STAGE = Stage(
-    "codes", fields=HASH_FIELDS, params=("variant", "bits"), upstream=(FEATURES_STAGE, GRAPH_STAGE), version="2",
-    tensors=CODE_TENSORS, expect=_expect,
+    "codes",
+    fields=HASH_FIELDS,
+    params=("variant", "bits"),
+    upstream=(FEATURES_STAGE, GRAPH_STAGE),
+    version="2",
+    tensors=CODE_TENSORS,
+    expect=_expect,
     description="a trained EGATH (or ablation) model and its query/retrieval codes in both modalities",
 )
 
@@ -84,15 +127,35 @@ def ensure_codes(cfg: Config, bits: int, force: bool = False, progress: bool = T
                 "retrieval_labels": data.labels[r].to(torch.uint8),
             }
         tensors.update({f"state.{k}": v for k, v in model.state_dict().items()})
-        for name in ("loss", "loss_cosine", "loss_triplet", "loss_cls", "loss_quant", "val_map_i2t",
-                     "val_map_t2i", "lr", "epoch_seconds", "epoch_cpu_seconds"):
+        for name in (
+            "loss",
+            "loss_cosine",
+            "loss_triplet",
+            "loss_cls",
+            "loss_quant",
+            "val_map_i2t",
+            "val_map_t2i",
+            "lr",
+            "epoch_seconds",
+            "epoch_cpu_seconds",
+        ):
             tensors[f"history_{name}"] = torch.tensor(hist[name], dtype=torch.float64)
-        meta = dict(variant=cfg.variant, bits=bits, best_epoch=int(hist["best_epoch"]), val_map=float(hist["val_map"]),
-                    train_seconds=float(hist["train_seconds"]), seconds_per_epoch=float(hist["seconds_per_epoch"]),
-                    cpu_seconds_per_epoch=float(hist["cpu_seconds_per_epoch"]), threads=torch.get_num_threads(),
-                    epochs_run=int(hist["epochs_run"]), selected_on="validation", device=str(resolve_device(cfg.device)),
-                    image_dim=int(features["tensors"]["image_emb"].shape[1]), text_dim=int(data.text.shape[1]),
-                    resumed_after_epoch=hist["resumed_after_epoch"])
+        meta = dict(
+            variant=cfg.variant,
+            bits=bits,
+            best_epoch=int(hist["best_epoch"]),
+            val_map=float(hist["val_map"]),
+            train_seconds=float(hist["train_seconds"]),
+            seconds_per_epoch=float(hist["seconds_per_epoch"]),
+            cpu_seconds_per_epoch=float(hist["cpu_seconds_per_epoch"]),
+            threads=torch.get_num_threads(),
+            epochs_run=int(hist["epochs_run"]),
+            selected_on="validation",
+            device=str(resolve_device(cfg.device)),
+            image_dim=int(features["tensors"]["image_emb"].shape[1]),
+            text_dim=int(data.text.shape[1]),
+            resumed_after_epoch=hist["resumed_after_epoch"],
+        )
         return tensors, meta
 
     if force:
@@ -108,8 +171,14 @@ def resume_path(cfg: Config, bits: int) -> Path:
     return run_dir(cfg) / f"codes-{cfg.variant}-{bits}-{key}.resume.pt"
 
 
-def load_egath(cfg: Config, payload: dict[str, Any], graph: dict[str, torch.Tensor], image_dim: int, text_dim: int,
-               image_backbone: nn.Module | None = None) -> EGATH:
+def load_egath(
+    cfg: Config,
+    payload: dict[str, Any],
+    graph: dict[str, torch.Tensor],
+    image_dim: int,
+    text_dim: int,
+    image_backbone: nn.Module | None = None,
+) -> EGATH:
     """The trained model stored in an ``ensure_codes`` payload (eval mode)."""
     bits = int(payload["params"]["bits"])
     model = build_egath(cfg, bits, image_dim, text_dim, graph, image_backbone)

@@ -16,8 +16,9 @@ import json
 import re
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .variants import VARIANTS
 
@@ -30,8 +31,16 @@ RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 LOCATION_FIELDS = ("runs_root", "run_name")
 
 
-def _check(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-           lt: float | None = None, choices: tuple[str, ...] | None = None, doc: str = "") -> Any:
+def _check(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    doc: str = "",
+) -> Any:
     """A dataclass field with its validation rule (range or choices) and a one-line meaning."""
     rule = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "doc": doc}
     if isinstance(default, (list, tuple, dict)):
@@ -79,8 +88,11 @@ class FeaturesSection:
     extract_batch_size: int = _check(256, ge=1, doc="feature extraction batch (items per forward pass)")
     extract_shard_size: int = _check(2048, ge=1, doc="items per extraction shard (the unit a rerun resumes from)")
     num_workers: int | None = _check(None, ge=0, doc="image decoding workers; None: the available cores")
-    image_decoder: str = _check("auto", choices=("auto", "torchvision", "pil", "cuda"),
-                                doc="auto: torchvision.io for JPEG/PNG, PIL otherwise; cuda: nvJPEG on the GPU")
+    image_decoder: str = _check(
+        "auto",
+        choices=("auto", "torchvision", "pil", "cuda"),
+        doc="auto: torchvision.io for JPEG/PNG, PIL otherwise; cuda: nvJPEG on the GPU",
+    )
 
 
 @dataclass(frozen=True)
@@ -153,8 +165,13 @@ class EvaluationSection:
 
 
 SECTIONS: dict[str, type] = {
-    "run": RunSection, "data": DataSection, "features": FeaturesSection, "graph": GraphSection,
-    "classifier": ClassifierSection, "hashing": HashingSection, "evaluation": EvaluationSection,
+    "run": RunSection,
+    "data": DataSection,
+    "features": FeaturesSection,
+    "graph": GraphSection,
+    "classifier": ClassifierSection,
+    "hashing": HashingSection,
+    "evaluation": EvaluationSection,
 }
 # field name -> section name; names are unique across sections (checked at import)
 FIELD_SECTION: dict[str, str] = {}
@@ -287,15 +304,17 @@ def _validate(f: dataclasses.Field, hint: Any, value: Any) -> Any:
         value = _as_int(name, value, _example(f))
     elif base is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, e.g. {name}={_example(f)!r}; got {value!r} "
-                              f"({type(value).__name__})")
+            raise ConfigError(
+                f"{name} must be a number, e.g. {name}={_example(f)!r}; got {value!r} ({type(value).__name__})"
+            )
         value = float(value)
         if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(f"{name} must be finite, got {value}")
     elif base is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, e.g. {name}={_example(f)!r}; got {value!r} "
-                              f"({type(value).__name__})")
+            raise ConfigError(
+                f"{name} must be a string, e.g. {name}={_example(f)!r}; got {value!r} ({type(value).__name__})"
+            )
     elif typing.get_origin(base) is tuple:
         value = _as_int_tuple(name, value, _example(f))
     values = value if isinstance(value, tuple) else (value,)
@@ -304,8 +323,10 @@ def _validate(f: dataclasses.Field, hint: Any, value: Any) -> Any:
     if rule.get("choices") and value not in rule["choices"]:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(rule['choices'])}")
     if name == "run_name" and (not RUN_NAME_PATTERN.match(value) or value in (".", "..")):
-        raise ConfigError(f"run_name={value!r} must be one folder name (letters, digits, '-', '_', '.'; not '..', "
-                          f"no '/'), e.g. run_name='my-run'; runs live under runs_root")
+        raise ConfigError(
+            f"run_name={value!r} must be one folder name (letters, digits, '-', '_', '.'; not '..', "
+            f"no '/'), e.g. run_name='my-run'; runs live under runs_root"
+        )
     if name == "device" and not (value in ("auto", "cpu", "mps") or re.match(r"^cuda(:\d+)?$", value)):
         raise ConfigError(f"device={value!r} is not auto, cpu, cuda, cuda:N or mps")
     return value
@@ -338,8 +359,12 @@ def _as_int_tuple(name: str, value: Any, example: Any) -> tuple[int, ...]:
 def _check_range(name: str, v: Any, rule: Any) -> None:
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return
-    for op, bound, ok in (("ge", rule.get("ge"), lambda a, b: a >= b), ("gt", rule.get("gt"), lambda a, b: a > b),
-                          ("le", rule.get("le"), lambda a, b: a <= b), ("lt", rule.get("lt"), lambda a, b: a < b)):
+    for op, bound, ok in (
+        ("ge", rule.get("ge"), lambda a, b: a >= b),
+        ("gt", rule.get("gt"), lambda a, b: a > b),
+        ("le", rule.get("le"), lambda a, b: a <= b),
+        ("lt", rule.get("lt"), lambda a, b: a < b),
+    ):
         if bound is not None and not ok(v, bound):
             sign = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}[op]
             raise ConfigError(f"{name} must be {sign} {bound}, got {v}")
@@ -355,7 +380,8 @@ def _check_across_sections(cfg: Config) -> None:
         raise ConfigError(
             f"clip_pretrained='train' trains the offline tiny CLIP on toy_nuswide's in-memory images only; "
             f"for {cfg.dataset!r} pass real weights, e.g. clip_model='ViT-B-32', clip_pretrained='openai' "
-            f"(or a local checkpoint path; driver: --clip-model ViT-B-32 --clip-pretrained PATH_OR_TAG)")
+            f"(or a local checkpoint path; driver: --clip-model ViT-B-32 --clip-pretrained PATH_OR_TAG)"
+        )
 
 
 def _is_optional(hint: Any) -> bool:
@@ -386,20 +412,42 @@ def _close(name: str) -> list[str]:
 _PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
     # CI: minutes on 2 CPU cores, every stage exercised.
     "tiny": dict(
-        toy_size=1_200, num_query=200, num_train=600, vocab_size=256,
-        clip_epochs=2, clip_batch_size=32, extract_batch_size=128,
-        gat_hidden=128, gat_epochs=5, hidden_dim=128, epochs=3, lr=1e-3, lr_min=1e-5, bits=(16, 32, 64),
-        early_stop_patience=3, topk=(10, 50, 100, 200, 500),
+        toy_size=1_200,
+        num_query=200,
+        num_train=600,
+        vocab_size=256,
+        clip_epochs=2,
+        clip_batch_size=32,
+        extract_batch_size=128,
+        gat_hidden=128,
+        gat_epochs=5,
+        hidden_dim=128,
+        epochs=3,
+        lr=1e-3,
+        lr_min=1e-5,
+        bits=(16, 32, 64),
+        early_stop_patience=3,
+        topk=(10, 50, 100, 200, 500),
     ),
     # The main job on the embedded data: all notebooks in about ten minutes on 2 cores.
     # hashing: lr 1e-3 -> 1e-5 over 12 epochs beat the paper's 1e-4 (validation mAP 0.515 vs 0.468 at 32 bits)
     "default": dict(lr=1e-3, lr_min=1e-5, epochs=12),
     # Real benchmarks with real CLIP on a GPU; the paper's hyperparameters where stated.
     "paper": dict(
-        dataset="mirflickr25k", num_query=None, num_train=None, split_seed=None,
-        clip_model="ViT-B-32", clip_pretrained="openai",
-        extract_batch_size=256, gat_hidden=1024, hidden_dim=1024, epochs=100,
-        lr=1e-4, lr_min=1e-6, finetune_clip=False, early_stop_patience=20,
+        dataset="mirflickr25k",
+        num_query=None,
+        num_train=None,
+        split_seed=None,
+        clip_model="ViT-B-32",
+        clip_pretrained="openai",
+        extract_batch_size=256,
+        gat_hidden=1024,
+        hidden_dim=1024,
+        epochs=100,
+        lr=1e-4,
+        lr_min=1e-6,
+        finetune_clip=False,
+        early_stop_patience=20,
         topk=(50, 100, 200, 500, 1000, 2000, 3000, 4000, 5000),
     ),
 }
@@ -442,6 +490,7 @@ def parse_value(name: str, text: str) -> Any:
         if typing.get_origin(base) is tuple:
             return tuple(int(p) for p in text.replace("[", "").replace("]", "").replace(",", " ").split())
     except ValueError:
-        raise ConfigError(f"--set {name}={text!r}: not a valid {getattr(base, '__name__', base)}; "
-                          f"e.g. --set {name}={_example(f)}") from None
+        raise ConfigError(
+            f"--set {name}={text!r}: not a valid {getattr(base, '__name__', base)}; e.g. --set {name}={_example(f)}"
+        ) from None
     return text

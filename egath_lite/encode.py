@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+
 from .progress import tqdm
 
 
@@ -40,7 +42,9 @@ def images_to_tensor(images: np.ndarray, model: torch.nn.Module) -> torch.Tensor
 def _check_images(images: np.ndarray) -> None:
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         desc = f"{type(images).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}"
-        raise ValueError(f"images must be a uint8 array (N, H, W, 3), got {desc}; convert with np.asarray(img, np.uint8)")
+        raise ValueError(
+            f"images must be a uint8 array (N, H, W, 3), got {desc}; convert with np.asarray(img, np.uint8)"
+        )
     if len(images) == 0:
         raise ValueError("no images given (N = 0); check the split indices")
 
@@ -96,8 +100,12 @@ def _amp(device: torch.device) -> contextlib.AbstractContextManager:
 # --------------------------------------------------------------------------- extraction
 @torch.no_grad()
 def encode_images(
-    model: torch.nn.Module, preprocess: Callable, images: Any, batch_size: int = 256,
-    device: str | torch.device | None = None, progress: bool = True,
+    model: torch.nn.Module,
+    preprocess: Callable,
+    images: Any,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool = True,
 ) -> np.ndarray:
     """L2-normalised image embeddings float32 (N, D); ``images`` is uint8 (N, H, W, 3) or has ``get_image(i)``/``len``."""
     if isinstance(images, np.ndarray):
@@ -121,8 +129,12 @@ def encode_images(
 
 @torch.no_grad()
 def encode_texts(
-    model: torch.nn.Module, tokenizer: Callable, texts: Sequence[str], batch_size: int = 256,
-    device: str | torch.device | None = None, progress: bool = True,
+    model: torch.nn.Module,
+    tokenizer: Callable,
+    texts: Sequence[str],
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool = True,
 ) -> np.ndarray:
     """L2-normalised CLIP text embeddings float32 (N, D) of the strings (tokenised, truncated to the context)."""
     if len(texts) == 0:
@@ -133,15 +145,20 @@ def encode_texts(
     model.eval()
     out = []
     for start in tqdm(range(0, len(texts), batch_size), desc="text embeddings", disable=not progress, leave=False):
-        tokens = tokenizer(list(texts[start:start + batch_size])).to(device)
+        tokens = tokenizer(list(texts[start : start + batch_size])).to(device)
         with _amp(device):
             out.append(model.encode_text(tokens, normalize=True).float().cpu())
     return _finite(torch.cat(out).numpy(), "text embeddings")
 
 
 def extract_features(
-    model: torch.nn.Module, preprocess: Callable, tokenizer: Callable, images: Any, texts: Sequence[str],
-    batch_size: int = 256, progress: bool = True,
+    model: torch.nn.Module,
+    preprocess: Callable,
+    tokenizer: Callable,
+    images: Any,
+    texts: Sequence[str],
+    batch_size: int = 256,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Paired embeddings: ``image_emb``, ``text_emb`` float32 (N, D), plus ``seconds`` and ``items_per_second``."""
     n = len(images)
@@ -156,8 +173,12 @@ def extract_features(
     _sync(device)
     t2 = time.perf_counter()
     return {
-        "image_emb": image_emb, "text_emb": text_emb, "seconds": t2 - t0,
-        "image_seconds": t1 - t0, "text_seconds": t2 - t1, "items_per_second": n / max(t2 - t0, 1e-9),
+        "image_emb": image_emb,
+        "text_emb": text_emb,
+        "seconds": t2 - t0,
+        "image_seconds": t1 - t0,
+        "text_seconds": t2 - t1,
+        "items_per_second": n / max(t2 - t0, 1e-9),
     }
 
 
@@ -179,4 +200,3 @@ def _finite(x: np.ndarray, what: str) -> np.ndarray:
     if not np.isfinite(x).all():
         raise FloatingPointError(f"{what} contain NaN/Inf; the weights are broken (retrain or reload them)")
     return x
-

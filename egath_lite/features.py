@@ -35,11 +35,16 @@ def _inputs(cfg: Config) -> dict[str, Any]:
 def _expect(cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> list[str]:
     t, meta = payload["tensors"], payload["meta"]
     n = t["labels"].shape[0] if t["labels"].dim() == 2 else -1
-    problems = shape_problems(t, {
-        "image_emb": ((n, None), torch.float32), "text_emb": ((n, None), torch.float32),
-        "bow": ((n, None), torch.uint8), "labels": ((n, len(meta.get("label_names", []))), torch.float32),
-        **{f"{s}_idx": ((None,), torch.int64) for s in ("query", "train", "val", "retrieval")},
-    })
+    problems = shape_problems(
+        t,
+        {
+            "image_emb": ((n, None), torch.float32),
+            "text_emb": ((n, None), torch.float32),
+            "bow": ((n, None), torch.uint8),
+            "labels": ((n, len(meta.get("label_names", []))), torch.float32),
+            **{f"{s}_idx": ((None,), torch.int64) for s in ("query", "train", "val", "retrieval")},
+        },
+    )
     if problems:
         return problems
     if t["bow"].shape[1] > cfg.vocab_size:
@@ -47,8 +52,10 @@ def _expect(cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> lis
     if cfg.num_query is not None and len(t["query_idx"]) != cfg.num_query:
         problems.append(f"{len(t['query_idx'])} query items, the key promises num_query={cfg.num_query}")
     if cfg.num_train is not None and len(t["train_idx"]) + len(t["val_idx"]) != cfg.num_train:
-        problems.append(f"{len(t['train_idx'])} training + {len(t['val_idx'])} validation items, the key promises "
-                        f"num_train={cfg.num_train}")
+        problems.append(
+            f"{len(t['train_idx'])} training + {len(t['val_idx'])} validation items, the key promises "
+            f"num_train={cfg.num_train}"
+        )
     for name in ("query_idx", "train_idx", "val_idx", "retrieval_idx"):
         if len(t[name]) and (t[name].min() < 0 or t[name].max() >= n):
             problems.append(f"{name} points outside the {n} items")
@@ -56,9 +63,13 @@ def _expect(cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> lis
 
 
 FEATURES_STAGE = Stage(
-    "features", fields=DATA_FIELDS + ("vocab_size", "clip_model", "image_decoder"), version="2",
+    "features",
+    fields=DATA_FIELDS + ("vocab_size", "clip_model", "image_decoder"),
+    version="2",
     upstream=lambda cfg: (TINY_CLIP_STAGE,) if cfg.clip_pretrained == "train" else (),
-    extra=_inputs, tensors=FEATURE_TENSORS, expect=_expect,
+    extra=_inputs,
+    tensors=FEATURE_TENSORS,
+    expect=_expect,
     description="CLIP image and text embeddings, bag-of-words, labels and split of every item",
 )
 
@@ -82,30 +93,50 @@ def ensure_features(cfg: Config, force: bool = False, progress: bool = True) -> 
         labels = np.asarray(ds.labels, dtype=np.float32)
         empty = int((labels.sum(1) == 0).sum())
         if empty:
-            raise ValueError(f"{empty} items of {cfg.dataset!r} have no label; set drop_unlabeled=True "
-                             f"(driver: --set drop_unlabeled=true) to drop them: 'shares a label' is undefined for them")
+            raise ValueError(
+                f"{empty} items of {cfg.dataset!r} have no label; set drop_unlabeled=True "
+                f"(driver: --set drop_unlabeled=true) to drop them: 'shares a label' is undefined for them"
+            )
         vocab = build_vocabulary(ds.texts, train, cfg.vocab_size)
         bow = np.asarray(bag_of_words(ds.texts, vocab)).astype(np.uint8)  # binary: one byte per entry, not four
         pretrained, clip_train = resolve_pretrained(cfg, progress)
         model, _, tokenizer = load_clip(cfg.clip_model, pretrained, cfg.device, seed=cfg.seed)
         feats = _extract(cfg, model, tokenizer, ds, progress)
         tensors = {
-            "image_emb": torch.from_numpy(feats["image_emb"]), "text_emb": torch.from_numpy(feats["text_emb"]),
-            "bow": torch.from_numpy(bow), "labels": torch.from_numpy(labels),
-            "query_idx": _idx(query), "train_idx": _idx(train), "val_idx": _idx(val), "retrieval_idx": _idx(retrieval),
+            "image_emb": torch.from_numpy(feats["image_emb"]),
+            "text_emb": torch.from_numpy(feats["text_emb"]),
+            "bow": torch.from_numpy(bow),
+            "labels": torch.from_numpy(labels),
+            "query_idx": _idx(query),
+            "train_idx": _idx(train),
+            "val_idx": _idx(val),
+            "retrieval_idx": _idx(retrieval),
         }
         meta = {
-            "label_names": list(ds.label_names), "vocab": list(vocab), "dataset": cfg.dataset,
-            "clip_model": cfg.clip_model, "clip_pretrained": cfg.clip_pretrained,
+            "label_names": list(ds.label_names),
+            "vocab": list(vocab),
+            "dataset": cfg.dataset,
+            "clip_model": cfg.clip_model,
+            "clip_pretrained": cfg.clip_pretrained,
             "weights": weights_fingerprint(cfg),
             "clip_checkpoint": pretrained if cfg.clip_pretrained == "train" else None,
-            "extract_seconds": feats["seconds"], "items_per_second": feats["items_per_second"],
-            "image_seconds": feats["image_seconds"], "text_seconds": feats["text_seconds"],
+            "extract_seconds": feats["seconds"],
+            "items_per_second": feats["items_per_second"],
+            "image_seconds": feats["image_seconds"],
+            "text_seconds": feats["text_seconds"],
             "image_shards": feats["shards"],
-            "device": str(next(model.parameters()).device), "normalized": True, "preprocess": PREPROCESS_VERSION,
-            "clip_train": None if clip_train is None else {
-                "cache_hit": clip_train["cache_hit"], **{k: clip_train["history"][k] for k in (
-                    "seconds", "seconds_per_epoch", "epoch_loss", "step_loss", "steps_per_epoch", "num_pairs")}},
+            "device": str(next(model.parameters()).device),
+            "normalized": True,
+            "preprocess": PREPROCESS_VERSION,
+            "clip_train": None
+            if clip_train is None
+            else {
+                "cache_hit": clip_train["cache_hit"],
+                **{
+                    k: clip_train["history"][k]
+                    for k in ("seconds", "seconds_per_epoch", "epoch_loss", "step_loss", "steps_per_epoch", "num_pairs")
+                },
+            },
         }
         return tensors, meta
 
@@ -140,14 +171,30 @@ def _extract(cfg: Config, model: torch.nn.Module, tokenizer: Any, ds: Any, progr
     items = ImageItems(ds, None, model, decoder=cfg.image_decoder)
     shards: dict[str, Any] = {}
     t0 = time.perf_counter()
-    image_emb = encode_images_sharded(model, items, shard_folder(cfg), shard_key(cfg),
-                                      shard_size=cfg.extract_shard_size, batch_size=cfg.extract_batch_size,
-                                      num_workers=cfg.num_workers, device=device, progress=progress, info=shards)
+    image_emb = encode_images_sharded(
+        model,
+        items,
+        shard_folder(cfg),
+        shard_key(cfg),
+        shard_size=cfg.extract_shard_size,
+        batch_size=cfg.extract_batch_size,
+        num_workers=cfg.num_workers,
+        device=device,
+        progress=progress,
+        info=shards,
+    )
     t1 = time.perf_counter()
     text_emb = encode_texts(model, tokenizer, list(ds.texts), cfg.extract_batch_size, device, progress)
     t2 = time.perf_counter()
-    return {"image_emb": image_emb, "text_emb": text_emb, "seconds": t2 - t0, "image_seconds": t1 - t0,
-            "text_seconds": t2 - t1, "items_per_second": len(ds) / max(t2 - t0, 1e-9), "shards": shards}
+    return {
+        "image_emb": image_emb,
+        "text_emb": text_emb,
+        "seconds": t2 - t0,
+        "image_seconds": t1 - t0,
+        "text_seconds": t2 - t1,
+        "items_per_second": len(ds) / max(t2 - t0, 1e-9),
+        "shards": shards,
+    }
 
 
 def training_split(features: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -155,8 +202,9 @@ def training_split(features: dict[str, Any]) -> dict[str, torch.Tensor]:
     t = features["tensors"]
     train, val = t["train_idx"].long(), t["val_idx"].long()
     if len(val) == 0:
-        raise ValueError("the validation split is empty; set val_fraction > 0 so the model can be selected "
-                         "without the query set")
+        raise ValueError(
+            "the validation split is empty; set val_fraction > 0 so the model can be selected without the query set"
+        )
     if len(np.intersect1d(val.numpy(), t["query_idx"].numpy())):
         raise ValueError(f"validation items overlap the query set in {features.get('path')}; the split is broken")
     train = torch.from_numpy(np.setdiff1d(train.numpy(), val.numpy())).long()

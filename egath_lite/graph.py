@@ -23,19 +23,26 @@ Only training labels may enter the graph. The query labels are the test set: GCD
 released counts include them (and, stored as uint8, wrapped around at 256). See
 ``released_file_facts`` (any set, offline) and ``released_counts_explained`` (against labels).
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from .config import Config
 from .data import make_split
-from .data.reference import (MIRFLICKR25K_LABELS, load_glove, load_nus_tc10_labels,
-                              load_released_adjacency, reference_label_names)
+from .data.reference import (
+    MIRFLICKR25K_LABELS,
+    load_glove,
+    load_nus_tc10_labels,
+    load_released_adjacency,
+    reference_label_names,
+)
 from .stages import Stage, shape_problems
 
 # Row order of the shipped reference files (*_glove.mat, *_adj.mat): egath_lite/data/reference_files/README.md.
@@ -243,9 +250,18 @@ def build_label_graph(
         A = reweight_adjacency(A, reweight_p)
     edge_index, edge_weight = to_edge_index(A)
     return LabelGraph(
-        label_names=names, counts=counts, label_counts=label_counts, cond_prob=D, adjacency=A,
-        edge_index=edge_index, edge_weight=edge_weight, zeta=float(zeta), self_loops=bool(self_loops),
-        reweight=bool(reweight), reweight_p=float(reweight_p), num_items=int(np.asarray(Y_train).shape[0]),
+        label_names=names,
+        counts=counts,
+        label_counts=label_counts,
+        cond_prob=D,
+        adjacency=A,
+        edge_index=edge_index,
+        edge_weight=edge_weight,
+        zeta=float(zeta),
+        self_loops=bool(self_loops),
+        reweight=bool(reweight),
+        reweight_p=float(reweight_p),
+        num_items=int(np.asarray(Y_train).shape[0]),
     )
 
 
@@ -253,8 +269,10 @@ def build_label_graph(
 def glove_embeddings(dataset: str, label_names: Sequence[str]) -> np.ndarray:
     """GloVe rows of the dataset's label names, float32 (C, 300), reordered to ``label_names``."""
     if dataset not in REFERENCE_DATASETS:
-        raise ValueError(f"no GloVe vectors for dataset {dataset!r} (shipped for {list(REFERENCE_DATASETS)}); "
-                         f"use label_embedding='clip'")
+        raise ValueError(
+            f"no GloVe vectors for dataset {dataset!r} (shipped for {list(REFERENCE_DATASETS)}); "
+            f"use label_embedding='clip'"
+        )
     emb = load_glove(dataset)
     file_order = reference_label_names(dataset)
     if len(file_order) != emb.shape[0] or sorted(file_order) != sorted(label_names):
@@ -336,16 +354,26 @@ def released_file_facts(dataset: str, zeta: float = 0.4) -> dict[str, Any]:
     D = conditional_probabilities(np.where(np.eye(len(n), dtype=bool), n[:, None], counts), n)
     top = int(np.argmax(n))
     return {
-        "dataset": dataset, "label_names": list(names), "released": released, "num": num,
-        "released_dtype": str(released.dtype), "dtype_max": dtype_max,
+        "dataset": dataset,
+        "label_names": list(names),
+        "released": released,
+        "num": num,
+        "released_dtype": str(released.dtype),
+        "dtype_max": dtype_max,
         "pairs": int(len(possible)),
-        "pairs_that_may_have_wrapped": int((possible > dtype_max).sum()) if dtype_max is not None and dtype_max < 2**31
+        "pairs_that_may_have_wrapped": int((possible > dtype_max).sum())
+        if dtype_max is not None and dtype_max < 2**31
         else 0,
-        "max_released_count": int(counts[iu].max()), "max_label_count": int(n.max()),
-        "most_frequent_label": names[top], "sum_label_counts": int(n.sum()),
-        "benchmark_num_train": num_train, "counts_exceed_training_split": bool(n.max() > num_train),
-        "max_released_cond_prob": float(D[~np.eye(len(n), dtype=bool)].max()), "zeta": float(zeta),
-        "edges_released": int(edges_vs_zeta(D, [zeta])[0]), "cond_prob_released": D,
+        "max_released_count": int(counts[iu].max()),
+        "max_label_count": int(n.max()),
+        "most_frequent_label": names[top],
+        "sum_label_counts": int(n.sum()),
+        "benchmark_num_train": num_train,
+        "counts_exceed_training_split": bool(n.max() > num_train),
+        "max_released_cond_prob": float(D[~np.eye(len(n), dtype=bool)].max()),
+        "zeta": float(zeta),
+        "edges_released": int(edges_vs_zeta(D, [zeta])[0]),
+        "cond_prob_released": D,
     }
 
 
@@ -369,9 +397,14 @@ class ReleasedCountsReport:
 
 
 def released_counts_explained(
-    zeta: float = 0.4, dataset: str = "nuswide_tc10", labels: np.ndarray | None = None,
-    label_names: Sequence[str] | None = None, train_rows: np.ndarray | None = None, seed: int | None = None,
-    num_query: int | None = None, num_train: int | None = None,
+    zeta: float = 0.4,
+    dataset: str = "nuswide_tc10",
+    labels: np.ndarray | None = None,
+    label_names: Sequence[str] | None = None,
+    train_rows: np.ndarray | None = None,
+    seed: int | None = None,
+    num_query: int | None = None,
+    num_train: int | None = None,
 ) -> ReleasedCountsReport:
     """Compare the set's released ``*_adj.mat`` with counts of its real labels (N, C): all rows and training rows.
 
@@ -403,8 +436,9 @@ def released_counts_explained(
 
     if train_rows is None:
         d = SPLITS["nuswide_tc10" if dataset == "toy_nuswide" else dataset]
-        train_rows = make_split(len(Y_all), num_query or d.num_query, num_train or d.num_train,
-                                d.seed if seed is None else seed).train  # GCDH's split, as the data stage makes it
+        train_rows = make_split(
+            len(Y_all), num_query or d.num_query, num_train or d.num_train, d.seed if seed is None else seed
+        ).train  # GCDH's split, as the data stage makes it
     train = np.asarray(train_rows, dtype=np.int64)
     counts_all, n_all = cooccurrence(Y_all)
     counts_train, n_train = cooccurrence(Y_all[train])
@@ -413,8 +447,9 @@ def released_counts_explained(
     rel = released.astype(np.int64)
     D_all = conditional_probabilities(counts_all, n_all)
     D_train = conditional_probabilities(counts_train, n_train)
-    D_released = conditional_probabilities(np.where(off, rel, released_num.astype(np.int64)[:, None]),
-                                           released_num.astype(np.int64))
+    D_released = conditional_probabilities(
+        np.where(off, rel, released_num.astype(np.int64)[:, None]), released_num.astype(np.int64)
+    )
     A_all, A_train, A_rel = (adjacency(D, zeta, self_loops=False) > 0 for D in (D_all, D_train, D_released))
     summary = {
         "released_dtype": str(released.dtype),
@@ -435,9 +470,18 @@ def released_counts_explained(
         "edges_differing_all_vs_train": int((A_all != A_train).sum()),
     }
     return ReleasedCountsReport(
-        dataset=dataset, label_names=list(names), released=released, released_num=released_num,
-        counts_all=counts_all, counts_train=counts_train, cond_prob_all=D_all, cond_prob_train=D_train,
-        cond_prob_released=D_released, num_items=len(Y_all), num_train=len(train), zeta=float(zeta),
+        dataset=dataset,
+        label_names=list(names),
+        released=released,
+        released_num=released_num,
+        counts_all=counts_all,
+        counts_train=counts_train,
+        cond_prob_all=D_all,
+        cond_prob_train=D_train,
+        cond_prob_released=D_released,
+        num_items=len(Y_all),
+        num_train=len(train),
+        zeta=float(zeta),
         summary=summary,
     )
 
@@ -445,8 +489,18 @@ def released_counts_explained(
 # --------------------------------------------------------------------------- the stage
 GRAPH_TENSORS = ("counts", "label_counts", "cond_prob", "adjacency", "edge_index", "edge_weight", "label_emb")
 # What fixes the training labels (train ∪ validation rows: val_fraction does not change them) ...
-_GRAPH_DATA_FIELDS = ("dataset", "data_root", "layout", "drop_unlabeled", "toy_size", "image_size", "seed",
-                      "num_query", "num_train", "split_seed")
+_GRAPH_DATA_FIELDS = (
+    "dataset",
+    "data_root",
+    "layout",
+    "drop_unlabeled",
+    "toy_size",
+    "image_size",
+    "seed",
+    "num_query",
+    "num_train",
+    "split_seed",
+)
 # ... and what fixes the graph and its node inputs.
 _GRAPH_FIELDS = ("zeta", "self_loops", "reweight", "reweight_p", "label_embedding")
 _CLIP_FIELDS = ("clip_model", "label_prompt")
@@ -481,26 +535,42 @@ def _graph_expect(cfg: Config, params: dict[str, Any], payload: dict[str, Any]) 
     t = payload["tensors"]
     c = len(payload["meta"].get("label_names", []))
     e = t["edge_index"].shape[1] if t["edge_index"].dim() == 2 else -1
-    problems = shape_problems(t, {
-        "counts": ((c, c), torch.int64), "label_counts": ((c,), torch.int64), "cond_prob": ((c, c), torch.float32),
-        "adjacency": ((c, c), torch.float32), "edge_index": ((2, e), torch.int64), "edge_weight": ((e,), torch.float32),
-        "label_emb": ((c, None), torch.float32),
-    })
+    problems = shape_problems(
+        t,
+        {
+            "counts": ((c, c), torch.int64),
+            "label_counts": ((c,), torch.int64),
+            "cond_prob": ((c, c), torch.float32),
+            "adjacency": ((c, c), torch.float32),
+            "edge_index": ((2, e), torch.int64),
+            "edge_weight": ((e,), torch.float32),
+            "label_emb": ((c, None), torch.float32),
+        },
+    )
     if not problems and e and (t["edge_index"].min() < 0 or t["edge_index"].max() >= c):
         problems.append(f"edge_index names nodes outside the {c} labels")
     return problems
 
 
 GRAPH_STAGE = Stage(
-    "graph", fields=graph_key_fields, version="2", upstream=_graph_upstream, extra=_graph_inputs,
-    tensors=GRAPH_TENSORS, expect=_graph_expect,
+    "graph",
+    fields=graph_key_fields,
+    version="2",
+    upstream=_graph_upstream,
+    extra=_graph_inputs,
+    tensors=GRAPH_TENSORS,
+    expect=_graph_expect,
     description="label co-occurrence, conditional probabilities, adjacency at zeta, label embeddings",
 )
 
 
 def graph_from_labels(
-    labels: np.ndarray, label_names: Sequence[str], query: np.ndarray, train: np.ndarray,
-    val: np.ndarray | None, cfg: Config,
+    labels: np.ndarray,
+    label_names: Sequence[str],
+    query: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray | None,
+    cfg: Config,
 ) -> LabelGraph:
     """The label graph of cfg from the dataset's labels (N, C) and its split; query rows never enter."""
     rows = graph_training_rows(query, train, val)
@@ -528,9 +598,14 @@ def _compute_graph(cfg: Config) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         "label_emb": torch.from_numpy(np.asarray(E, dtype=np.float32)),
     }
     meta = {
-        "label_names": graph.label_names, "zeta": graph.zeta, "label_embedding": cfg.label_embedding,
-        "self_loops": graph.self_loops, "reweight": graph.reweight, "reweight_p": graph.reweight_p,
-        "num_train_items": graph.num_items, "num_edges": graph.num_edges,
+        "label_names": graph.label_names,
+        "zeta": graph.zeta,
+        "label_embedding": cfg.label_embedding,
+        "self_loops": graph.self_loops,
+        "reweight": graph.reweight,
+        "reweight_p": graph.reweight_p,
+        "num_train_items": graph.num_items,
+        "num_edges": graph.num_edges,
         "message_passing": "edge_index[0] = source j, edge_index[1] = target i for A[i, j] > 0 (node i receives from j)",
     }
     return tensors, meta
@@ -552,8 +627,16 @@ def graph_from_payload(payload: dict[str, Any]) -> LabelGraph:
     """Rebuild a LabelGraph from a graph artifact payload (for plots and later stages)."""
     t, meta = payload["tensors"], payload["meta"]
     return LabelGraph(
-        label_names=list(meta["label_names"]), counts=t["counts"].numpy(), label_counts=t["label_counts"].numpy(),
-        cond_prob=t["cond_prob"].double().numpy(), adjacency=t["adjacency"].numpy(), edge_index=t["edge_index"],
-        edge_weight=t["edge_weight"], zeta=float(meta["zeta"]), self_loops=bool(meta["self_loops"]),
-        reweight=bool(meta["reweight"]), reweight_p=float(meta["reweight_p"]), num_items=int(meta["num_train_items"]),
+        label_names=list(meta["label_names"]),
+        counts=t["counts"].numpy(),
+        label_counts=t["label_counts"].numpy(),
+        cond_prob=t["cond_prob"].double().numpy(),
+        adjacency=t["adjacency"].numpy(),
+        edge_index=t["edge_index"],
+        edge_weight=t["edge_weight"],
+        zeta=float(meta["zeta"]),
+        self_loops=bool(meta["self_loops"]),
+        reweight=bool(meta["reweight"]),
+        reweight_p=float(meta["reweight_p"]),
+        num_items=int(meta["num_train_items"]),
     )

@@ -12,36 +12,62 @@ import copy
 import math
 import os
 import time
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-from .progress import tqdm
 
 from .artifacts import atomic_write_bytes
 from .config import Config
 from .features import training_split
 from .losses import discrete_code_step, egath_losses
 from .models import EGATH, CLIPImageBackbone
+from .progress import tqdm
 from .utils import cpu_threads, resolve_device, seed_everything
 from .variants import variant_settings
 
 
-def build_egath(cfg: Config, bits: int, image_dim: int, text_dim: int, graph: dict[str, torch.Tensor],
-                image_backbone: nn.Module | None = None) -> EGATH:
+def build_egath(
+    cfg: Config,
+    bits: int,
+    image_dim: int,
+    text_dim: int,
+    graph: dict[str, torch.Tensor],
+    image_backbone: nn.Module | None = None,
+) -> EGATH:
     """EGATH (or the ablation ``cfg.variant``) for ``bits``-bit codes."""
     s = variant_settings(cfg)
-    return EGATH(image_dim, text_dim, graph["label_emb"], graph["edge_index"], graph.get("edge_weight"), bits,
-                 hidden_dim=cfg.hidden_dim, text_input=s["text_input"], classifier=s["classifier"],
-                 trans_tokens=cfg.trans_tokens, trans_width=cfg.trans_width, trans_layers=cfg.trans_layers,
-                 trans_heads=cfg.trans_heads, trans_dropout=cfg.trans_dropout, gat_hidden=cfg.gat_hidden, gat_layers=cfg.gat_layers,
-                 gat_heads=cfg.gat_heads, gat_dropout=cfg.gat_dropout, gat_negative_slope=cfg.gat_negative_slope,
-                 label_fusion=cfg.label_fusion, image_backbone=image_backbone, gat_bias=cfg.gat_bias,
-                 gat_input_dropout=cfg.gat_input_dropout, gat_init_gain=cfg.gat_init_gain,
-                 gat_label_bias=cfg.gat_label_bias)
+    return EGATH(
+        image_dim,
+        text_dim,
+        graph["label_emb"],
+        graph["edge_index"],
+        graph.get("edge_weight"),
+        bits,
+        hidden_dim=cfg.hidden_dim,
+        text_input=s["text_input"],
+        classifier=s["classifier"],
+        trans_tokens=cfg.trans_tokens,
+        trans_width=cfg.trans_width,
+        trans_layers=cfg.trans_layers,
+        trans_heads=cfg.trans_heads,
+        trans_dropout=cfg.trans_dropout,
+        gat_hidden=cfg.gat_hidden,
+        gat_layers=cfg.gat_layers,
+        gat_heads=cfg.gat_heads,
+        gat_dropout=cfg.gat_dropout,
+        gat_negative_slope=cfg.gat_negative_slope,
+        label_fusion=cfg.label_fusion,
+        image_backbone=image_backbone,
+        gat_bias=cfg.gat_bias,
+        gat_input_dropout=cfg.gat_input_dropout,
+        gat_init_gain=cfg.gat_init_gain,
+        gat_label_bias=cfg.gat_label_bias,
+    )
 
 
 @dataclass
@@ -63,10 +89,17 @@ def validation_map(model: EGATH, data: HashData, query: torch.Tensor, retrieval:
     return retrieval_map(qi, rt, qL, rL), retrieval_map(qt, ri, qL, rL)
 
 
-def train_egath(cfg: Config, bits: int, data: HashData, graph: dict[str, torch.Tensor],
-                image_backbone: nn.Module | None = None, progress: bool = True,
-                on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-                resume_path: str | os.PathLike | None = None, resume_key: str = "") -> tuple[EGATH, dict[str, Any]]:
+def train_egath(
+    cfg: Config,
+    bits: int,
+    data: HashData,
+    graph: dict[str, torch.Tensor],
+    image_backbone: nn.Module | None = None,
+    progress: bool = True,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    resume_path: str | os.PathLike | None = None,
+    resume_key: str = "",
+) -> tuple[EGATH, dict[str, Any]]:
     """Train EGATH / an ablation on the training items; keep the epoch with the best validation mAP.
 
     Adam (weight decay ``cfg.weight_decay``), batches of ``cfg.hash_batch_size``, learning
@@ -149,10 +182,13 @@ def _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch, res
         t0, c0 = time.perf_counter(), time.process_time()
         model.train()
         perm = torch.randperm(len(train_idx), generator=gen)
-        batches = [perm[i:i + cfg.hash_batch_size] for i in range(0, len(perm), cfg.hash_batch_size)]
+        batches = [perm[i : i + cfg.hash_batch_size] for i in range(0, len(perm), cfg.hash_batch_size)]
         batches = [pos for pos in batches if len(pos) >= 2]  # a triplet or a similarity needs two items
-        images = data.image.iter_batches(cfg.hash_batch_size, epoch, True, [train_idx[p].tolist() for p in batches]) \
-            if streamed else None
+        images = (
+            data.image.iter_batches(cfg.hash_batch_size, epoch, True, [train_idx[p].tolist() for p in batches])
+            if streamed
+            else None
+        )
         sums = dict.fromkeys(names, 0.0)
         for pos in batches:
             items = train_idx[pos]
@@ -188,8 +224,24 @@ def _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch, res
             stale += 1
         bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", val_i2t=f"{i2t:.3f}", val_t2i=f"{t2i:.3f}")
         if resume_path is not None:
-            _save_resume(resume_path, resume_key, epoch, model, opt, sched, scaler, B, H_i, H_t, gen, hist,
-                         best_score, best_epoch, best_state, stale)
+            _save_resume(
+                resume_path,
+                resume_key,
+                epoch,
+                model,
+                opt,
+                sched,
+                scaler,
+                B,
+                H_i,
+                H_t,
+                gen,
+                hist,
+                best_score,
+                best_epoch,
+                best_state,
+                stale,
+            )
         if on_epoch is not None:
             on_epoch(epoch, {k: v[-1] for k, v in hist.items()})
         if stale >= cfg.early_stop_patience:
@@ -197,21 +249,41 @@ def _train_egath(cfg, bits, data, graph, image_backbone, progress, on_epoch, res
     model.load_state_dict(best_state)
     model.eval()
     hist_out: dict[str, Any] = dict(hist)
-    hist_out.update(best_epoch=best_epoch, val_map=best_score, train_seconds=time.perf_counter() - t_start,
-                    seconds_per_epoch=float(np.median(hist["epoch_seconds"])),
-                    cpu_seconds_per_epoch=float(np.median(hist["epoch_cpu_seconds"])), epochs_run=len(hist["loss"]),
-                    resumed_after_epoch=start_epoch if state is not None else None)
+    hist_out.update(
+        best_epoch=best_epoch,
+        val_map=best_score,
+        train_seconds=time.perf_counter() - t_start,
+        seconds_per_epoch=float(np.median(hist["epoch_seconds"])),
+        cpu_seconds_per_epoch=float(np.median(hist["epoch_cpu_seconds"])),
+        epochs_run=len(hist["loss"]),
+        resumed_after_epoch=start_epoch if state is not None else None,
+    )
     return model, hist_out
 
 
-def _save_resume(path, key, epoch, model, opt, sched, scaler, B, H_i, H_t, gen, hist, best_score, best_epoch,
-                 best_state, stale) -> None:
+def _save_resume(
+    path, key, epoch, model, opt, sched, scaler, B, H_i, H_t, gen, hist, best_score, best_epoch, best_state, stale
+) -> None:
     """Everything the loop needs to continue after ``epoch`` exactly as an uninterrupted run would."""
-    state = {"format": RESUME_FORMAT, "key": key, "epoch": epoch, "model": model.state_dict(),
-             "opt": opt.state_dict(), "sched": sched.state_dict(), "scaler": scaler.state_dict(),
-             "B": B, "H_i": H_i, "H_t": H_t, "gen": gen.get_state(), "rng": torch.get_rng_state(),
-             "hist": {k: [float(x) for x in v] for k, v in hist.items()}, "best_score": float(best_score),
-             "best_epoch": int(best_epoch), "best_state": best_state, "stale": int(stale)}
+    state = {
+        "format": RESUME_FORMAT,
+        "key": key,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict(),
+        "scaler": scaler.state_dict(),
+        "B": B,
+        "H_i": H_i,
+        "H_t": H_t,
+        "gen": gen.get_state(),
+        "rng": torch.get_rng_state(),
+        "hist": {k: [float(x) for x in v] for k, v in hist.items()},
+        "best_score": float(best_score),
+        "best_epoch": int(best_epoch),
+        "best_state": best_state,
+        "stale": int(stale),
+    }
     atomic_write_bytes(path, lambda f: torch.save(state, f))
 
 
@@ -238,9 +310,24 @@ class StreamedImages:
     crops (``train=True``), decoded by DataLoader workers. In-memory toy images take the same path.
     """
 
-    def __init__(self, ds: Any, prep: Any, seed: int, num_workers: int | None, device: Any,
-                 decoder: str = "auto", ids: np.ndarray | None = None):
-        self.ds, self.prep, self.seed, self.num_workers, self.device, self.decoder = ds, prep, seed, num_workers, device, decoder
+    def __init__(
+        self,
+        ds: Any,
+        prep: Any,
+        seed: int,
+        num_workers: int | None,
+        device: Any,
+        decoder: str = "auto",
+        ids: np.ndarray | None = None,
+    ):
+        self.ds, self.prep, self.seed, self.num_workers, self.device, self.decoder = (
+            ds,
+            prep,
+            seed,
+            num_workers,
+            device,
+            decoder,
+        )
         self.ids = np.arange(len(ds), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -250,8 +337,9 @@ class StreamedImages:
         idx = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64)
         return StreamedImages(self.ds, self.prep, self.seed, self.num_workers, self.device, self.decoder, self.ids[idx])
 
-    def iter_batches(self, batch_size: int, epoch: int = 0, train: bool = False,
-                     batches: list[list[int]] | None = None):
+    def iter_batches(
+        self, batch_size: int, epoch: int = 0, train: bool = False, batches: list[list[int]] | None = None
+    ):
         """Yield float (b, 3, S, S) model inputs of ``batches`` (positions in this view; default: in order)."""
         from .images import ImageItems, main_threads_beside_workers, make_image_loader, to_model_input
 
@@ -267,8 +355,10 @@ class StreamedImages:
                 positions, x, errors = to_model_input(batch, items, self.device)
                 if errors:
                     listed = "; ".join(f"item {e.item} {e.path}: {e.reason}" for e in errors[:10])
-                    raise ValueError(f"{len(errors)} image(s) cannot be read during fine-tuning ({listed}); "
-                                     f"the features stage reports them all: fix the files and rerun")
+                    raise ValueError(
+                        f"{len(errors)} image(s) cannot be read during fine-tuning ({listed}); "
+                        f"the features stage reports them all: fix the files and rerun"
+                    )
                 order = {p: i for i, p in enumerate(positions.tolist())}
                 yield x[[order[p] for p in want]]
 
@@ -283,10 +373,13 @@ def hash_data(cfg: Config, features: dict[str, Any], image_backbone: CLIPImageBa
 
         ds = dataset_from_config(cfg)
         if len(ds) != len(image):
-            raise ValueError(f"the data set has {len(ds)} items but the features {len(image)} rows; "
-                             f"recompute the features (ensure_features(cfg, force=True))")
-        image = StreamedImages(ds, image_backbone.prep, cfg.seed, cfg.num_workers, resolve_device(cfg.device),
-                               cfg.image_decoder)
+            raise ValueError(
+                f"the data set has {len(ds)} items but the features {len(image)} rows; "
+                f"recompute the features (ensure_features(cfg, force=True))"
+            )
+        image = StreamedImages(
+            ds, image_backbone.prep, cfg.seed, cfg.num_workers, resolve_device(cfg.device), cfg.image_decoder
+        )
     labels = t["labels"].float()
     empty = (labels.sum(1) == 0).nonzero().flatten()
     if len(empty):
@@ -304,7 +397,9 @@ def clip_image_backbone(cfg: Config) -> CLIPImageBackbone:
     model, _, _ = load_clip(cfg.clip_model, weights, "cpu", seed=cfg.seed)
     if cfg.grad_checkpointing:
         if not hasattr(model.visual, "set_grad_checkpointing"):
-            raise ValueError(f"{cfg.clip_model}'s image tower has no gradient checkpointing; set grad_checkpointing=False")
+            raise ValueError(
+                f"{cfg.clip_model}'s image tower has no gradient checkpointing; set grad_checkpointing=False"
+            )
         model.visual.set_grad_checkpointing(True)
     return CLIPImageBackbone(model.visual, Preprocess.from_model(model))
 
@@ -319,4 +414,3 @@ def retrieval_map(qB: torch.Tensor, rB: torch.Tensor, qL: torch.Tensor, rL: torc
     from .metrics import mean_average_precision
 
     return float(mean_average_precision(qB, rB, qL, rL, backend="numpy"))
-

@@ -24,6 +24,7 @@ average) and the random-init tiny CLIP at 64 px (3.1e-6 apart: at random init it
 its input). tests/test_images.py holds a small random-init ViT at 64 px to 1e-6, a bound that a
 bilinear resize in place of the bicubic one (1.8e-6 on average) already breaks.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -92,8 +93,13 @@ class Preprocess:
         cfg = {**dataclasses.asdict(PreprocessCfg()), **model}
         size = cfg["size"]
         size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
-        out = cls(size=size, mean=tuple(float(v) for v in cfg["mean"]), std=tuple(float(v) for v in cfg["std"]),
-                  interpolation=str(cfg["interpolation"]), resize_mode=str(cfg["resize_mode"]))
+        out = cls(
+            size=size,
+            mean=tuple(float(v) for v in cfg["mean"]),
+            std=tuple(float(v) for v in cfg["std"]),
+            interpolation=str(cfg["interpolation"]),
+            resize_mode=str(cfg["resize_mode"]),
+        )
         out.check()
         return out
 
@@ -102,8 +108,10 @@ class Preprocess:
         if self.interpolation not in ("bicubic", "bilinear"):
             raise ValueError(f"interpolation {self.interpolation!r} is not supported; use 'bicubic' or 'bilinear'")
         if self.resize_mode not in ("shortest", "squash"):
-            raise ValueError(f"resize_mode {self.resize_mode!r} is not supported by the uint8 pipeline "
-                             f"(only 'shortest' and 'squash'); use the model's PIL preprocess for it")
+            raise ValueError(
+                f"resize_mode {self.resize_mode!r} is not supported by the uint8 pipeline "
+                f"(only 'shortest' and 'squash'); use the model's PIL preprocess for it"
+            )
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"mean/std must be 3 values with std > 0, got {self.mean}, {self.std}")
 
@@ -128,9 +136,13 @@ def eval_resize(pixels: torch.Tensor, prep: Preprocess) -> torch.Tensor:
     return F.resize(pixels, [H, W], interpolation=prep.interpolation_mode(), antialias=True)
 
 
-def random_resized_crop_params(height: int, width: int, generator: torch.Generator,
-                               scale: tuple[float, float] = TRAIN_SCALE,
-                               ratio: tuple[float, float] = TRAIN_RATIO) -> tuple[int, int, int, int]:
+def random_resized_crop_params(
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    scale: tuple[float, float] = TRAIN_SCALE,
+    ratio: tuple[float, float] = TRAIN_RATIO,
+) -> tuple[int, int, int, int]:
     """``(top, left, h, w)``: torchvision's RandomResizedCrop.get_params, drawing from ``generator``."""
     area = height * width
     log_ratio = torch.log(torch.tensor(ratio))
@@ -164,8 +176,9 @@ def train_crop(pixels: torch.Tensor, prep: Preprocess, seed: int, epoch: int, it
 
     g = torch.Generator().manual_seed(crop_seed(seed, epoch, item))
     top, left, h, w = random_resized_crop_params(pixels.shape[-2], pixels.shape[-1], g)
-    return F.resized_crop(pixels, top, left, h, w, list(prep.size), interpolation=prep.interpolation_mode(),
-                          antialias=True)
+    return F.resized_crop(
+        pixels, top, left, h, w, list(prep.size), interpolation=prep.interpolation_mode(), antialias=True
+    )
 
 
 def normalize(pixels: torch.Tensor, prep: Preprocess, device: str | torch.device | None = None) -> torch.Tensor:
@@ -266,8 +279,16 @@ class ImageItems(torch.utils.data.Dataset):
     model, its preprocess-cfg dict, or a ``Preprocess``). ``train=True`` applies the seeded random crop.
     """
 
-    def __init__(self, source: Any, idx: Sequence[int] | np.ndarray | None = None, model: Any = None, *,
-                 decoder: str = "auto", train: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        source: Any,
+        idx: Sequence[int] | np.ndarray | None = None,
+        model: Any = None,
+        *,
+        decoder: str = "auto",
+        train: bool = False,
+        seed: int = 0,
+    ):
         if model is None:
             raise ValueError("ImageItems needs the model (or its Preprocess) to know the input size and interpolation")
         if decoder not in DECODERS:
@@ -279,7 +300,9 @@ class ImageItems(torch.utils.data.Dataset):
 
         self.decoder, self.train, self.seed = decoder, bool(train), int(seed)
         self.array, self.paths, self.ds = _resolve_source(source)
-        total = len(self.array) if self.array is not None else (len(self.paths) if self.paths is not None else len(self.ds))
+        total = (
+            len(self.array) if self.array is not None else (len(self.paths) if self.paths is not None else len(self.ds))
+        )
         self.items = np.arange(total, dtype=np.int64) if idx is None else np.asarray(idx, dtype=np.int64).reshape(-1)
         if len(self.items) and (self.items.min() < 0 or self.items.max() >= total):
             bad = self.items[(self.items < 0) | (self.items >= total)][:5].tolist()
@@ -368,11 +391,15 @@ def _resolve_source(source: Any) -> tuple[np.ndarray | None, list | None, Any]:
     elif isinstance(source, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in source):
         return None, [os.fspath(p) for p in source], None
     else:
-        raise TypeError(f"image source must be a uint8 array (N, H, W, 3), a dataset with images or image_path(i), "
-                        f"or a list of paths; got {type(source).__name__}")
+        raise TypeError(
+            f"image source must be a uint8 array (N, H, W, 3), a dataset with images or image_path(i), "
+            f"or a list of paths; got {type(source).__name__}"
+        )
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
-        raise ValueError(f"in-memory images must be uint8 (N, H, W, 3), got {array.dtype} {array.shape}; "
-                         f"convert with np.asarray(img, np.uint8)")
+        raise ValueError(
+            f"in-memory images must be uint8 (N, H, W, 3), got {array.dtype} {array.shape}; "
+            f"convert with np.asarray(img, np.uint8)"
+        )
     return array, None, None
 
 
@@ -395,13 +422,17 @@ def collate_images(samples: Sequence[ImageItem]) -> ImageBatch:
     """Stack the decoded images, keep JPEG bytes and errors aside (runs inside the workers)."""
     good = [s for s in samples if s.pixels is not None]
     pixels = torch.stack([s.pixels for s in good]) if good else torch.empty((0, 3, 0, 0), dtype=torch.uint8)
-    return ImageBatch(torch.tensor([s.position for s in good], dtype=torch.int64), pixels,
-                      [(s.position, s.encoded) for s in samples if s.encoded is not None],
-                      [s.error for s in samples if s.error is not None])
+    return ImageBatch(
+        torch.tensor([s.position for s in good], dtype=torch.int64),
+        pixels,
+        [(s.position, s.encoded) for s in samples if s.encoded is not None],
+        [s.error for s in samples if s.error is not None],
+    )
 
 
-def to_model_input(batch: ImageBatch, items: ImageItems,
-                   device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor, list[ImageError]]:
+def to_model_input(
+    batch: ImageBatch, items: ImageItems, device: str | torch.device
+) -> tuple[torch.Tensor, torch.Tensor, list[ImageError]]:
     """``(positions int64 (B,), normalised float32 (B, 3, H, W) on device, errors)``; decodes JPEG bytes on the GPU."""
     device = torch.device(device)
     positions, pixels, errors = batch.positions, batch.pixels.to(device, non_blocking=True), list(batch.errors)
@@ -450,8 +481,15 @@ class EpochBatches(torch.utils.data.Sampler):
     crop with the right epoch, and ``start_batch`` resumes an interrupted epoch at the same batch.
     """
 
-    def __init__(self, num_items: int, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
-                 batches: Sequence[Sequence[int]] | None = None):
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        batches: Sequence[Sequence[int]] | None = None,
+    ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.num_items, self.batch_size, self.drop_last = num_items, batch_size, drop_last
@@ -471,10 +509,10 @@ class EpochBatches(torch.utils.data.Sampler):
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
         stop = self.num_items - self.num_items % self.batch_size if self.drop_last else self.num_items
-        return [order[s:s + self.batch_size].tolist() for s in range(0, stop, self.batch_size)]
+        return [order[s : s + self.batch_size].tolist() for s in range(0, stop, self.batch_size)]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for batch in self.batch_positions()[self.start_batch:]:
+        for batch in self.batch_positions()[self.start_batch :]:
             yield [(self.epoch, p) for p in batch]
 
     def __len__(self) -> int:
@@ -519,10 +557,17 @@ def main_threads_beside_workers(num_workers: int, device: str | torch.device = "
         torch.set_num_threads(saved)
 
 
-def make_image_loader(items: ImageItems, batch_size: int, num_workers: int | None = None,
-                      device: str | torch.device = "cpu", shuffle: bool = False, seed: int = 0, drop_last: bool = False,
-                      batches: Sequence[Sequence[int]] | None = None,
-                      prefetch_factor: int | None = None) -> torch.utils.data.DataLoader:
+def make_image_loader(
+    items: ImageItems,
+    batch_size: int,
+    num_workers: int | None = None,
+    device: str | torch.device = "cpu",
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_last: bool = False,
+    batches: Sequence[Sequence[int]] | None = None,
+    prefetch_factor: int | None = None,
+) -> torch.utils.data.DataLoader:
     """DataLoader of ``ImageBatch`` over ``items``; ``loader.batch_sampler.set_epoch(e)`` before each epoch.
 
     Workers: ``default_num_workers(items)`` when None; persistent; pinned memory and a deeper prefetch on CUDA.
@@ -539,5 +584,6 @@ def make_image_loader(items: ImageItems, batch_size: int, num_workers: int | Non
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
         kwargs = {"persistent_workers": True, "prefetch_factor": prefetch_factor or (4 if on_cuda else 2)}
-    return torch.utils.data.DataLoader(items, batch_sampler=sampler, num_workers=num_workers,
-                                       collate_fn=collate_images, pin_memory=on_cuda, **kwargs)
+    return torch.utils.data.DataLoader(
+        items, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_images, pin_memory=on_cuda, **kwargs
+    )

@@ -21,6 +21,7 @@ on their scan order, not on the id; the tie rule then orders what they found. Me
 Codes are ``{-1,+1}`` or ``{0,1}`` (numpy or torch), packed by ``egath_lite.metrics.pack_codes`` (the one
 bit order, docs/serving.md).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,8 +38,9 @@ def _faiss():
     try:
         import faiss
     except ImportError as exc:  # optional dependency
-        raise ImportError(f"egath_lite.index needs faiss ({exc}); `pip install faiss-cpu` "
-                          f"(or `pip install egath_lite[faiss]`)") from exc
+        raise ImportError(
+            f"egath_lite.index needs faiss ({exc}); `pip install faiss-cpu` (or `pip install egath_lite[faiss]`)"
+        ) from exc
     return faiss
 
 
@@ -70,9 +72,17 @@ def default_nlist(num_codes: int, train_size: int = 256 * 1024) -> int:
 class HammingIndex:
     """A faiss binary index (flat, ivf or hnsw) with the stable (distance, id) tie rule; ``add`` codes, then ``search``."""
 
-    def __init__(self, num_bits: int, kind: str = "flat", hnsw_neighbors: int = 32, ef_search: int = 128,
-                 ef_construction: int = 64, nlist: int | None = None, nprobe: int = 16,
-                 train_size: int = 256 * 1024) -> None:
+    def __init__(
+        self,
+        num_bits: int,
+        kind: str = "flat",
+        hnsw_neighbors: int = 32,
+        ef_search: int = 128,
+        ef_construction: int = 64,
+        nlist: int | None = None,
+        nprobe: int = 16,
+        train_size: int = 256 * 1024,
+    ) -> None:
         if isinstance(num_bits, bool) or not isinstance(num_bits, (int, np.integer)) or num_bits < 1:
             raise ValueError(f"num_bits must be a positive integer, got {num_bits!r}")
         if kind not in KINDS:
@@ -141,8 +151,10 @@ class HammingIndex:
         sample = pack_for_faiss(codes[_training_rows(len(codes), self._train_size)], self.num_bits)
         nlist = self._nlist or default_nlist(len(codes), self._train_size)
         if nlist > len(sample):
-            raise ValueError(f"nlist={nlist} IVF cells need at least {nlist} codes to train on in the first add "
-                             f"(got {len(sample)}); lower nlist or add more codes at once")
+            raise ValueError(
+                f"nlist={nlist} IVF cells need at least {nlist} codes to train on in the first add "
+                f"(got {len(sample)}); lower nlist or add more codes at once"
+            )
         quantizer = faiss.IndexBinaryFlat(self._width)
         index = faiss.IndexBinaryIVF(quantizer, self._width, nlist)
         index.train(sample)
@@ -150,7 +162,7 @@ class HammingIndex:
         self._quantizer = quantizer  # the IVF index does not own its quantizer: keep it alive with the index
         self._index = index
 
-    def add(self, codes: Any, batch_size: int = 1_000_000) -> "HammingIndex":
+    def add(self, codes: Any, batch_size: int = 1_000_000) -> HammingIndex:
         """Append codes (n, num_bits); ids continue from ``len(self)``. Packs in batches to bound memory.
 
         An IVF index trains its cells on the codes of its first ``add`` (a sample of ``train_size``).
@@ -161,11 +173,12 @@ class HammingIndex:
         if self._index is None:
             self._make_ivf(arr)
         for start in range(0, len(arr), batch_size):
-            self._index.add(pack_for_faiss(arr[start:start + batch_size], self.num_bits))
+            self._index.add(pack_for_faiss(arr[start : start + batch_size], self.num_bits))
         return self
 
-    def search(self, query_codes: Any, k: int, batch_size: int = 4096,
-               progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query_codes: Any, k: int, batch_size: int = 4096, progress: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest codes per query: distances int32 (n_query, k') and ids int64 (n_query, k'), k' = min(k, len)."""
         if len(self) == 0:
             raise ValueError("the index is empty; add() retrieval codes before searching")
@@ -184,14 +197,16 @@ class HammingIndex:
             starts = tqdm(starts, desc="Hamming search", unit="batch", total=len(starts))
         distances, ids = [], []
         for start in starts:
-            packed = pack_for_faiss(arr[start:start + batch_size], self.num_bits, "query_codes")
+            packed = pack_for_faiss(arr[start : start + batch_size], self.num_bits, "query_codes")
             d, i = self._index.search(packed, k)
             distances.append(d)
             ids.append(i)
         d, i = np.concatenate(distances).astype(np.int32), np.concatenate(ids).astype(np.int64)
         if (i < 0).any():  # IVF/HNSW can return fewer than k results when nprobe / ef_search is small
-            knob = {"hnsw": f"raise ef_search (now {self.ef_search if self.kind == 'hnsw' else ''})",
-                    "ivf": f"raise nprobe (now {self._nprobe if self.kind == 'ivf' else ''})"}.get(self.kind, "")
+            knob = {
+                "hnsw": f"raise ef_search (now {self.ef_search if self.kind == 'hnsw' else ''})",
+                "ivf": f"raise nprobe (now {self._nprobe if self.kind == 'ivf' else ''})",
+            }.get(self.kind, "")
             raise RuntimeError(f"faiss returned fewer than k={k} results; {knob}")
         order = np.lexsort((i, d), axis=-1)  # (distance, id) within each row
         return np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
@@ -221,8 +236,9 @@ def tie_aware_recall(distances: Any, exact_distances: Any) -> np.ndarray:
     return (below + at_kth) / exact.shape[1]
 
 
-def hamming_top_k(query_codes: Any, retrieval_codes: Any, k: int, kind: str = "flat",
-                  **index_options: Any) -> tuple[np.ndarray, np.ndarray]:
+def hamming_top_k(
+    query_codes: Any, retrieval_codes: Any, k: int, kind: str = "flat", **index_options: Any
+) -> tuple[np.ndarray, np.ndarray]:
     """Build an index on ``retrieval_codes`` and return the k nearest (distances int32, ids int64) per query."""
     rb = to_numpy(retrieval_codes, "retrieval_codes")
     if rb.ndim != 2:

@@ -5,6 +5,7 @@ labels (n × C), ``B`` binary codes in {−1, +1}. Every loss returns a scalar t
 checks its inputs: a NaN, a shape mismatch or an item with no label raises a ValueError
 naming the problem, because a silently wrong loss trains a silently wrong model.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -48,8 +49,9 @@ def label_cosine_similarity(Y_a: torch.Tensor, Y_b: torch.Tensor) -> torch.Tenso
     return F.normalize(Y_a, dim=1) @ F.normalize(Y_b, dim=1).t()
 
 
-def cosine_similarity_loss(h_a: torch.Tensor, h_b: torch.Tensor, Y_a: torch.Tensor, Y_b: torch.Tensor,
-                           validate: bool = True) -> torch.Tensor:
+def cosine_similarity_loss(
+    h_a: torch.Tensor, h_b: torch.Tensor, Y_a: torch.Tensor, Y_b: torch.Tensor, validate: bool = True
+) -> torch.Tensor:
     """Similarity preservation: mean_ij (cos(h_a_i, h_b_j) − S_ij)², S = label cosine ∈ [0, 1].
 
     Shapes: h_a (n, K), h_b (m, K), Y_a (n, C), Y_b (m, C) → scalar. Pairs that share no
@@ -131,7 +133,9 @@ def quantization_loss(h: torch.Tensor, B: torch.Tensor, validate: bool = True) -
     return ((B.to(h.dtype) - h) ** 2).mean()
 
 
-def discrete_code_step(Y: torch.Tensor, H_image: torch.Tensor, H_text: torch.Tensor, B: torch.Tensor, mu: float = 0.5) -> torch.Tensor:
+def discrete_code_step(
+    Y: torch.Tensor, H_image: torch.Tensor, H_text: torch.Tensor, B: torch.Tensor, mu: float = 0.5
+) -> torch.Tensor:
     """GCDH's discrete step without its orthogonality terms: B ← sign(Y R + μ (H_I + H_T)).
 
     R = (YᵀY + I)⁻¹ Yᵀ B (C, K) regresses the current codes on the labels, so items with the
@@ -157,8 +161,9 @@ def _as_rows(name: str, Y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return Y
 
 
-def egath_losses(out: dict[str, torch.Tensor], Y: torch.Tensor, B: torch.Tensor, cfg: Any,
-                 weights: dict[str, float]) -> dict[str, torch.Tensor]:
+def egath_losses(
+    out: dict[str, torch.Tensor], Y: torch.Tensor, B: torch.Tensor, cfg: Any, weights: dict[str, float]
+) -> dict[str, torch.Tensor]:
     """The four weighted terms and their sum for one batch (see egath_lite.losses).
 
     The batch is validated once here; the terms then skip their own checks (speed: the
@@ -175,13 +180,22 @@ def egath_losses(out: dict[str, torch.Tensor], Y: torch.Tensor, B: torch.Tensor,
     anchors, targets = torch.stack([h_i, h_i, h_t, h_t]), torch.stack([h_t, h_i, h_t, h_i])
     terms = {
         # inter- and intra-modal similarity preservation: mean over I–T, I–I, T–T
-        "cosine": cosine_similarity_loss(anchors[:3], targets[:3], Y, Y, validate=False) if weights["w_cosine"] else zero,
+        "cosine": cosine_similarity_loss(anchors[:3], targets[:3], Y, Y, validate=False)
+        if weights["w_cosine"]
+        else zero,
         # cross-modal triplets both ways plus intra-modal ones, as in GCDH: mean over I→T, I→I, T→T, T→I
         "triplet": triplet_loss(anchors, targets, Y, Y, cfg.alpha, validate=False) if weights["w_triplet"] else zero,
-        "cls": (classification_loss(out["logits_image"], Y, validate=False)
-                + classification_loss(out["logits_text"], Y, validate=False)) / 2,
+        "cls": (
+            classification_loss(out["logits_image"], Y, validate=False)
+            + classification_loss(out["logits_text"], Y, validate=False)
+        )
+        / 2,
         "quant": (quantization_loss(h_i, B, validate=False) + quantization_loss(h_t, B, validate=False)) / 2,
     }
-    terms["total"] = (weights["w_cosine"] * terms["cosine"] + weights["w_triplet"] * terms["triplet"]
-                      + weights["w_cls"] * terms["cls"] + weights["w_quant"] * terms["quant"])
+    terms["total"] = (
+        weights["w_cosine"] * terms["cosine"]
+        + weights["w_triplet"] * terms["triplet"]
+        + weights["w_cls"] * terms["cls"]
+        + weights["w_quant"] * terms["quant"]
+    )
     return terms

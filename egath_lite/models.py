@@ -13,6 +13,7 @@
 - ``HashHead``: B = tanh(W [f ; σ(Ŝ)] + b) in training, sign at test.
 - ``EGATH``: both encoders, one shared classifier, one hash head per modality.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,13 @@ def _encoder_layers(width: int, layers: int, heads: int, dropout: float) -> nn.T
     if width % heads:
         raise ValueError(f"transformer width {width} is not divisible by trans_heads={heads}; pick heads dividing it")
     layer = nn.TransformerEncoderLayer(
-        d_model=width, nhead=heads, dim_feedforward=2 * width, dropout=dropout,
-        activation="gelu", batch_first=True, norm_first=True,
+        d_model=width,
+        nhead=heads,
+        dim_feedforward=2 * width,
+        dropout=dropout,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
     )
     # enable_nested_tensor=False: the fast path would warn with norm_first and we need exact masking
     return nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
@@ -52,8 +58,16 @@ def _encoder_layers(width: int, layers: int, heads: int, dropout: float) -> nn.T
 class CLIPTrans(nn.Module):
     """Image branch: CLIP vector x (n, D) → T tokens (n, T, D/T) → transformer → f (n, out_dim)."""
 
-    def __init__(self, in_dim: int, out_dim: int, num_tokens: int = 8, width: int = 64,
-                 layers: int = 1, heads: int = 4, dropout: float = 0.1):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        num_tokens: int = 8,
+        width: int = 64,
+        layers: int = 1,
+        heads: int = 4,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         if num_tokens < 1 or in_dim % num_tokens:
             raise ValueError(
@@ -80,8 +94,9 @@ class CLIPTrans(nn.Module):
 class TransFC(nn.Module):
     """Text branch: bag of words (n, V) → tag tokens + [CLS] → transformer → FC → f (n, out_dim)."""
 
-    def __init__(self, vocab_size: int, out_dim: int, width: int = 64, layers: int = 1,
-                 heads: int = 4, dropout: float = 0.1):
+    def __init__(
+        self, vocab_size: int, out_dim: int, width: int = 64, layers: int = 1, heads: int = 4, dropout: float = 0.1
+    ):
         super().__init__()
         self.vocab_size = vocab_size
         self.tag_embedding = nn.Embedding(vocab_size, width)
@@ -108,7 +123,9 @@ class TransFC(nn.Module):
 
 
 GAT_INIT_GAIN = 1.414  # the released gat.py: nn.init.xavier_uniform_(W, gain=1.414), the same for the attention a
-LABEL_BIAS = False  # the paper's and the release's Ŝ = f Hᵀ; a per-label bias did not change per-label AP (paper_map §3.3)
+LABEL_BIAS = (
+    False  # the paper's and the release's Ŝ = f Hᵀ; a per-label bias did not change per-label AP (paper_map §3.3)
+)
 
 
 class _LabelBias(nn.Module):
@@ -154,9 +171,22 @@ class GATClassifier(_LabelBias):
     ``label_bias``: the per-label bias of the scores (see ``_LabelBias``).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, num_labels: int, hidden: int = 1024, layers: int = 2,
-                 heads: int = 1, dropout: float = 0.2, negative_slope: float = 0.2, *, bias: bool = False,
-                 input_dropout: float = 0.0, init_gain: float | None = GAT_INIT_GAIN, label_bias: bool = LABEL_BIAS):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        num_labels: int,
+        hidden: int = 1024,
+        layers: int = 2,
+        heads: int = 1,
+        dropout: float = 0.2,
+        negative_slope: float = 0.2,
+        *,
+        bias: bool = False,
+        input_dropout: float = 0.0,
+        init_gain: float | None = GAT_INIT_GAIN,
+        label_bias: bool = LABEL_BIAS,
+    ):
         super().__init__(num_labels, label_bias)
         from torch_geometric.nn import GATConv
 
@@ -174,17 +204,34 @@ class GATClassifier(_LabelBias):
         self.convs = nn.ModuleList()
         for i in range(layers - 1):
             # hidden layers concatenate their heads: hidden // heads channels per head
-            self.convs.append(GATConv(dims[i], hidden // heads, heads=heads, concat=True,
-                                      negative_slope=negative_slope, dropout=dropout, bias=bias))
+            self.convs.append(
+                GATConv(
+                    dims[i],
+                    hidden // heads,
+                    heads=heads,
+                    concat=True,
+                    negative_slope=negative_slope,
+                    dropout=dropout,
+                    bias=bias,
+                )
+            )
         # the last layer averages its heads, as in the GAT paper's output layer
-        self.convs.append(GATConv(dims[-1], out_dim, heads=heads, concat=False,
-                                  negative_slope=negative_slope, dropout=dropout, bias=bias))
+        self.convs.append(
+            GATConv(
+                dims[-1], out_dim, heads=heads, concat=False, negative_slope=negative_slope, dropout=dropout, bias=bias
+            )
+        )
         if init_gain is not None:
             for conv in self.convs:
                 _released_gat_init(conv, init_gain)
 
-    def forward(self, E: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None,
-                return_attention: bool = False):
+    def forward(
+        self,
+        E: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_weight: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ):
         """E (C, F), edge_index (2, M) → H (C, out_dim) [, per-layer (edge_index, α (M', heads))]."""
         _check_graph(E, edge_index, self.in_dim, self.num_labels)
         attention = []
@@ -206,9 +253,19 @@ class GCNClassifier(_LabelBias):
     passes the GAT's ``input_dropout``, and ``bias`` the GAT's, so the two differ only in the attention.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, num_labels: int, hidden: int = 1024, layers: int = 2,
-                 dropout: float = 0.0, negative_slope: float = 0.2, *, bias: bool = False,
-                 label_bias: bool = LABEL_BIAS):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        num_labels: int,
+        hidden: int = 1024,
+        layers: int = 2,
+        dropout: float = 0.0,
+        negative_slope: float = 0.2,
+        *,
+        bias: bool = False,
+        label_bias: bool = LABEL_BIAS,
+    ):
         super().__init__(num_labels, label_bias)
         from torch_geometric.nn import GCNConv
 
@@ -220,7 +277,9 @@ class GCNClassifier(_LabelBias):
         dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
         self.convs = nn.ModuleList(GCNConv(dims[i], dims[i + 1], bias=bias) for i in range(layers))
 
-    def forward(self, E: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, E: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """E (C, F), edge_index (2, M), edge_weight (M) or None → H (C, out_dim)."""
         _check_graph(E, edge_index, self.in_dim, self.num_labels)
         x = E
@@ -240,10 +299,14 @@ class IndependentClassifier(_LabelBias):
         self.in_dim, self.num_labels = in_dim, num_labels
         self.H = nn.Parameter(torch.randn(num_labels, out_dim) / math.sqrt(out_dim))
 
-    def forward(self, E: torch.Tensor, edge_index: torch.Tensor | None = None, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, E: torch.Tensor, edge_index: torch.Tensor | None = None, edge_weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Ignores the graph; returns H (C, out_dim)."""
         if E is not None and E.shape[0] != self.num_labels:
-            raise ValueError(f"label embeddings have {E.shape[0]} rows, the classifier was built for {self.num_labels} labels")
+            raise ValueError(
+                f"label embeddings have {E.shape[0]} rows, the classifier was built for {self.num_labels} labels"
+            )
         return self.H
 
 
@@ -252,22 +315,49 @@ def _check_graph(E: torch.Tensor, edge_index: torch.Tensor, in_dim: int, num_lab
     if E.shape[0] != num_labels:
         raise ValueError(f"label embeddings have {E.shape[0]} rows, the classifier was built for {num_labels} labels")
     if edge_index.dim() != 2 or edge_index.shape[0] != 2 or edge_index.dtype != torch.long:
-        raise ValueError(f"edge_index must be an int64 tensor of shape (2, M), got {edge_index.dtype} {tuple(edge_index.shape)}")
+        raise ValueError(
+            f"edge_index must be an int64 tensor of shape (2, M), got {edge_index.dtype} {tuple(edge_index.shape)}"
+        )
     if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= num_labels):
         raise ValueError(f"edge_index refers to nodes outside 0..{num_labels - 1}; rebuild the label graph")
 
 
-def build_classifier(kind: str, in_dim: int, out_dim: int, num_labels: int, hidden: int = 1024, layers: int = 2,
-                     heads: int = 1, dropout: float = 0.2, negative_slope: float = 0.2, *, bias: bool = False,
-                     input_dropout: float = 0.0, init_gain: float | None = GAT_INIT_GAIN,
-                     label_bias: bool = LABEL_BIAS) -> nn.Module:
+def build_classifier(
+    kind: str,
+    in_dim: int,
+    out_dim: int,
+    num_labels: int,
+    hidden: int = 1024,
+    layers: int = 2,
+    heads: int = 1,
+    dropout: float = 0.2,
+    negative_slope: float = 0.2,
+    *,
+    bias: bool = False,
+    input_dropout: float = 0.0,
+    init_gain: float | None = GAT_INIT_GAIN,
+    label_bias: bool = LABEL_BIAS,
+) -> nn.Module:
     """``gat`` | ``gcn`` | ``independent`` label classifier producing H (C, out_dim); options as ``GATClassifier``."""
     if kind == "gat":
-        return GATClassifier(in_dim, out_dim, num_labels, hidden, layers, heads, dropout, negative_slope, bias=bias,
-                             input_dropout=input_dropout, init_gain=init_gain, label_bias=label_bias)
+        return GATClassifier(
+            in_dim,
+            out_dim,
+            num_labels,
+            hidden,
+            layers,
+            heads,
+            dropout,
+            negative_slope,
+            bias=bias,
+            input_dropout=input_dropout,
+            init_gain=init_gain,
+            label_bias=label_bias,
+        )
     if kind == "gcn":
-        return GCNClassifier(in_dim, out_dim, num_labels, hidden, layers, input_dropout, negative_slope, bias=bias,
-                             label_bias=label_bias)
+        return GCNClassifier(
+            in_dim, out_dim, num_labels, hidden, layers, input_dropout, negative_slope, bias=bias, label_bias=label_bias
+        )
     if kind == "independent":
         return IndependentClassifier(in_dim, out_dim, num_labels, label_bias=label_bias)
     raise ValueError(f"unknown classifier {kind!r}; choose one of {', '.join(CLASSIFIERS)}")
@@ -303,29 +393,64 @@ def binarize(h: torch.Tensor) -> torch.Tensor:
 class EGATH(nn.Module):
     """Image encoder + text encoder + one label classifier shared by both + a hash head per modality."""
 
-    def __init__(self, image_dim: int, text_dim: int, label_emb: torch.Tensor, edge_index: torch.Tensor,
-                 edge_weight: torch.Tensor | None, bits: int, hidden_dim: int = 512, text_input: str = "bow",
-                 classifier: str = "gat", trans_tokens: int = 8, trans_width: int = 64, trans_layers: int = 1,
-                 trans_heads: int = 4, trans_dropout: float = 0.1, gat_hidden: int = 1024, gat_layers: int = 2,
-                 gat_heads: int = 1, gat_dropout: float = 0.2, gat_negative_slope: float = 0.2,
-                 label_fusion: str = "concat", image_backbone: nn.Module | None = None, gat_bias: bool = False,
-                 gat_input_dropout: float = 0.0, gat_init_gain: float | None = GAT_INIT_GAIN,
-                 gat_label_bias: bool = LABEL_BIAS):
+    def __init__(
+        self,
+        image_dim: int,
+        text_dim: int,
+        label_emb: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_weight: torch.Tensor | None,
+        bits: int,
+        hidden_dim: int = 512,
+        text_input: str = "bow",
+        classifier: str = "gat",
+        trans_tokens: int = 8,
+        trans_width: int = 64,
+        trans_layers: int = 1,
+        trans_heads: int = 4,
+        trans_dropout: float = 0.1,
+        gat_hidden: int = 1024,
+        gat_layers: int = 2,
+        gat_heads: int = 1,
+        gat_dropout: float = 0.2,
+        gat_negative_slope: float = 0.2,
+        label_fusion: str = "concat",
+        image_backbone: nn.Module | None = None,
+        gat_bias: bool = False,
+        gat_input_dropout: float = 0.0,
+        gat_init_gain: float | None = GAT_INIT_GAIN,
+        gat_label_bias: bool = LABEL_BIAS,
+    ):
         super().__init__()
         if text_input not in TEXT_INPUTS:
             raise ValueError(f"unknown text_input {text_input!r}; choose one of {', '.join(TEXT_INPUTS)}")
         num_labels = label_emb.shape[0]
         # optional trainable CLIP image tower (end-to-end); it maps pixels to the D-dim CLIP vector
         self.image_backbone = image_backbone
-        self.image_encoder = CLIPTrans(image_dim, hidden_dim, trans_tokens, trans_width, trans_layers, trans_heads, trans_dropout)
+        self.image_encoder = CLIPTrans(
+            image_dim, hidden_dim, trans_tokens, trans_width, trans_layers, trans_heads, trans_dropout
+        )
         if text_input == "bow":
             self.text_encoder = TransFC(text_dim, hidden_dim, trans_width, trans_layers, trans_heads, trans_dropout)
         else:
-            self.text_encoder = CLIPTrans(text_dim, hidden_dim, trans_tokens, trans_width, trans_layers, trans_heads, trans_dropout)
-        self.classifier = build_classifier(classifier, label_emb.shape[1], hidden_dim, num_labels, gat_hidden,
-                                           gat_layers, gat_heads, gat_dropout, gat_negative_slope, bias=gat_bias,
-                                           input_dropout=gat_input_dropout, init_gain=gat_init_gain,
-                                           label_bias=gat_label_bias)
+            self.text_encoder = CLIPTrans(
+                text_dim, hidden_dim, trans_tokens, trans_width, trans_layers, trans_heads, trans_dropout
+            )
+        self.classifier = build_classifier(
+            classifier,
+            label_emb.shape[1],
+            hidden_dim,
+            num_labels,
+            gat_hidden,
+            gat_layers,
+            gat_heads,
+            gat_dropout,
+            gat_negative_slope,
+            bias=gat_bias,
+            input_dropout=gat_input_dropout,
+            init_gain=gat_init_gain,
+            label_bias=gat_label_bias,
+        )
         self.image_hash = HashHead(hidden_dim, bits, num_labels, label_fusion)
         self.text_hash = HashHead(hidden_dim, bits, num_labels, label_fusion)
         self.register_buffer("label_emb", label_emb.detach().float().clone())
@@ -368,8 +493,11 @@ class EGATH(nn.Module):
         branch = self.image_branch if modality == "image" else self.text_branch
         device = self.label_emb.device
         # streamed images (fine-tuning) come batch by batch from the image pipeline; tensors are sliced
-        chunks = x.iter_batches(batch_size) if hasattr(x, "iter_batches") else \
-            (x[i:i + batch_size] for i in range(0, len(x), batch_size))
+        chunks = (
+            x.iter_batches(batch_size)
+            if hasattr(x, "iter_batches")
+            else (x[i : i + batch_size] for i in range(0, len(x), batch_size))
+        )
         codes = [binarize(branch(c.to(device), H)[2]).cpu() for c in chunks]
         self.train(was_training)
         bits = self.image_hash.bits
@@ -385,11 +513,12 @@ class FrozenFeatureClassifier(nn.Module):
         self.register_buffer("mean", mean.float().clone())
         self.register_buffer("std", std.float().clone())
 
-    def forward(self, x: torch.Tensor, E: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, E: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x (n, D) → logits (n, C)."""
         H = self.classifier(E, edge_index, edge_weight)
         return self.classifier.scores((x - self.mean) / self.std, H)
-
 
 
 class CLIPImageBackbone(nn.Module):
@@ -412,6 +541,8 @@ class CLIPImageBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x float (n, 3, S, S), normalised with CLIP's mean/std → (n, D)."""
         if not x.is_floating_point() or x.dim() != 4 or tuple(x.shape[1:]) != (3, *self.size):
-            raise ValueError(f"the CLIP image tower takes normalised float inputs (n, 3, {self.size[0]}, {self.size[1]}) "
-                             f"from egath_lite.images, got {x.dtype} {tuple(x.shape)}")
+            raise ValueError(
+                f"the CLIP image tower takes normalised float inputs (n, 3, {self.size[0]}, {self.size[1]}) "
+                f"from egath_lite.images, got {x.dtype} {tuple(x.shape)}"
+            )
         return torch.nn.functional.normalize(self.visual(x), dim=-1)

@@ -1,7 +1,7 @@
 """The one setup call every notebook makes: configuration from the run + parameters, offline switch, seed, device.
 
-    S = setup("03_gat_classification", PRESET, RUN_NAME, RUNS_ROOT, OVERRIDES, FORCE, zeta=ZETA, ...)
-    S.cfg, S.device, S.force, S.save_results(RESULTS)
+S = setup("03_gat_classification", PRESET, RUN_NAME, RUNS_ROOT, OVERRIDES, FORCE, zeta=ZETA, ...)
+S.cfg, S.device, S.force, S.save_results(RESULTS)
 """
 
 from __future__ import annotations
@@ -44,9 +44,16 @@ class Session:
         return path
 
 
-def setup(notebook: str, preset: str | None = None, run_name: str = "default", runs_root: str = "../runs",
-          overrides: dict[str, Any] | None = None, force: bool = False, offline: bool = True,
-          **params: Any) -> Session:
+def setup(
+    notebook: str,
+    preset: str | None = None,
+    run_name: str = "default",
+    runs_root: str = "../runs",
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    offline: bool = True,
+    **params: Any,
+) -> Session:
     """Resolve the notebook's config (recorded run config + named ``params`` + ``overrides``), seed, pick the device.
 
     ``params`` are config fields given as notebook parameters (None: inherit from the run);
@@ -64,7 +71,9 @@ def setup(notebook: str, preset: str | None = None, run_name: str = "default", r
     device = resolve_device(cfg.device)
     import egath_lite
 
-    print(f"egath_lite {egath_lite.__version__} | torch {torch.__version__} | {notebook} | run {cfg.run_name!r} in "
-          f"{Path(cfg.runs_root).resolve()} | preset {cfg.preset} | dataset {cfg.dataset} | device {device}"
-          + (" | FORCE: recomputing this notebook's stages" if force else ""))
+    print(
+        f"egath_lite {egath_lite.__version__} | torch {torch.__version__} | {notebook} | run {cfg.run_name!r} in "
+        f"{Path(cfg.runs_root).resolve()} | preset {cfg.preset} | dataset {cfg.dataset} | device {device}"
+        + (" | FORCE: recomputing this notebook's stages" if force else "")
+    )
     return Session(notebook, cfg, recorded, device, force)

@@ -14,8 +14,17 @@ from .runs import RESULT_FIELDS, RESULTS_STAGE
 from .stages import Stage, stage_table
 from .tiny_clip import TINY_CLIP_STAGE
 
-STAGES: tuple[Stage, ...] = (TOY_STAGE, TINY_CLIP_STAGE, FEATURES_STAGE, GRAPH_STAGE, CLASSIFIER_STAGE, CODES_STAGE,
-                             CLIP_BASELINE_STAGE, RESULTS_STAGE, CELL_STAGE)
+STAGES: tuple[Stage, ...] = (
+    TOY_STAGE,
+    TINY_CLIP_STAGE,
+    FEATURES_STAGE,
+    GRAPH_STAGE,
+    CLASSIFIER_STAGE,
+    CODES_STAGE,
+    CLIP_BASELINE_STAGE,
+    RESULTS_STAGE,
+    CELL_STAGE,
+)
 
 
 def stage_table_markdown(cfg: Config | None = None) -> str:
@@ -23,8 +32,11 @@ def stage_table_markdown(cfg: Config | None = None) -> str:
     cfg = cfg or get_config("default")
     lines = ["| stage | reads config fields | upstream | other inputs | artifact |", "|---|---|---|---|---|"]
     for row in stage_table(STAGES, cfg):
-        fields = "every field but the run's location" if tuple(row["fields"]) == RESULT_FIELDS else \
-            ", ".join(f"`{f}`" for f in row["fields"])
+        fields = (
+            "every field but the run's location"
+            if tuple(row["fields"]) == RESULT_FIELDS
+            else ", ".join(f"`{f}`" for f in row["fields"])
+        )
         upstream = ", ".join(row["upstream"]) or "–"
         lines.append(f"| {row['stage']} | {fields} | {upstream} | {row['extra'] or '–'} | `{row['artifact']}` |")
     return "\n".join(lines) + "\n"

@@ -25,9 +25,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .artifacts import ArtifactError, atomic_write_bytes, run_dir, write_json
 from .config import LOCATION_FIELDS, PRESETS, Config, ConfigError, get_config, parse_value
@@ -36,8 +37,13 @@ from .stages import Stage
 from .variants import VARIANTS
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = ("01_feature_extraction", "02_label_graph", "03_gat_classification", "04_hash_learning",
-             "05_pr_curve_evaluation")
+NOTEBOOKS = (
+    "01_feature_extraction",
+    "02_label_graph",
+    "03_gat_classification",
+    "04_hash_learning",
+    "05_pr_curve_evaluation",
+)
 
 
 class NotebookFailed(RuntimeError):
@@ -49,8 +55,14 @@ def _cell_folder(cfg: Config) -> Path:
 
 
 CELL_STAGE = Stage(
-    "cell", fields=RESULT_FIELDS, params=("variant",), extra=run_inputs, codec="json", suffix=".json",
-    location=_cell_folder, description="one grid cell of the driver: its table rows and stage times",
+    "cell",
+    fields=RESULT_FIELDS,
+    params=("variant",),
+    extra=run_inputs,
+    codec="json",
+    suffix=".json",
+    location=_cell_folder,
+    description="one grid cell of the driver: its table rows and stage times",
 )
 
 
@@ -65,8 +77,9 @@ class Cell:
         return f"{self.cfg.dataset} seed {self.cfg.seed} variant {self.cfg.variant}"
 
 
-def run_notebook(name: str, executed_dir: Path, parameters: dict[str, Any], kernel: str = "python3",
-                 log_path: Path | None = None) -> float:
+def run_notebook(
+    name: str, executed_dir: Path, parameters: dict[str, Any], kernel: str = "python3", log_path: Path | None = None
+) -> float:
     """Execute ``notebooks/<name>.ipynb`` with papermill, streaming its output; return wall seconds or raise NotebookFailed."""
     import papermill as pm
 
@@ -82,8 +95,13 @@ def run_notebook(name: str, executed_dir: Path, parameters: dict[str, Any], kern
     with _streamed(name, log_path):
         try:
             pm.execute_notebook(
-                str(src), str(out), parameters=parameters, kernel_name=kernel,
-                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=True,
+                str(src),
+                str(out),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(NOTEBOOK_DIR),
+                progress_bar=False,
+                log_output=True,
             )
         except pm.PapermillExecutionError as exc:
             first_line = (exc.source or "").strip().splitlines()[:1]
@@ -104,8 +122,16 @@ class _NotebookLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
-        if text.startswith(("Executing notebook", "Executing Cell", "Ending Cell", "Input Notebook",
-                            "Output Notebook", "Black is not installed")):
+        if text.startswith(
+            (
+                "Executing notebook",
+                "Executing Cell",
+                "Ending Cell",
+                "Input Notebook",
+                "Output Notebook",
+                "Black is not installed",
+            )
+        ):
             return
         for line in text.replace("\r", "\n").splitlines():
             if line.strip():
@@ -157,8 +183,14 @@ def _source_cell_index(src: Path, executed_index: int) -> int:
     return executed_index - 1 if tagged and executed_index > tagged[0] else executed_index
 
 
-def cell_configs(preset: str, datasets: Sequence[str], seeds: Sequence[int], variants: Sequence[str],
-                 runs_root: Path, options: dict[str, Any]) -> list[Cell]:
+def cell_configs(
+    preset: str,
+    datasets: Sequence[str],
+    seeds: Sequence[int],
+    variants: Sequence[str],
+    runs_root: Path,
+    options: dict[str, Any],
+) -> list[Cell]:
     """Every grid cell's configuration, validated (ConfigError before anything runs)."""
     cells = []
     for dataset in datasets:
@@ -167,8 +199,17 @@ def cell_configs(preset: str, datasets: Sequence[str], seeds: Sequence[int], var
             opts["data_root"] = str(data_root_of(dataset, options.get("data_root"), len(datasets)))
         for seed in seeds:
             for variant in variants:
-                cfg = get_config(preset, **{**opts, "dataset": dataset, "seed": seed, "variant": variant,
-                                            "runs_root": str(runs_root), "run_name": f"{preset}-{dataset}-s{seed}"})
+                cfg = get_config(
+                    preset,
+                    **{
+                        **opts,
+                        "dataset": dataset,
+                        "seed": seed,
+                        "variant": variant,
+                        "runs_root": str(runs_root),
+                        "run_name": f"{preset}-{dataset}-s{seed}",
+                    },
+                )
                 cells.append(Cell(cfg))
     return cells
 
@@ -191,10 +232,16 @@ def _rows_from_results(cfg: Config, res05: dict[str, Any]) -> list[dict[str, Any
         raise NotebookFailed(f"05_pr_curve_evaluation wrote no 'map' table for {cfg.run_name}/{cfg.variant}")
     for method, by_bits in table.items():
         for bits, vals in by_bits.items():
-            rows.append({
-                "dataset": cfg.dataset, "seed": cfg.seed, "method": method, "bits": int(bits),
-                "i2t": float(vals["i2t"]), "t2i": float(vals["t2i"]),
-            })
+            rows.append(
+                {
+                    "dataset": cfg.dataset,
+                    "seed": cfg.seed,
+                    "method": method,
+                    "bits": int(bits),
+                    "i2t": float(vals["i2t"]),
+                    "t2i": float(vals["t2i"]),
+                }
+            )
     return rows
 
 
@@ -213,8 +260,13 @@ def describe_dataset(cfg, png: Path) -> Path:
 def notebook_parameters(cfg: Config, force: bool) -> dict[str, Any]:
     """What every notebook of a cell gets: the run's location, the whole configuration, FORCE."""
     overrides = {k: v for k, v in cfg.to_dict().items() if k not in LOCATION_FIELDS and k != "preset"}
-    return {"PRESET": cfg.preset, "RUN_NAME": cfg.run_name, "RUNS_ROOT": cfg.runs_root,
-            "OVERRIDES": overrides, "FORCE": bool(force)}
+    return {
+        "PRESET": cfg.preset,
+        "RUN_NAME": cfg.run_name,
+        "RUNS_ROOT": cfg.runs_root,
+        "OVERRIDES": overrides,
+        "FORCE": bool(force),
+    }
 
 
 def run_cell(cell: Cell, force: bool, log=print) -> dict[str, Any]:
@@ -235,15 +287,28 @@ def run_cell(cell: Cell, force: bool, log=print) -> dict[str, Any]:
         try:
             res04, res05 = load_results(cfg, "04_hash_learning"), load_results(cfg, "05_pr_curve_evaluation")
         except ArtifactError as exc:
-            raise NotebookFailed(f"the notebooks ran but their results for this configuration are missing: {exc}") from None
-        meta = {"dataset": cfg.dataset, "seed": cfg.seed, "variant": cfg.variant, "preset": cfg.preset,
-                "stage_seconds": stages, "rows": _rows_from_results(cfg, res05),
-                "notebook_results": {"04": res04, "05": res05}, "executed": str(executed)}
+            raise NotebookFailed(
+                f"the notebooks ran but their results for this configuration are missing: {exc}"
+            ) from None
+        meta = {
+            "dataset": cfg.dataset,
+            "seed": cfg.seed,
+            "variant": cfg.variant,
+            "preset": cfg.preset,
+            "stage_seconds": stages,
+            "rows": _rows_from_results(cfg, res05),
+            "notebook_results": {"04": res04, "05": res05},
+            "executed": str(executed),
+        }
         return None, meta
 
     payload = CELL_STAGE.run(cfg, compute, force=force, log=log, variant=cfg.variant)
-    return {**payload["meta"], "cache_hit": payload["cache_hit"], "path": payload["path"],
-            "created": payload["created"]}
+    return {
+        **payload["meta"],
+        "cache_hit": payload["cache_hit"],
+        "path": payload["path"],
+        "created": payload["created"],
+    }
 
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -259,9 +324,18 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         per_seed = {s: [r for r in rows if r["seed"] == s] for s in seeds}
         i2t = [sum(r["i2t"] for r in rs) / len(rs) for rs in per_seed.values()]
         t2i = [sum(r["t2i"] for r in rs) / len(rs) for rs in per_seed.values()]
-        table.append({"dataset": dataset, "method": method, "bits": bits, "seeds": len(seeds),
-                      "i2t_mean": _mean(i2t), "i2t_std": _std(i2t),
-                      "t2i_mean": _mean(t2i), "t2i_std": _std(t2i)})
+        table.append(
+            {
+                "dataset": dataset,
+                "method": method,
+                "bits": bits,
+                "seeds": len(seeds),
+                "i2t_mean": _mean(i2t),
+                "i2t_std": _std(i2t),
+                "t2i_mean": _mean(t2i),
+                "t2i_std": _std(t2i),
+            }
+        )
     return table
 
 
@@ -279,8 +353,13 @@ def _std(xs: list[float]) -> float:
 def format_markdown(table: list[dict[str, Any]]) -> str:
     """The results table as Markdown: one row per (dataset, method), columns per bits."""
     bits = sorted({r["bits"] for r in table})
-    head = "| dataset | method | " + " | ".join(f"I→T {b}" for b in bits) + " | " + \
-        " | ".join(f"T→I {b}" for b in bits) + " |"
+    head = (
+        "| dataset | method | "
+        + " | ".join(f"I→T {b}" for b in bits)
+        + " | "
+        + " | ".join(f"T→I {b}" for b in bits)
+        + " |"
+    )
     sep = "|" + "---|" * (2 + 2 * len(bits))
     lines = [head, sep]
     keys = sorted({(r["dataset"], r["method"]) for r in table})
@@ -292,8 +371,9 @@ def format_markdown(table: list[dict[str, Any]]) -> str:
         return f"{r[d + '_mean']:.4f}" + (f" ± {r[d + '_std']:.4f}" if r["seeds"] > 1 else "")
 
     for dataset, method in keys:
-        cells = [fmt(by.get((dataset, method, b)), "i2t") for b in bits] + \
-                [fmt(by.get((dataset, method, b)), "t2i") for b in bits]
+        cells = [fmt(by.get((dataset, method, b)), "i2t") for b in bits] + [
+            fmt(by.get((dataset, method, b)), "t2i") for b in bits
+        ]
         lines.append(f"| {dataset} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -327,28 +407,40 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
         name, text = item.split("=", 1)
         name = name.strip()
         if name in LOCATION_FIELDS or name in ("dataset", "seed", "variant", "preset"):
-            raise ConfigError(f"--set {name}=...: use the driver's own option for {name} (--runs-root, --datasets, "
-                              f"--seeds, --variants, --preset)")
+            raise ConfigError(
+                f"--set {name}=...: use the driver's own option for {name} (--runs-root, --datasets, "
+                f"--seeds, --variants, --preset)"
+            )
         out[name] = parse_value(name, text)
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    p = argparse.ArgumentParser(prog="python -m egath_lite.reproduce", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m egath_lite.reproduce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--preset", default="default", choices=PRESETS)
     p.add_argument("--datasets", nargs="+", default=None, help="default: the preset's dataset")
     p.add_argument("--variants", nargs="+", default=["egath"], choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--bits", nargs="+", type=int, default=None, help="default: the preset's bits")
     p.add_argument("--epochs", type=int, default=None, help="hash-learning epochs; default: the preset's")
-    p.add_argument("--data-root", default=None, help="folder holding a real data set's release files (with several "
-                   "data sets: the folder holding one sub-folder per data set); default $EGATH_DATA/<name> or ./data/<name>")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding a real data set's release files (with several "
+        "data sets: the folder holding one sub-folder per data set); default $EGATH_DATA/<name> or ./data/<name>",
+    )
     p.add_argument("--clip-model", default=None, help="open_clip model name, e.g. ViT-B-32")
     p.add_argument("--clip-pretrained", default=None, help="a pretrained tag (openai, ...) or a checkpoint path")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config field, parsed with its type (repeatable), e.g. --set zeta=0.1")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config field, parsed with its type (repeatable), e.g. --set zeta=0.1",
+    )
     p.add_argument("--runs-root", default=os.environ.get("EGATH_RUNS_ROOT", "runs"))
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="recompute every stage of every cell")
@@ -356,8 +448,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     runs_root = Path(args.runs_root).resolve()
     options: dict[str, Any] = {"device": args.device}
-    for name, value in (("bits", args.bits), ("epochs", args.epochs), ("data_root", args.data_root),
-                        ("clip_model", args.clip_model), ("clip_pretrained", args.clip_pretrained)):
+    for name, value in (
+        ("bits", args.bits),
+        ("epochs", args.epochs),
+        ("data_root", args.data_root),
+        ("clip_model", args.clip_model),
+        ("clip_pretrained", args.clip_pretrained),
+    ):
         if value is not None:
             options[name] = value
     if options.get("clip_pretrained") and Path(options["clip_pretrained"]).exists():
@@ -369,8 +466,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"egath_lite.reproduce: {exc}", file=sys.stderr)
         return 2
-    print(f"egath_lite.reproduce: preset {args.preset}, {len(cells)} grid cell(s) "
-          f"[datasets {datasets} x seeds {args.seeds} x variants {args.variants}], runs in {runs_root}")
+    print(
+        f"egath_lite.reproduce: preset {args.preset}, {len(cells)} grid cell(s) "
+        f"[datasets {datasets} x seeds {args.seeds} x variants {args.variants}], runs in {runs_root}"
+    )
     t0 = time.perf_counter()
     for dataset in datasets:  # what the notebooks will work on, before spending minutes on them
         first = next(c.cfg for c in cells if c.cfg.dataset == dataset)
@@ -394,9 +493,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not res["cache_hit"]:  # only what ran in this invocation
             for k, v in res.get("stage_seconds", {}).items():
                 stage_totals[k] = stage_totals.get(k, 0.0) + v
-    write_json(out_dir / "timings.json", {"stage_seconds": stage_totals, "wall_seconds": time.perf_counter() - t0,
-                                           "cells_run": sum(not r["cache_hit"] for r in results),
-                                           "cells_reused": sum(r["cache_hit"] for r in results)})
+    write_json(
+        out_dir / "timings.json",
+        {
+            "stage_seconds": stage_totals,
+            "wall_seconds": time.perf_counter() - t0,
+            "cells_run": sum(not r["cache_hit"] for r in results),
+            "cells_reused": sum(r["cache_hit"] for r in results),
+        },
+    )
     print("\nmAP@all (Hamming ranking; queries without a relevant item skipped)\n")
     print(format_markdown(table))
     if stage_totals:

@@ -33,8 +33,14 @@ def _results_folder(cfg: Config) -> Path:
 
 
 RESULTS_STAGE = Stage(
-    "results", fields=RESULT_FIELDS, params=("notebook",), extra=run_inputs, codec="json", suffix=".json",
-    location=_results_folder, description="a notebook's RESULTS dict, per configuration (what the driver reads)",
+    "results",
+    fields=RESULT_FIELDS,
+    params=("notebook",),
+    extra=run_inputs,
+    codec="json",
+    suffix=".json",
+    location=_results_folder,
+    description="a notebook's RESULTS dict, per configuration (what the driver reads)",
 )
 
 
@@ -56,8 +62,9 @@ def load_run_config(runs_root: str, run_name: str) -> Config | None:
     try:
         return Config.from_dict({**values, "runs_root": runs_root, "run_name": run_name})
     except ConfigError as exc:
-        raise ArtifactError(f"{path} records a configuration this version refuses ({exc}); "
-                            f"delete {path} or use another run name") from exc
+        raise ArtifactError(
+            f"{path} records a configuration this version refuses ({exc}); delete {path} or use another run name"
+        ) from exc
 
 
 def record_run_config(cfg: Config) -> Config:
@@ -72,8 +79,9 @@ def record_run_config(cfg: Config) -> Config:
         return cfg
 
 
-def resolve_run_config(preset: str | None, run_name: str, runs_root: str, given: dict[str, Any],
-                       log=print) -> tuple[Config, Config]:
+def resolve_run_config(
+    preset: str | None, run_name: str, runs_root: str, given: dict[str, Any], log=print
+) -> tuple[Config, Config]:
     """``(cfg, recorded)``: the run's recorded config (recording a new one) with ``given`` fields applied.
 
     ``given`` holds field values a notebook or the driver sets explicitly (None means "inherit").
@@ -84,9 +92,11 @@ def resolve_run_config(preset: str | None, run_name: str, runs_root: str, given:
     if recorded is None:
         recorded = record_run_config(get_config(preset or "default", run_name=run_name, runs_root=runs_root, **given))
     elif preset is not None and preset != recorded.preset:
-        raise ConfigError(f"run {run_name!r} was recorded with preset {recorded.preset!r} "
-                          f"({run_config_path(recorded)}); this asks for {preset!r}: use another RUN_NAME, "
-                          f"or PRESET=None to continue the run")
+        raise ConfigError(
+            f"run {run_name!r} was recorded with preset {recorded.preset!r} "
+            f"({run_config_path(recorded)}); this asks for {preset!r}: use another RUN_NAME, "
+            f"or PRESET=None to continue the run"
+        )
     cfg = recorded.replace(**given)
     for name, (old, new) in cfg.differences(recorded).items():
         log(f"this notebook overrides {name}: {old!r} → {new!r}")

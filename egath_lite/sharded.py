@@ -8,6 +8,7 @@ and at the end ``UnreadableImagesError`` lists every bad file (item, path, reaso
 copy in ``<key>-unreadable.json``; fix them and rerun, and only those shards are recomputed.
 An interrupt (Ctrl-C, SIGINT) leaves only complete shards behind.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,18 +42,25 @@ MESSAGE_LIMIT = 50
 class UnreadableImagesError(ValueError):
     """Images that could not be read in a pass: ``errors`` (ImageError list), ``failed_shards``, ``report`` path."""
 
-    def __init__(self, errors: list[ImageError], failed_shards: list[int], num_shards: int, shard_dir: Path,
-                 report: Path | None):
+    def __init__(
+        self, errors: list[ImageError], failed_shards: list[int], num_shards: int, shard_dir: Path, report: Path | None
+    ):
         self.errors, self.failed_shards, self.num_shards = errors, failed_shards, num_shards
         self.shard_dir, self.report = shard_dir, report
-        lines = [(f"{len(errors)} unreadable image(s) in {len(failed_shards)} of {num_shards} shard(s); the "
-                  f"{num_shards - len(failed_shards)} other shard(s) are finished and kept in {shard_dir}:")]
+        lines = [
+            (
+                f"{len(errors)} unreadable image(s) in {len(failed_shards)} of {num_shards} shard(s); the "
+                f"{num_shards - len(failed_shards)} other shard(s) are finished and kept in {shard_dir}:"
+            )
+        ]
         lines += [f"  item {e.item}: {e.path}: {e.reason}" for e in errors[:MESSAGE_LIMIT]]
         if len(errors) > MESSAGE_LIMIT:
             lines.append(f"  ... and {len(errors) - MESSAGE_LIMIT} more (all listed in {report})")
-        lines.append(f"Fix: replace these files with readable images (or remove the items from the data set) and "
-                     f"rerun; only shard(s) {_ranges(failed_shards)} are recomputed."
-                     + (f" The full list is in {report}." if report is not None else ""))
+        lines.append(
+            f"Fix: replace these files with readable images (or remove the items from the data set) and "
+            f"rerun; only shard(s) {_ranges(failed_shards)} are recomputed."
+            + (f" The full list is in {report}." if report is not None else "")
+        )
         super().__init__("\n".join(lines))
 
 
@@ -83,8 +91,9 @@ def shard_stamp(items: ImageItems, start: int, stop: int) -> str:
     return hashlib.sha256("|".join(items.stamp(p) for p in range(start, stop)).encode()).hexdigest()[:16]
 
 
-def load_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndarray,
-               dim: int | None, stamp: str | None = None) -> np.ndarray:
+def load_shard(
+    path: Path, key: str, shard: int, num_shards: int, items: np.ndarray, dim: int | None, stamp: str | None = None
+) -> np.ndarray:
     """A shard's embeddings float32 (m, D) after checking key, shard number, item ids, file stamps, shape, finiteness."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -94,8 +103,10 @@ def load_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndar
     if not isinstance(payload, dict) or payload.get("format") != SHARD_FORMAT:
         raise ValueError("not an egath_lite image shard")
     if payload.get("key") != key or payload.get("shard") != shard or payload.get("num_shards") != num_shards:
-        raise ValueError(f"made for key {payload.get('key')!r}, shard {payload.get('shard')} of "
-                         f"{payload.get('num_shards')}, not {key!r}, {shard} of {num_shards}")
+        raise ValueError(
+            f"made for key {payload.get('key')!r}, shard {payload.get('shard')} of "
+            f"{payload.get('num_shards')}, not {key!r}, {shard} of {num_shards}"
+        )
     stored, emb = payload.get("items"), payload.get("emb")
     if not isinstance(stored, torch.Tensor) or not isinstance(emb, torch.Tensor):
         raise ValueError("the items or emb tensor is missing")  # noqa: TRY004 - a bad file, not a bad argument
@@ -105,17 +116,26 @@ def load_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndar
         raise ValueError("an image file of this shard was replaced or touched since it was encoded")
     wrong_dim = dim is not None and emb.ndim == 2 and emb.shape[1] != dim
     if emb.dtype != torch.float32 or emb.ndim != 2 or emb.shape[0] != len(items) or wrong_dim:
-        raise ValueError(f"embeddings are {tuple(emb.shape)} {emb.dtype}, expected ({len(items)}, {dim or 'D'}) float32")
+        raise ValueError(
+            f"embeddings are {tuple(emb.shape)} {emb.dtype}, expected ({len(items)}, {dim or 'D'}) float32"
+        )
     if not torch.isfinite(emb).all():
         raise ValueError("embeddings contain NaN/Inf")
     return emb.numpy()
 
 
-def _save_shard(path: Path, key: str, shard: int, num_shards: int, items: np.ndarray, emb: np.ndarray,
-                stamp: str | None = None) -> None:
-    payload = {"format": SHARD_FORMAT, "key": key, "shard": shard, "num_shards": num_shards, "stamp": stamp,
-               "items": torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64)),
-               "emb": torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))}
+def _save_shard(
+    path: Path, key: str, shard: int, num_shards: int, items: np.ndarray, emb: np.ndarray, stamp: str | None = None
+) -> None:
+    payload = {
+        "format": SHARD_FORMAT,
+        "key": key,
+        "shard": shard,
+        "num_shards": num_shards,
+        "stamp": stamp,
+        "items": torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64)),
+        "emb": torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)),
+    }
     atomic_write_bytes(path, lambda f: torch.save(payload, f))
 
 
@@ -148,10 +168,18 @@ def _check_args(items: Any, key: Any, shard_size: Any, batch_size: Any) -> None:
 
 
 @torch.no_grad()
-def encode_images_sharded(model: torch.nn.Module, items: ImageItems, shard_dir: str | os.PathLike, key: str,
-                          shard_size: int = 2048, batch_size: int = 256, num_workers: int | None = None,
-                          device: str | torch.device | None = None, progress: bool = True,
-                          info: dict[str, Any] | None = None) -> np.ndarray:
+def encode_images_sharded(
+    model: torch.nn.Module,
+    items: ImageItems,
+    shard_dir: str | os.PathLike,
+    key: str,
+    shard_size: int = 2048,
+    batch_size: int = 256,
+    num_workers: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    info: dict[str, Any] | None = None,
+) -> np.ndarray:
     """L2-normalised image embeddings float32 (N, D) of ``items``, resumable through shard files.
 
     ``info`` (a dict, optional) is filled with ``num_shards``, ``reused_shards``, ``encoded_shards``,
@@ -167,8 +195,13 @@ def encode_images_sharded(model: torch.nn.Module, items: ImageItems, shard_dir: 
         model.eval()
         num_workers = default_num_workers(items) if num_workers is None else num_workers
         loader = make_image_loader(items, batch_size, num_workers, device, batches=batches)
-        bar = tqdm(total=sum(map(len, batches)), unit="img", disable=not progress, leave=False,
-                   desc=f"image embeddings ({len(state.done)}/{state.num_shards} shards reused)")
+        bar = tqdm(
+            total=sum(map(len, batches)),
+            unit="img",
+            disable=not progress,
+            leave=False,
+            desc=f"image embeddings ({len(state.done)}/{state.num_shards} shards reused)",
+        )
         it = iter(loader)
         try:
             with main_threads_beside_workers(num_workers, device):
@@ -205,8 +238,9 @@ class _Pass:
             path = self.path(s)
             if path.is_file():
                 try:
-                    self.done[s] = load_shard(path, key, s, self.num_shards, items.items[start:stop], dim,
-                                              shard_stamp(items, start, stop))
+                    self.done[s] = load_shard(
+                        path, key, s, self.num_shards, items.items[start:stop], dim, shard_stamp(items, start, stop)
+                    )
                 except ValueError as exc:
                     print(f"[shards] recomputing {path.name}: {exc}")
         self.reused = sorted(self.done)
@@ -245,8 +279,15 @@ class _Pass:
         emb = np.stack([rows[p] for p in range(start, stop)])
         if not np.isfinite(emb).all():
             raise FloatingPointError(f"shard {s}: image embeddings contain NaN/Inf; check the model weights")
-        _save_shard(self.path(s), self.key, s, self.num_shards, self.items.items[start:stop], emb,
-                    shard_stamp(self.items, start, stop))
+        _save_shard(
+            self.path(s),
+            self.key,
+            s,
+            self.num_shards,
+            self.items.items[start:stop],
+            emb,
+            shard_stamp(self.items, start, stop),
+        )
         self.done[s] = emb
         self.encoded.append(s)
 
@@ -254,17 +295,26 @@ class _Pass:
         return sorted(s for s, errs in self.shard_errors.items() if errs)
 
     def stats(self) -> dict[str, Any]:
-        return {"num_shards": self.num_shards, "reused_shards": self.reused, "encoded_shards": self.encoded,
-                "failed_shards": self.failed(), "encoded_items": self.encoded_items,
-                "reused_items": sum(self.ranges[s][1] - self.ranges[s][0] for s in self.reused)}
+        return {
+            "num_shards": self.num_shards,
+            "reused_shards": self.reused,
+            "encoded_shards": self.encoded,
+            "failed_shards": self.failed(),
+            "encoded_items": self.encoded_items,
+            "reused_items": sum(self.ranges[s][1] - self.ranges[s][0] for s in self.reused),
+        }
 
     def finish(self) -> np.ndarray:
         """All shards' embeddings (N, D), or UnreadableImagesError with every bad image (also written to a report)."""
         report = report_path(self.shard_dir, self.key)
         errors = sorted((e for errs in self.shard_errors.values() for e in errs), key=lambda e: e.position)
         if errors:
-            record = {"key": self.key, "failed_shards": self.failed(), "num_shards": self.num_shards,
-                      "unreadable": [e._asdict() for e in errors]}
+            record = {
+                "key": self.key,
+                "failed_shards": self.failed(),
+                "num_shards": self.num_shards,
+                "unreadable": [e._asdict() for e in errors],
+            }
             atomic_write_bytes(report, lambda f: f.write(json.dumps(record, indent=1).encode()))
             raise UnreadableImagesError(errors, self.failed(), self.num_shards, self.shard_dir, report)
         report.unlink(missing_ok=True)
@@ -285,4 +335,3 @@ def cleanup_shards(shard_dir: str | os.PathLike, key: str) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
-

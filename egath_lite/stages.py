@@ -19,9 +19,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .artifacts import ArtifactError, atomic_write_bytes, file_lock, plain, read_json, run_dir, versions, write_json
 from .config import Config, digest
@@ -72,11 +73,14 @@ class Stage:
         self._check_params(params)
         values = cfg.to_dict()
         return {
-            "stage": self.name, "version": self.version, "format": FORMAT,
+            "stage": self.name,
+            "version": self.version,
+            "format": FORMAT,
             "config": {f: values[f] for f in sorted(self.field_names(cfg))},
             "params": {p: params[p] for p in self.params},
-            "upstream": {u.name: u.key(cfg, **{p: params[p] for p in u.params if p in params})
-                         for u in self.upstream_stages(cfg)},
+            "upstream": {
+                u.name: u.key(cfg, **{p: params[p] for p in u.params if p in params}) for u in self.upstream_stages(cfg)
+            },
             "extra": self.extra(cfg) if self.extra is not None else None,
         }
 
@@ -101,8 +105,9 @@ class Stage:
     def _check_params(self, params: dict[str, Any]) -> None:
         missing, unknown = set(self.params) - set(params), set(params) - set(self.params)
         if missing or unknown:
-            raise TypeError(f"stage {self.name!r} takes params {self.params}; missing {sorted(missing)}, "
-                            f"unknown {sorted(unknown)}")
+            raise TypeError(
+                f"stage {self.name!r} takes params {self.params}; missing {sorted(missing)}, unknown {sorted(unknown)}"
+            )
 
     # ------------------------------------------------------------------ load / save / run
     def load(self, cfg: Config, **params: Any) -> dict[str, Any]:
@@ -122,8 +127,14 @@ class Stage:
             log(f"[{self.name}] recomputing: {exc}")
             return None
 
-    def save(self, cfg: Config, tensors: dict[str, Any] | None, meta: dict[str, Any],
-             compute_seconds: float | None = None, **params: Any) -> dict[str, Any]:
+    def save(
+        self,
+        cfg: Config,
+        tensors: dict[str, Any] | None,
+        meta: dict[str, Any],
+        compute_seconds: float | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
         """Validate and atomically write an artifact; returns its payload (``cache_hit`` False)."""
         key = self.key(cfg, **params)
         path = self.path(cfg, key, **params)
@@ -136,8 +147,14 @@ class Stage:
         _index_add(self, cfg, path, payload)
         return {**payload, "path": str(path), "cache_hit": False}
 
-    def run(self, cfg: Config, compute: Callable[[], tuple[dict[str, Any] | None, dict[str, Any]]],
-            force: bool = False, log: Callable[[str], None] = print, **params: Any) -> dict[str, Any]:
+    def run(
+        self,
+        cfg: Config,
+        compute: Callable[[], tuple[dict[str, Any] | None, dict[str, Any]]],
+        force: bool = False,
+        log: Callable[[str], None] = print,
+        **params: Any,
+    ) -> dict[str, Any]:
         """Reuse the valid artifact of this key, else ``compute()`` → ``(tensors, meta)``, save, return the payload.
 
         The check and the computation run under the artifact's lock: a second process asking for
@@ -165,8 +182,9 @@ class Stage:
         return json.dumps(self.key_parts(cfg, **params), indent=2, sort_keys=True, default=str)
 
     # ------------------------------------------------------------------ internals
-    def _payload(self, cfg: Config, key: str, params: dict[str, Any], tensors: dict[str, Any],
-                 meta: dict[str, Any]) -> dict[str, Any]:
+    def _payload(
+        self, cfg: Config, key: str, params: dict[str, Any], tensors: dict[str, Any], meta: dict[str, Any]
+    ) -> dict[str, Any]:
         import torch
 
         clean = {}
@@ -176,10 +194,15 @@ class Stage:
             clean[name] = t.detach().cpu().contiguous()
         values = cfg.to_dict()
         payload = {
-            "format": FORMAT, "stage": self.name, "key": key, "params": plain(params),
+            "format": FORMAT,
+            "stage": self.name,
+            "key": key,
+            "params": plain(params),
             "config": {f: values[f] for f in sorted(self.field_names(cfg))},
-            "versions": versions(), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "meta": plain(meta), "tensors": clean,
+            "versions": versions(),
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "meta": plain(meta),
+            "tensors": clean,
         }
         payload["checksum"] = checksum(payload)
         return payload
@@ -210,8 +233,10 @@ class Stage:
         except Exception as exc:  # noqa: BLE001 - any failure to read means a corrupt file
             raise ArtifactError(f"{path.name}: unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ArtifactError(f"{path.name}: not an egath_lite {self.name} artifact (format "
-                                f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
+            raise ArtifactError(
+                f"{path.name}: not an egath_lite {self.name} artifact (format "
+                f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})"
+            )
         if payload.get("stage") != self.name:
             raise ArtifactError(f"{path.name}: holds a {payload.get('stage')!r} artifact, not {self.name!r}")
         if payload.get("key") != key:
@@ -267,7 +292,9 @@ def shape_problems(tensors: dict[str, Any], spec: dict[str, tuple]) -> list[str]
             out.append(f"lacks tensor {name!r}")
             continue
         if len(shape) != t.dim() or any(s is not None and s != d for s, d in zip(shape, t.shape)):
-            out.append(f"{name} has shape {tuple(t.shape)}, the key promises {tuple('*' if s is None else s for s in shape)}")
+            out.append(
+                f"{name} has shape {tuple(t.shape)}, the key promises {tuple('*' if s is None else s for s in shape)}"
+            )
         if dtype is not None and t.dtype != dtype:
             out.append(f"{name} has dtype {t.dtype}, the key promises {dtype}")
     return out
@@ -285,9 +312,14 @@ def _index_add(stage: Stage, cfg: Config, path: Path, payload: dict[str, Any]) -
         except ArtifactError:
             entries = {}  # a damaged index is rebuilt from what is written next; the artifacts stay valid
         entries = {k: v for k, v in entries.items() if (path.parent / k).is_file()}
-        entries[path.name] = {"stage": stage.name, "key": payload["key"], "params": payload["params"],
-                              "config": payload["config"], "created": payload["created"],
-                              "bytes": os.path.getsize(path)}
+        entries[path.name] = {
+            "stage": stage.name,
+            "key": payload["key"],
+            "params": payload["params"],
+            "config": payload["config"],
+            "created": payload["created"],
+            "bytes": os.path.getsize(path),
+        }
         write_json(index, {"artifacts": entries})
 
 
@@ -302,7 +334,14 @@ def stage_table(stages: Sequence[Stage], cfg: Config) -> list[dict[str, Any]]:
     rows = []
     for s in stages:
         tag = "".join(f"-<{p}>" for p in s.params)
-        rows.append({"stage": s.name, "fields": s.field_names(cfg), "upstream": [u.name for u in s.upstream_stages(cfg)],
-                     "extra": (s.extra.__doc__ or s.extra.__name__).strip() if s.extra else "", "artifact": f"{s.name}{tag}-<key>{s.suffix}",
-                     "description": s.description})
+        rows.append(
+            {
+                "stage": s.name,
+                "fields": s.field_names(cfg),
+                "upstream": [u.name for u in s.upstream_stages(cfg)],
+                "extra": (s.extra.__doc__ or s.extra.__name__).strip() if s.extra else "",
+                "artifact": f"{s.name}{tag}-<key>{s.suffix}",
+                "description": s.description,
+            }
+        )
     return rows

@@ -8,24 +8,36 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from .progress import tqdm
 
 from .artifacts import ArtifactError, atomic_write_bytes
 from .config import Config
 from .encode import _amp, _check_batch_size, _check_images, _check_texts, _model_device, _sync, images_to_tensor
+from .progress import tqdm
 from .stages import FORMAT, Stage
+
 
 # --------------------------------------------------------------------------- tiny CLIP training
 def train_tiny_clip(
-    model: torch.nn.Module, images: np.ndarray, texts: Sequence[str], tokenizer: Callable, *,
-    epochs: int, lr: float, batch_size: int, seed: int = 0, weight_decay: float = 0.1,
-    warmup_fraction: float = 0.1, progress: bool = True,
-    on_epoch_end: Callable[[int, torch.nn.Module], dict[str, float]] | None = None, augment: bool = True,
+    model: torch.nn.Module,
+    images: np.ndarray,
+    texts: Sequence[str],
+    tokenizer: Callable,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int = 0,
+    weight_decay: float = 0.1,
+    warmup_fraction: float = 0.1,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, torch.nn.Module], dict[str, float]] | None = None,
+    augment: bool = True,
 ) -> dict[str, Any]:
     """Contrastive training (open_clip's ClipLoss) on paired uint8 images (N, S, S, 3) and tag strings, in place.
 
@@ -53,23 +65,42 @@ def train_tiny_clip(
     # No weight decay on gains, biases, embeddings of position and the temperature (as open_clip's trainer).
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "logit_scale" in name or "positional" in name or "class_embedding" in name
-         else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6,
-                            # fused: one kernel for all tensors, ~10x faster than the loop on a CPU, where
-                            # the 6.3 M-entry token embedding otherwise makes the update a third of each step
-                            fused=device.type in ("cpu", "cuda"))
+        (
+            no_decay
+            if p.ndim < 2 or "logit_scale" in name or "positional" in name or "class_embedding" in name
+            else decay
+        ).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+        # fused: one kernel for all tensors, ~10x faster than the loop on a CPU, where
+        # the 6.3 M-entry token embedding otherwise makes the update a third of each step
+        fused=device.type in ("cpu", "cuda"),
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))))
+        opt,
+        lambda s: (
+            (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup)))
+        ),
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     loss_fn = ClipLoss()
     gen = torch.Generator().manual_seed(seed)
     tokens_all = None if augment else tokenizer(list(texts))
     rng = np.random.default_rng(seed)
-    history: dict[str, Any] = {"step_loss": [], "epoch_loss": [], "epoch_seconds": [], "steps_per_epoch": steps_per_epoch,
-                               "num_pairs": int(len(images)), "batch_size": batch_size, "lr": lr, "epochs": epochs,
-                               "augment": augment}
+    history: dict[str, Any] = {
+        "step_loss": [],
+        "epoch_loss": [],
+        "epoch_seconds": [],
+        "steps_per_epoch": steps_per_epoch,
+        "num_pairs": int(len(images)),
+        "batch_size": batch_size,
+        "lr": lr,
+        "epochs": epochs,
+        "augment": augment,
+    }
     model.train()
     bar = tqdm(total=total, desc="tiny CLIP training", disable=not progress, leave=False)
     for epoch in range(epochs):
@@ -77,7 +108,7 @@ def train_tiny_clip(
         order = torch.randperm(len(images), generator=gen).numpy()
         losses = []
         for step in range(steps_per_epoch):
-            idx = np.sort(order[step * batch_size:(step + 1) * batch_size])
+            idx = np.sort(order[step * batch_size : (step + 1) * batch_size])
             x = images_to_tensor(images[idx], model)
             if augment:
                 flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
@@ -87,10 +118,13 @@ def train_tiny_clip(
                 t = tokens_all[idx]
             x, t = x.to(device), t.to(device)
             with _amp(device):
-                loss = loss_fn(model.encode_image(x, normalize=True), model.encode_text(t, normalize=True),
-                               model.logit_scale.exp())
+                loss = loss_fn(
+                    model.encode_image(x, normalize=True), model.encode_text(t, normalize=True), model.logit_scale.exp()
+                )
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"tiny CLIP loss became {loss.item()} at epoch {epoch}, step {step}; lower clip_lr")
+                raise FloatingPointError(
+                    f"tiny CLIP loss became {loss.item()} at epoch {epoch}, step {step}; lower clip_lr"
+                )
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -119,8 +153,9 @@ def train_tiny_clip(
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256,
-                          max_items: int = 4096) -> int:
+def recalibrate_batchnorm(
+    model: torch.nn.Module, images: np.ndarray, batch_size: int = 256, max_items: int = 4096
+) -> int:
     """Reset BatchNorm running statistics to exact averages over (up to max_items) training images; returns the count.
 
     The tiny CLIP's ResNet image tower normalises with batch statistics while training but with running
@@ -139,7 +174,7 @@ def recalibrate_batchnorm(model: torch.nn.Module, images: np.ndarray, batch_size
     model.visual.train()
     n = min(len(images), max_items)
     for start in range(0, n, batch_size):
-        x = images_to_tensor(images[start:min(start + batch_size, n)], model).to(device)
+        x = images_to_tensor(images[start : min(start + batch_size, n)], model).to(device)
         with _amp(device):
             model.visual(x)
     for m, momentum in zip(norms, saved):
@@ -155,11 +190,24 @@ def _shuffle_tags(text: str, rng: np.random.Generator) -> str:
 
 # --------------------------------------------------------------------------- the stage
 # Bumped whenever the way pixels/tags become model inputs changes: it is part of every CLIP stage's key.
-PREPROCESS_VERSION = ("v2:uint8 -> antialiased resize (model interpolation) + centre crop on tensors (egath_lite.images)"
-                      " -> [0,1] -> clip mean/std; tags tokenised+truncated")
+PREPROCESS_VERSION = (
+    "v2:uint8 -> antialiased resize (model interpolation) + centre crop on tensors (egath_lite.images)"
+    " -> [0,1] -> clip mean/std; tags tokenised+truncated"
+)
 # The config fields that decide which items, labels, tags and split the data stages see.
-DATA_FIELDS = ("dataset", "data_root", "layout", "drop_unlabeled", "toy_size", "image_size", "seed", "num_query",
-               "num_train", "split_seed", "val_fraction")
+DATA_FIELDS = (
+    "dataset",
+    "data_root",
+    "layout",
+    "drop_unlabeled",
+    "toy_size",
+    "image_size",
+    "seed",
+    "num_query",
+    "num_train",
+    "split_seed",
+    "val_fraction",
+)
 
 
 def _architecture(cfg: Config) -> dict[str, Any]:
@@ -169,8 +217,11 @@ def _architecture(cfg: Config) -> dict[str, Any]:
     from .data import dataset_fingerprint
 
     arch = MODEL_CONFIG_DIR / f"{cfg.clip_model}.json"
-    return {"data": dataset_fingerprint(cfg), "preprocess": PREPROCESS_VERSION,
-            "architecture": hashlib.sha256(arch.read_bytes()).hexdigest()[:16] if arch.is_file() else None}
+    return {
+        "data": dataset_fingerprint(cfg),
+        "preprocess": PREPROCESS_VERSION,
+        "architecture": hashlib.sha256(arch.read_bytes()).hexdigest()[:16] if arch.is_file() else None,
+    }
 
 
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -189,8 +240,11 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 TINY_CLIP_STAGE = Stage(
-    "tiny_clip", fields=DATA_FIELDS + ("clip_model", "clip_epochs", "clip_lr", "clip_batch_size"), version="2",
-    extra=_architecture, codec=(_save_checkpoint, _load_checkpoint),
+    "tiny_clip",
+    fields=DATA_FIELDS + ("clip_model", "clip_epochs", "clip_lr", "clip_batch_size"),
+    version="2",
+    extra=_architecture,
+    codec=(_save_checkpoint, _load_checkpoint),
     description="the offline tiny CLIP, trained on the toy training split (an open_clip checkpoint)",
 )
 
@@ -210,8 +264,15 @@ def ensure_tiny_clip(cfg: Config, force: bool = False, progress: bool = True) ->
         images = _in_memory_images(ds)
         model, _, tokenizer = load_clip(cfg.clip_model, None, cfg.device, seed=cfg.seed)
         history = train_tiny_clip(
-            model, images[train_idx], [ds.texts[i] for i in train_idx], tokenizer,
-            epochs=cfg.clip_epochs, lr=cfg.clip_lr, batch_size=cfg.clip_batch_size, seed=cfg.seed, progress=progress,
+            model,
+            images[train_idx],
+            [ds.texts[i] for i in train_idx],
+            tokenizer,
+            epochs=cfg.clip_epochs,
+            lr=cfg.clip_lr,
+            batch_size=cfg.clip_batch_size,
+            seed=cfg.seed,
+            progress=progress,
         )
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         return state, {"model": cfg.clip_model, "dataset": cfg.dataset, "history": history}

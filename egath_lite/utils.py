@@ -1,4 +1,5 @@
 """Small shared helpers: device choice and seeding."""
+
 from __future__ import annotations
 
 import contextlib

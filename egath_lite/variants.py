@@ -19,7 +19,13 @@ def variant_settings(cfg: Any) -> dict[str, Any]:
     """Loss weights and model switches of ``cfg.variant``."""
     if cfg.variant not in VARIANTS:
         raise ValueError(f"unknown variant {cfg.variant!r}; choose one of {', '.join(VARIANTS)}")
-    settings = dict(classifier="gat", text_input="bow", w_cosine=cfg.w_cosine, w_triplet=cfg.w_triplet,
-                    w_cls=cfg.w_cls, w_quant=cfg.w_quant)
+    settings = dict(
+        classifier="gat",
+        text_input="bow",
+        w_cosine=cfg.w_cosine,
+        w_triplet=cfg.w_triplet,
+        w_cls=cfg.w_cls,
+        w_quant=cfg.w_quant,
+    )
     settings.update(VARIANTS[cfg.variant])
     return settings

@@ -63,21 +63,44 @@ def main() -> int:
 
     root = os.path.join(args.runs_root, "data", "mirflickr25k")
     n_query = min(1_000, max(10, args.images // 10))
-    stage(f"write {args.images} JPEGs (MIRFlickr layout)",
-          lambda: write_mirflickr_raw(root, args.images, seed=0, min_label_count=2))
-    ckpt = stage(f"random {args.model} -> checkpoint file", lambda: save_clip_checkpoint(
-        load_clip(args.model, None, "cpu", seed=0)[0], os.path.join(args.runs_root, "weights", f"{args.model}.pt")))
-    cfg = get_config("default", dataset="mirflickr25k", data_root=root, clip_model=args.model,
-                     clip_pretrained=str(ckpt), num_query=n_query, num_train=args.images - n_query,
-                     vocab_size=1_000, extract_batch_size=args.batch_size, device=args.device, bits=[32],
-                     runs_root=args.runs_root, run_name=f"smoke-{args.model}", epochs=5, hash_batch_size=128)
+    stage(
+        f"write {args.images} JPEGs (MIRFlickr layout)",
+        lambda: write_mirflickr_raw(root, args.images, seed=0, min_label_count=2),
+    )
+    ckpt = stage(
+        f"random {args.model} -> checkpoint file",
+        lambda: save_clip_checkpoint(
+            load_clip(args.model, None, "cpu", seed=0)[0], os.path.join(args.runs_root, "weights", f"{args.model}.pt")
+        ),
+    )
+    cfg = get_config(
+        "default",
+        dataset="mirflickr25k",
+        data_root=root,
+        clip_model=args.model,
+        clip_pretrained=str(ckpt),
+        num_query=n_query,
+        num_train=args.images - n_query,
+        vocab_size=1_000,
+        extract_batch_size=args.batch_size,
+        device=args.device,
+        bits=[32],
+        runs_root=args.runs_root,
+        run_name=f"smoke-{args.model}",
+        epochs=5,
+        hash_batch_size=128,
+    )
     feats = stage("features (sharded DataLoader pipeline)", lambda: ensure_features(cfg))
     m = feats["meta"]
     print(f"  {m['items_per_second']:.0f} items/s ({m['image_seconds']:.1f} s images, {m['text_seconds']:.1f} s texts)")
     stage("label graph", lambda: ensure_graph(cfg))
-    tuned = stage(f"fine-tuning: 1 epoch on {args.images - n_query} images",
-                  lambda: ensure_codes(cfg.replace(finetune_clip=True, epochs=1, hash_batch_size=64), 32))
-    print(f"  {tuned['meta']['seconds_per_epoch']:.1f} s per epoch (with validation: {tuned['meta']['train_seconds']:.1f} s)")
+    tuned = stage(
+        f"fine-tuning: 1 epoch on {args.images - n_query} images",
+        lambda: ensure_codes(cfg.replace(finetune_clip=True, epochs=1, hash_batch_size=64), 32),
+    )
+    print(
+        f"  {tuned['meta']['seconds_per_epoch']:.1f} s per epoch (with validation: {tuned['meta']['train_seconds']:.1f} s)"
+    )
     frozen = stage("hash training, frozen features (5 epochs)", lambda: ensure_codes(cfg, 32))
 
     rng = np.random.default_rng(0)
@@ -91,9 +114,12 @@ def main() -> int:
     qX = rng.standard_normal((2_100, 512)).astype(np.float32)
     rX = rng.standard_normal((184_477, 512)).astype(np.float32)
     stage("cosine mAP, 2,100 x 184,477 x 512", lambda: map_from_embeddings(qX, rX, q_labels, r_labels))
-    summary = {"timings_s": timings, "total_s": round(sum(timings.values()), 1),
-               "map_32_frozen": {k: round(float(v), 4) for k, v in frozen["meta"].items() if k == "val_map"},
-               "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None}
+    summary = {
+        "timings_s": timings,
+        "total_s": round(sum(timings.values()), 1),
+        "map_32_frozen": {k: round(float(v), 4) for k, v in frozen["meta"].items() if k == "val_map"},
+        "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None,
+    }
     print(json.dumps(summary))
     return 0
 

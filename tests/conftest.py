@@ -1,4 +1,5 @@
 """Shared pytest set-up: offline hub, headless matplotlib, CPU only, repo paths."""
+
 import os
 from pathlib import Path
 

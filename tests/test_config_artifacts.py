@@ -37,26 +37,29 @@ def test_presets_and_overrides():
         get_config("tiny", bitz=16)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("bits", "32", r"bits must be a list of integers, e.g\. bits=\(16, 32, 64\).*got the string '32'"),
-    ("bits", 0, r"bits must be >= 1, got 0"),
-    ("bits", [16.7], r"bits must hold integers.*16\.7 \(float\)"),
-    ("bits", True, r"bits must be a non-empty list of integers"),
-    ("bits", [16, 16], r"bits lists a value twice"),
-    ("epochs", "2", r"epochs must be an integer, e.g\. epochs=30; got '2' \(str\)"),
-    ("epochs", 0, r"epochs must be >= 1, got 0"),
-    ("seed", "0", r"seed must be an integer.*got '0' \(str\)"),
-    ("val_fraction", 1.0, r"val_fraction must be < 1\.0"),
-    ("zeta", 0, r"zeta must be > 0\.0"),
-    ("variant", "egath2", r"variant='egath2' is not one of egath, no_gat"),
-    ("label_fusion", "add", r"label_fusion='add' is not one of concat"),
-    ("device", "gpu", r"device='gpu' is not auto, cpu, cuda, cuda:N or mps"),
-    ("finetune_clip", 1, r"finetune_clip must be True or False"),
-    ("lr", "1e-3", r"lr must be a number"),
-    ("run_name", "../escape", r"run_name='\.\./escape' must be one folder name"),
-    ("run_name", "/abs/path", r"must be one folder name"),
-    ("run_name", "..", r"must be one folder name"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("bits", "32", r"bits must be a list of integers, e.g\. bits=\(16, 32, 64\).*got the string '32'"),
+        ("bits", 0, r"bits must be >= 1, got 0"),
+        ("bits", [16.7], r"bits must hold integers.*16\.7 \(float\)"),
+        ("bits", True, r"bits must be a non-empty list of integers"),
+        ("bits", [16, 16], r"bits lists a value twice"),
+        ("epochs", "2", r"epochs must be an integer, e.g\. epochs=30; got '2' \(str\)"),
+        ("epochs", 0, r"epochs must be >= 1, got 0"),
+        ("seed", "0", r"seed must be an integer.*got '0' \(str\)"),
+        ("val_fraction", 1.0, r"val_fraction must be < 1\.0"),
+        ("zeta", 0, r"zeta must be > 0\.0"),
+        ("variant", "egath2", r"variant='egath2' is not one of egath, no_gat"),
+        ("label_fusion", "add", r"label_fusion='add' is not one of concat"),
+        ("device", "gpu", r"device='gpu' is not auto, cpu, cuda, cuda:N or mps"),
+        ("finetune_clip", 1, r"finetune_clip must be True or False"),
+        ("lr", "1e-3", r"lr must be a number"),
+        ("run_name", "../escape", r"run_name='\.\./escape' must be one folder name"),
+        ("run_name", "/abs/path", r"must be one folder name"),
+        ("run_name", "..", r"must be one folder name"),
+    ],
+)
 def test_config_refuses_bad_values_at_construction(field, value, message):
     with pytest.raises(ConfigError, match=message):
         get_config("tiny", **{field: value})
@@ -116,6 +119,7 @@ def test_file_names_carry_the_key_and_configurations_never_overwrite(tmp_path):
         def run():
             calls.append(value)
             return {"v": torch.tensor([value])}, {"value": value}
+
         return run
 
     a = stage.run(cfg, compute(1), bits=16)
@@ -225,8 +229,10 @@ def test_a_second_process_waits_for_the_lock(tmp_path):
 def test_orphan_temp_files_are_removed_and_files_respect_the_umask(tmp_path):
     target = tmp_path / "a.json"
     # a write killed with SIGKILL leaves its temp file behind
-    code = ("import os, sys; from egath_lite.artifacts import atomic_write_bytes\n"
-            "atomic_write_bytes(sys.argv[1], lambda f: (f.write(b'half'), f.flush(), os.kill(os.getpid(), 9)))")
+    code = (
+        "import os, sys; from egath_lite.artifacts import atomic_write_bytes\n"
+        "atomic_write_bytes(sys.argv[1], lambda f: (f.write(b'half'), f.flush(), os.kill(os.getpid(), 9)))"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(target)], check=False)
     assert proc.returncode == -signal.SIGKILL
     orphans = list(tmp_path.glob(".a.json.*.tmp"))

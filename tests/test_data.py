@@ -1,24 +1,47 @@
 """Data layer core: splits, label checks, vocabulary / bag-of-words, registry, cache bundles, reference names."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from egath_lite import get_config
-from egath_lite.data import (DatasetError, MultiModalDataset, SplitDefaults, available_datasets, bag_of_words,
-                             build_vocabulary, check_labels, dataset_from_config, load_dataset, make_split,
-                             split_from_config, tokenize)
+from egath_lite.data import (
+    DatasetError,
+    MultiModalDataset,
+    SplitDefaults,
+    available_datasets,
+    bag_of_words,
+    build_vocabulary,
+    check_labels,
+    dataset_from_config,
+    load_dataset,
+    make_split,
+    split_from_config,
+    tokenize,
+)
 from egath_lite.data.bundle import BundleError, read_bundle, write_bundle
-from egath_lite.data.reference import (MIRFLICKR25K_LABELS, MSCOCO_LABELS, NUS_TC10_LABELS, load_glove,
-                                       load_glove_for_labels, load_released_adjacency)
+from egath_lite.data.reference import (
+    MIRFLICKR25K_LABELS,
+    MSCOCO_LABELS,
+    NUS_TC10_LABELS,
+    load_glove,
+    load_glove_for_labels,
+    load_released_adjacency,
+)
 
 
 def _tiny_ds(n: int = 10) -> MultiModalDataset:
     labels = np.zeros((n, 3), np.uint8)
     labels[np.arange(n), np.arange(n) % 3] = 1
-    return MultiModalDataset(name="t", label_names=["a", "b", "c"], labels=labels,
-                             texts=[f"tag{i % 4}" for i in range(n)], split_defaults=SplitDefaults(2, 5, 3),
-                             images=np.zeros((n, 4, 4, 3), np.uint8))
+    return MultiModalDataset(
+        name="t",
+        label_names=["a", "b", "c"],
+        labels=labels,
+        texts=[f"tag{i % 4}" for i in range(n)],
+        split_defaults=SplitDefaults(2, 5, 3),
+        images=np.zeros((n, 4, 4, 3), np.uint8),
+    )
 
 
 # ----------------------------------------------------------------------------- split
@@ -42,12 +65,15 @@ def test_split_defaults_and_overrides():
     assert (len(s2.query), len(s2.train), len(s2.retrieval), s2.seed) == (3, 4, 7, 0)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(num_query=6, num_train=5), "exceeds the 10 items"),
-    (dict(num_query=0), "num_query must be a positive int"),
-    (dict(num_train=2.5), "num_train must be a positive int"),
-    (dict(seed=-1), "split seed must be a non-negative int"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_query=6, num_train=5), "exceeds the 10 items"),
+        (dict(num_query=0), "num_query must be a positive int"),
+        (dict(num_train=2.5), "num_train must be a positive int"),
+        (dict(seed=-1), "split seed must be a non-negative int"),
+    ],
+)
 def test_split_bad_sizes_raise(kwargs, match):
     with pytest.raises(DatasetError, match=match):
         _tiny_ds(10).split(**kwargs)
@@ -87,14 +113,17 @@ def test_check_labels_accepts_bool_float_and_converts_to_uint8():
     assert check_labels([[True, False]], "x").tolist() == [[1, 0]]
 
 
-@pytest.mark.parametrize("labels, match", [
-    (np.array([[1, 0], [0, 0], [0, 1]]), r"1 of 3 label rows are all zero \(first rows: \[1\]\)"),
-    (np.array([[1, 0], [np.nan, 1]]), "NaN"),
-    (np.array([[2, 0], [0, 1]]), "must be 0/1, found 2"),
-    (np.array([1, 0, 1]), "2-D"),
-    (np.zeros((0, 3)), "non-empty"),
-    (np.array([["a", "b"]]), "dtype"),
-])
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (np.array([[1, 0], [0, 0], [0, 1]]), r"1 of 3 label rows are all zero \(first rows: \[1\]\)"),
+        (np.array([[1, 0], [np.nan, 1]]), "NaN"),
+        (np.array([[2, 0], [0, 1]]), "must be 0/1, found 2"),
+        (np.array([1, 0, 1]), "2-D"),
+        (np.zeros((0, 3)), "non-empty"),
+        (np.array([["a", "b"]]), "dtype"),
+    ],
+)
 def test_check_labels_rejects_bad_matrices(labels, match):
     with pytest.raises(DatasetError, match=match):
         check_labels(labels, "fixture.mat")
@@ -102,11 +131,23 @@ def test_check_labels_rejects_bad_matrices(labels, match):
 
 def test_dataset_rejects_mismatched_lengths_and_label_counts():
     with pytest.raises(DatasetError, match=r"different lengths \(labels: 3, texts: 2"):
-        MultiModalDataset(name="t", label_names=["a"], labels=np.ones((3, 1)), texts=["x", "y"],
-                          split_defaults=SplitDefaults(1, 1, 0), image_paths=["a", "b", "c"])
+        MultiModalDataset(
+            name="t",
+            label_names=["a"],
+            labels=np.ones((3, 1)),
+            texts=["x", "y"],
+            split_defaults=SplitDefaults(1, 1, 0),
+            image_paths=["a", "b", "c"],
+        )
     with pytest.raises(DatasetError, match="2 columns but this dataset has 3 labels"):
-        MultiModalDataset(name="t", label_names=["a", "b", "c"], labels=np.ones((2, 2)), texts=["x", "y"],
-                          split_defaults=SplitDefaults(1, 1, 0), image_paths=["a", "b"])
+        MultiModalDataset(
+            name="t",
+            label_names=["a", "b", "c"],
+            labels=np.ones((2, 2)),
+            texts=["x", "y"],
+            split_defaults=SplitDefaults(1, 1, 0),
+            image_paths=["a", "b"],
+        )
 
 
 # ----------------------------------------------------------------------------- vocabulary

@@ -1,4 +1,5 @@
 """Real benchmark loaders on small fixture files written here in each release layout, and every bad input."""
+
 from __future__ import annotations
 
 import sys
@@ -92,8 +93,11 @@ def test_missing_and_unrecognised_folders(tmp_path):
         load_dataset("mirflickr25k", root=tmp_path / "absent")
     (tmp_path / "wrong").mkdir()
     (tmp_path / "wrong" / "notes.txt").write_text("hello")
-    with pytest.raises(DatasetNotFoundError, match=r"matches none of its layouts \(raw, mat\)\. Found there: 1 entries "
-                                                   r"\(notes.txt\).*No file of any layout is there: wrong folder\?"):
+    with pytest.raises(
+        DatasetNotFoundError,
+        match=r"matches none of its layouts \(raw, mat\)\. Found there: 1 entries "
+        r"\(notes.txt\).*No file of any layout is there: wrong folder\?",
+    ):
         load_dataset("mirflickr25k", root=tmp_path / "wrong")
     with pytest.raises(DatasetError, match="unknown layout 'zip'"):
         load_dataset("mirflickr25k", root=tmp_path / "wrong", layout="zip")
@@ -112,8 +116,12 @@ def mir_mat(tmp_path) -> Path:
     root = tmp_path / "mir_mat"
     labels = np.zeros((3, 24))
     labels[0, 18] = labels[1, 13] = labels[2, [5, 0]] = 1  # sky; people; dog + animals
-    _write_mat_layout(root, [f"./flickr25k/mirflickr/im{i}.jpg" for i in (1, 2, 3)],
-                      ["sky blue", "portrait girl people", "dog"], labels)
+    _write_mat_layout(
+        root,
+        [f"./flickr25k/mirflickr/im{i}.jpg" for i in (1, 2, 3)],
+        ["sky blue", "portrait girl people", "dog"],
+        labels,
+    )
     for i in (1, 2, 3):
         _jpg(root / "mirflickr" / f"im{i}.jpg", 20 * i)
     return root
@@ -131,8 +139,11 @@ def test_mirflickr_mat_layout(mir_mat):
 
 def test_half_present_mat_layout_names_the_missing_file(mir_mat):
     (mir_mat / "caption.mat").unlink()
-    with pytest.raises(DatasetNotFoundError, match=r"most resembles the mat layout .*has index.mat; has label.mat; "
-                                                   r"lacks caption.mat"):
+    with pytest.raises(
+        DatasetNotFoundError,
+        match=r"most resembles the mat layout .*has index.mat; has label.mat; "
+        r"lacks caption.mat",
+    ):
         load_dataset("mirflickr25k", root=mir_mat)
     with pytest.raises(DatasetNotFoundError, match=r"missing \['caption.mat'\]"):  # the layout named explicitly
         load_dataset("mirflickr25k", root=mir_mat, layout="mat")
@@ -234,8 +245,11 @@ def test_nuswide_half_present_and_mismatched_lengths(nus_gcdh):
     with pytest.raises(DatasetError, match=mismatch):
         load_dataset("nuswide_tc10", root=nus_gcdh)
     (nus_gcdh / "tagList.mat").unlink()
-    with pytest.raises(DatasetNotFoundError, match=r"3 below it \(mostly in images/ \(3\)\).*most resembles the gcdh "
-                                                   r"layout .*has imgList.mat; has labelList.mat; lacks tagList.mat"):
+    with pytest.raises(
+        DatasetNotFoundError,
+        match=r"3 below it \(mostly in images/ \(3\)\).*most resembles the gcdh "
+        r"layout .*has imgList.mat; has labelList.mat; lacks tagList.mat",
+    ):
         load_dataset("nuswide_tc10", root=nus_gcdh)
 
 

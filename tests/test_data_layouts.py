@@ -1,5 +1,6 @@
 """Every supported release layout, written by egath_lite.data.fixtures, loads with the right items and labels;
 every placement mistake users make gets a message naming what was found and the fix; the fingerprint sees every file."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,7 @@ def test_every_layout_loads_items_labels_texts_and_images(written, key):
 
 
 def test_fixtures_have_every_label_in_a_small_training_split(tmp_path):
-    for (name, layout) in [("mirflickr25k", "raw"), ("nuswide_tc10", "gcdh"), ("mscoco", "json")]:
+    for name, layout in [("mirflickr25k", "raw"), ("nuswide_tc10", "gcdh"), ("mscoco", "json")]:
         info = fx.WRITERS[(name, layout)](tmp_path / name, 400, 0)
         ds = load_dataset(name, root=info.root, check_images=False)
         split = ds.split(60, 200, ds.split_defaults.seed)
@@ -98,15 +99,22 @@ def test_nuswide_official_applies_the_tc10_rule(written):
 
 
 def test_tc10_selection_by_hand_and_a_wrong_ground_truth(tmp_path):
-    cols = {"a": np.array([1, 0, 0, 0]), "b": np.array([1, 1, 0, 0]), "c": np.array([0, 1, 0, 0]),
-            "d": np.array([0, 0, 0, 1])}
+    cols = {
+        "a": np.array([1, 0, 0, 0]),
+        "b": np.array([1, 1, 0, 0]),
+        "c": np.array([0, 1, 0, 0]),
+        "d": np.array([0, 0, 0, 1]),
+    }
     top, keep = tc10_selection(cols, k=2)
     assert top == ["b", "a"] and keep.tolist() == [True, True, False, False]  # a/c/d tie at 1: by name
     assert image_entry("C:\\ImageData\\Flickr\\actor\\0001_2124494179.jpg") == "actor/0001_2124494179.jpg"
     info = fx.write_nuswide_official(tmp_path / "nus", 40, 0)
     (info.root / "Groundtruth" / "AllLabels" / "Labels_lake.txt").write_text("0\n" * 44)
-    with pytest.raises(DatasetError, match=r"10 most frequent concepts .* are .*not TC-10's .*is Groundtruth/AllLabels "
-                                           r"complete"):
+    with pytest.raises(
+        DatasetError,
+        match=r"10 most frequent concepts .* are .*not TC-10's .*is Groundtruth/AllLabels "
+        r"complete",
+    ):
         load_dataset("nuswide_tc10", root=info.root)
     (info.root / "NUS_WID_Tags" / "AllTags1k.txt").write_text("0 1 2\n")
     with pytest.raises(DatasetError, match="expected only 0/1 values"):
@@ -116,7 +124,9 @@ def test_tc10_selection_by_hand_and_a_wrong_ground_truth(tmp_path):
 def test_mscoco_json_keeps_items_with_a_label_and_counts_the_rest(written, tmp_path):
     info = written[("mscoco", "json")]
     ds = load_dataset("mscoco", root=info.root)
-    inst = {s: json.loads((info.root / "annotations" / f"instances_{s}2014.json").read_text()) for s in ("train", "val")}
+    inst = {
+        s: json.loads((info.root / "annotations" / f"instances_{s}2014.json").read_text()) for s in ("train", "val")
+    }
     all_ids = {s: sorted(im["id"] for im in inst[s]["images"]) for s in inst}
     with_label = {s: {a["image_id"] for a in inst[s]["annotations"]} for s in inst}
     expected_ids = [i for s in ("train", "val") for i in all_ids[s] if i in with_label[s]]
@@ -181,8 +191,10 @@ def test_mistake_no_annotation_folder(written, tmp_path):
     msg = _message("mirflickr25k", root)
     assert "Found there: 1 entries (mirflickr/)" in msg and "below it (mostly in mirflickr/" in msg
     assert "most resembles the raw layout" in msg and "has the tag files (mirflickr/meta/tags)" in msg
-    assert ("lacks the 24 annotation files (mirflickr25k_annotations_v080/animals.txt or animals.txt): download "
-            "mirflickr25k_annotations_v080.zip and extract it into the root") in msg
+    assert (
+        "lacks the 24 annotation files (mirflickr25k_annotations_v080/animals.txt or animals.txt): download "
+        "mirflickr25k_annotations_v080.zip and extract it into the root"
+    ) in msg
 
 
 def test_mistake_ssah_and_dcmh_single_files(tmp_path):
@@ -191,8 +203,10 @@ def test_mistake_ssah_and_dcmh_single_files(tmp_path):
     for name, key in (("lall", "LAll"), ("yall", "YAll"), ("iall", "IAll")):
         sio.savemat(ssah / f"mirflickr25k-{name}.mat", {key: np.zeros((3, 4))})
     msg = _message("mirflickr25k", ssah)
-    assert (".mat files: ['mirflickr25k-iall.mat', 'mirflickr25k-lall.mat', 'mirflickr25k-yall.mat']" in msg)
-    assert "found SSAH's preprocessed files (mirflickr25k-lall.mat, mirflickr25k-yall.mat, mirflickr25k-iall.mat)" in msg
+    assert ".mat files: ['mirflickr25k-iall.mat', 'mirflickr25k-lall.mat', 'mirflickr25k-yall.mat']" in msg
+    assert (
+        "found SSAH's preprocessed files (mirflickr25k-lall.mat, mirflickr25k-yall.mat, mirflickr25k-iall.mat)" in msg
+    )
     assert "cannot be read unambiguously" in msg and "Use the raw release instead" in msg and "convert" in msg
     dcmh = tmp_path / "dcmh"
     dcmh.mkdir()
@@ -221,8 +235,10 @@ def test_mistake_wrong_folder_lists_what_is_there(tmp_path):
         (tmp_path / "wrong" / f"file{k:02d}.txt").write_text("x")
     msg = _message("mscoco", tmp_path / "wrong")
     assert "Found there: 15 entries (file00.txt, file01.txt" in msg and "and 3 more" in msg
-    assert "No file of any layout is there: wrong folder? The layouts need mat: index.mat, caption.mat, label.mat | " \
-           "json: annotations/instances_train2014.json" in msg
+    assert (
+        "No file of any layout is there: wrong folder? The layouts need mat: index.mat, caption.mat, label.mat | "
+        "json: annotations/instances_train2014.json" in msg
+    )
     msg = _message("mscoco", tmp_path / "absent")
     assert f"data folder {tmp_path / 'absent'} does not exist (its parent {tmp_path} holds: wrong/)" in msg
 

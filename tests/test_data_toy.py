@@ -1,4 +1,5 @@
 """toy_nuswide: real label statistics, determinism, cache, no single-pixel shortcut, learnable labels, tags."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -194,8 +195,9 @@ def test_dataset_from_config_follows_toy_size_seed_and_image_size(cache_env):
     assert len(ds) == 60 and ds.images.shape[1:] == (32, 32, 3) and ds.info["seed"] == 9
 
 
-@pytest.mark.parametrize("size, match", [("huge", "unknown toy_nuswide size"), (5, r"\[20, 186577\]"),
-                                         (True, "must be an int")])
+@pytest.mark.parametrize(
+    "size, match", [("huge", "unknown toy_nuswide size"), (5, r"\[20, 186577\]"), (True, "must be an int")]
+)
 def test_bad_sizes_raise(size, match):
     with pytest.raises(DatasetError, match=match):
         resolve_size(size)

@@ -80,8 +80,13 @@ def test_pick_executed_takes_one_per_number_sorted_and_the_egath_variant(tmp_pat
 def test_pick_executed_reads_the_drivers_cell_folders(tmp_path):
     ex = tmp_path / "tiny-toy_nuswide-s0" / "executed"
     for cell in ("gcn-0a1b", "egath-9f8e"):  # the driver: executed/<variant>-<cell key>/<notebook>.ipynb
-        for name in ("01_feature_extraction", "02_label_graph", "03_gat_classification", "04_hash_learning",
-                     "05_pr_curve_evaluation"):
+        for name in (
+            "01_feature_extraction",
+            "02_label_graph",
+            "03_gat_classification",
+            "04_hash_learning",
+            "05_pr_curve_evaluation",
+        ):
             _touch(ex / cell / f"{name}.ipynb")
     chosen = assemble.pick_executed(tmp_path)
     assert {p.parent.name for p in chosen.values()} == {"egath-9f8e"}  # one cell's five, the egath variant

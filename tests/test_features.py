@@ -1,4 +1,5 @@
 """Feature stage: open_clip loading and its errors, preprocessing, extraction, tiny-CLIP training, the cache."""
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +7,13 @@ from PIL import Image
 
 from egath_lite import features as F
 from egath_lite import tiny_clip as T
-from egath_lite.clip_weights import ClipWeightsError, hub_cache_dir, load_clip, save_clip_checkpoint, weights_fingerprint
+from egath_lite.clip_weights import (
+    ClipWeightsError,
+    hub_cache_dir,
+    load_clip,
+    save_clip_checkpoint,
+    weights_fingerprint,
+)
 from egath_lite.config import get_config
 from egath_lite.encode import encode_images, encode_texts, extract_features, images_to_tensor, preprocess_config
 from egath_lite.features import FEATURES_STAGE
@@ -179,8 +186,11 @@ def test_training_is_seeded():
     runs = []
     for _ in range(2):
         model, _, tokenizer = load_clip("egath-tiny-clip", None, "cpu", seed=0)
-        runs.append(train_tiny_clip(model, imgs, texts, tokenizer, epochs=1, lr=1e-3, batch_size=16, seed=3,
-                                    progress=False)["step_loss"])
+        runs.append(
+            train_tiny_clip(model, imgs, texts, tokenizer, epochs=1, lr=1e-3, batch_size=16, seed=3, progress=False)[
+                "step_loss"
+            ]
+        )
     assert len(runs[0]) == 2 and runs[0] == runs[1]  # same seed, same data -> the same run, bit for bit
 
 
@@ -190,8 +200,18 @@ def test_training_lowers_the_contrastive_loss_and_aligns_the_modalities(tiny):
     one_hot = np.eye(4)[cls]
     before = extract_features(model, preprocess, tokenizer, imgs, texts, progress=False)
     seen = []
-    hist = train_tiny_clip(model, imgs, texts, tokenizer, epochs=4, lr=1e-3, batch_size=32, seed=3, progress=False,
-                           on_epoch_end=lambda epoch, m: seen.append(epoch) or {"epoch": epoch})
+    hist = train_tiny_clip(
+        model,
+        imgs,
+        texts,
+        tokenizer,
+        epochs=4,
+        lr=1e-3,
+        batch_size=32,
+        seed=3,
+        progress=False,
+        on_epoch_end=lambda epoch, m: seen.append(epoch) or {"epoch": epoch},
+    )
     assert seen == [0, 1, 2, 3] and hist["epoch_eval"][-1] == {"epoch": 3}
     assert len(hist["step_loss"]) == 4 * 3 and hist["steps_per_epoch"] == 3
     # log(32) = 3.47 is the loss of guessing; four colours bound the attainable loss near log(32 / 4) = 2.08
@@ -256,8 +276,10 @@ def test_tiny_clip_retrieval_is_far_above_its_random_initialisation(toy_run):
     model, preprocess, tokenizer = load_clip(cfg.clip_model, None, "cpu", seed=cfg.seed)  # same init as training
     init = extract_features(model, preprocess, tokenizer, ds.images, list(ds.texts), progress=False)
     img, txt = T["image_emb"].numpy(), T["text_emb"].numpy()
-    before = (reference_map(init["image_emb"][q], init["text_emb"][r], Y[q], Y[r]),
-              reference_map(init["text_emb"][q], init["image_emb"][r], Y[q], Y[r]))
+    before = (
+        reference_map(init["image_emb"][q], init["text_emb"][r], Y[q], Y[r]),
+        reference_map(init["text_emb"][q], init["image_emb"][r], Y[q], Y[r]),
+    )
     after = (reference_map(img[q], txt[r], Y[q], Y[r]), reference_map(txt[q], img[r], Y[q], Y[r]))
     # measured: I→T 0.323 -> 0.426, T→I 0.338 -> 0.431 (held-out queries; 0.33 is the label prior)
     assert before[0] < 0.36 and before[1] < 0.36

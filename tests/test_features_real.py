@@ -16,9 +16,21 @@ def mir(tmp_path):
     info = write_mirflickr_raw(tmp_path / "mir", 120, seed=0, min_label_count=2)
     model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
     ckpt = save_clip_checkpoint(model, tmp_path / "clip.pt")
-    cfg = get_config("tiny", dataset="mirflickr25k", data_root=str(info.root), clip_pretrained=str(ckpt),
-                     num_query=20, num_train=60, vocab_size=64, extract_shard_size=16, extract_batch_size=8,
-                     num_workers=0, runs_root=str(tmp_path / "runs"), run_name="r", device="cpu")
+    cfg = get_config(
+        "tiny",
+        dataset="mirflickr25k",
+        data_root=str(info.root),
+        clip_pretrained=str(ckpt),
+        num_query=20,
+        num_train=60,
+        vocab_size=64,
+        extract_shard_size=16,
+        extract_batch_size=8,
+        num_workers=0,
+        runs_root=str(tmp_path / "runs"),
+        run_name="r",
+        device="cpu",
+    )
     return cfg, info
 
 

@@ -26,10 +26,24 @@ def mir(tmp_path_factory):
     info = write_mirflickr_raw(tmp / "mir", 120, seed=0, min_label_count=2)
     model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
     ckpt = save_clip_checkpoint(model, tmp / "clip.pt")
-    cfg = get_config("tiny", dataset="mirflickr25k", data_root=str(info.root), clip_pretrained=str(ckpt),
-                     num_query=20, num_train=60, vocab_size=64, epochs=3, bits=[16], hash_batch_size=16,
-                     early_stop_patience=5, finetune_clip=True, num_workers=0, runs_root=str(tmp / "runs"),
-                     run_name="a", device="cpu")
+    cfg = get_config(
+        "tiny",
+        dataset="mirflickr25k",
+        data_root=str(info.root),
+        clip_pretrained=str(ckpt),
+        num_query=20,
+        num_train=60,
+        vocab_size=64,
+        epochs=3,
+        bits=[16],
+        hash_batch_size=16,
+        early_stop_patience=5,
+        finetune_clip=True,
+        num_workers=0,
+        runs_root=str(tmp / "runs"),
+        run_name="a",
+        device="cpu",
+    )
     return cfg, ckpt
 
 
@@ -38,9 +52,12 @@ def test_finetuning_trains_the_tower_from_disk_and_changes_the_codes(mir):
     frozen = ensure_codes(cfg.replace(finetune_clip=False), 16, progress=False)
     tuned = ensure_codes(cfg, 16, progress=False)
     start = torch.load(ckpt, weights_only=True)["state_dict"]
-    tower = {k[len("state.image_backbone.visual."):]: v for k, v in tuned["tensors"].items()
-             if k.startswith("state.image_backbone.visual.")}
-    assert tower and set(tower) <= {k[len("visual."):] for k in start if k.startswith("visual.")}
+    tower = {
+        k[len("state.image_backbone.visual.") :]: v
+        for k, v in tuned["tensors"].items()
+        if k.startswith("state.image_backbone.visual.")
+    }
+    assert tower and set(tower) <= {k[len("visual.") :] for k in start if k.startswith("visual.")}
     moved = [k for k, v in tower.items() if v.is_floating_point() and not torch.equal(v, start[f"visual.{k}"])]
     assert len(moved) > len(tower) // 2  # the image tower itself was trained
     assert not torch.equal(tuned["tensors"]["query_image_codes"], frozen["tensors"]["query_image_codes"])
@@ -53,10 +70,13 @@ def test_an_interrupted_finetuning_resumes_from_its_epoch_to_the_same_result(mir
     whole = ensure_codes(cfg, 16, progress=False)
     other = cfg.replace(run_name="b")
     ensure_features(other, progress=False)  # the interrupted process starts at the hash training
-    code = ("import json, sys; from egath_lite.config import Config; from egath_lite.codes import ensure_codes\n"
-            "ensure_codes(Config.from_dict(json.loads(sys.argv[1])), 16, progress=False)")
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(other.to_dict())],
-                            env={**os.environ, "PYTHONHASHSEED": "0"})
+    code = (
+        "import json, sys; from egath_lite.config import Config; from egath_lite.codes import ensure_codes\n"
+        "ensure_codes(Config.from_dict(json.loads(sys.argv[1])), 16, progress=False)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(other.to_dict())], env={**os.environ, "PYTHONHASHSEED": "0"}
+    )
     state = resume_path(other, 16)
     deadline = time.time() + 600
     while not state.exists() and proc.poll() is None and time.time() < deadline:

@@ -1,4 +1,5 @@
 """Label graph: hand-computed statistics, PyG direction, the released files' mod-256 fact, no query leakage."""
+
 from __future__ import annotations
 
 import types
@@ -395,8 +396,13 @@ def test_released_counts_explained_on_a_sets_own_labels():
     Y[Y.sum(1) == 0, 0] = 1
     names = list(G.MIR_LABELS)
     perm = rng.permutation(24)
-    report = G.released_counts_explained(zeta=0.3, dataset="mirflickr25k", labels=Y[:, perm],
-                                         label_names=[names[k] for k in perm], train_rows=np.arange(1000))
+    report = G.released_counts_explained(
+        zeta=0.3,
+        dataset="mirflickr25k",
+        labels=Y[:, perm],
+        label_names=[names[k] for k in perm],
+        train_rows=np.arange(1000),
+    )
     np.testing.assert_array_equal(report.counts_all, Y.T.astype(np.int64) @ Y)  # back in the file's row order
     np.testing.assert_array_equal(report.counts_train, Y[:1000].T.astype(np.int64) @ Y[:1000])
     assert report.summary["released_equals_all_rows"] is False and report.num_train == 1000
@@ -407,8 +413,10 @@ def test_released_counts_explained_on_a_sets_own_labels():
     coco = np.zeros((20, 80), np.uint8)
     coco[:, 0] = 1
     from egath_lite.data.reference import MSCOCO_LABELS_BY_ID
-    rep = G.released_counts_explained(dataset="mscoco", labels=coco, label_names=MSCOCO_LABELS_BY_ID,
-                                      train_rows=np.arange(10))
+
+    rep = G.released_counts_explained(
+        dataset="mscoco", labels=coco, label_names=MSCOCO_LABELS_BY_ID, train_rows=np.arange(10)
+    )
     assert rep.counts_all[rep.label_names.index("person"), rep.label_names.index("person")] == 20
 
 
@@ -416,8 +424,9 @@ def test_glove_for_every_set():
     from egath_lite.data.reference import MSCOCO_LABELS, MSCOCO_LABELS_BY_ID
 
     coco = G.label_embeddings("glove", "mscoco", MSCOCO_LABELS_BY_ID)
-    np.testing.assert_array_equal(coco[MSCOCO_LABELS_BY_ID.index("person")],
-                                  load_glove("nuswide_tc10")[NUS_TC10_LABELS.index("person")])
+    np.testing.assert_array_equal(
+        coco[MSCOCO_LABELS_BY_ID.index("person")], load_glove("nuswide_tc10")[NUS_TC10_LABELS.index("person")]
+    )
     np.testing.assert_array_equal(G.glove_embeddings("mscoco", MSCOCO_LABELS), load_glove("mscoco"))
     assert G.label_embeddings("glove", "mirflickr25k", G.MIR_LABELS).shape == (24, 300)
     with pytest.raises(ValueError, match="no GloVe vectors for dataset 'cifar'"):
@@ -495,6 +504,8 @@ def test_gallery_titles_stay_short_with_many_labels():
 
     assert label_caption(["person", "car"]) == "person, car"
     assert label_caption(["person", "car", "bus", "truck", "dog", "cat"], wrap=40) == "person, car, bus, truck, +2"
-    assert label_caption(["tennis racket", "baseball glove", "sports ball", "person"], wrap=22) == \
-        "tennis racket,\nbaseball glove, sports …"
+    assert (
+        label_caption(["tennis racket", "baseball glove", "sports ball", "person"], wrap=22)
+        == "tennis racket,\nbaseball glove, sports …"
+    )
     assert label_caption([]) == "(no label)"

@@ -3,6 +3,7 @@
 References: open_clip's own PIL preprocess, torchvision's RandomResizedCrop.get_params, the old
 ``encode.images_to_tensor`` path, and a clean single extraction run.
 """
+
 import json
 import os
 import signal
@@ -17,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
 from egath_lite.clip_weights import load_clip
+from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
 from egath_lite.encode import images_to_tensor
 from egath_lite.images import (
     EpochBatches,
@@ -119,7 +120,7 @@ def test_eval_resize_matches_open_clip_pil_at_224(tmp_path):
         ref = transform(Image.open(path).convert("RGB"))  # float (3, 224, 224), normalised
         pixels = eval_resize(decode_bytes(path.read_bytes()), prep)
         assert pixels.shape == (3, 224, 224) and pixels.dtype == torch.uint8
-        got = ((pixels.float() / 255 - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1))
+        got = (pixels.float() / 255 - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1)
         levels = ((got - ref) * torch.tensor(CLIP_STD).view(3, 1, 1) * 255).abs()
         # torch's and PIL's antialiased bicubic differ by rounding only: at most one grey level, rarely
         assert levels.max() <= 1.0 + 1e-3, path.name
@@ -133,8 +134,11 @@ def small_vit():
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = open_clip.model.CLIP(64, {"image_size": 64, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-                                     {"context_length": 8, "vocab_size": 100, "width": 32, "heads": 2, "layers": 1})
+        model = open_clip.model.CLIP(
+            64,
+            {"image_size": 64, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+            {"context_length": 8, "vocab_size": 100, "width": 32, "heads": 2, "layers": 1},
+        )
     return model.eval(), open_clip.image_transform(64, is_train=False)
 
 
@@ -216,9 +220,13 @@ def test_train_crops_are_seeded_per_epoch_and_item(tmp_path, clip):
     assert len(seen) == 12
     # A new epoch draws a new crop, except where both epochs' ten draws all miss and torchvision's
     # rule falls back to the central crop (frequent for 4:3 images: the scale range is narrow).
-    params = {(e, p): random_resized_crop_params(*decode_bytes(paths[p].read_bytes()).shape[1:],
-                                                 torch.Generator().manual_seed(crop_seed(3, e, p)))
-              for e in (0, 1) for p in range(6)}
+    params = {
+        (e, p): random_resized_crop_params(
+            *decode_bytes(paths[p].read_bytes()).shape[1:], torch.Generator().manual_seed(crop_seed(3, e, p))
+        )
+        for e in (0, 1)
+        for p in range(6)
+    }
     changed = [p for p in range(6) if params[0, p] != params[1, p]]
     assert changed and all(not torch.equal(seen[0, p], seen[1, p]) for p in changed)
 
@@ -240,26 +248,42 @@ def test_epoch_batches_shuffle_and_resume():
 # --------------------------------------------------------------------------- sharded extraction
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
 
 
 def test_bad_images_reported_together_then_only_their_shards_rerun(tmp_path, clip):
     model, _ = clip
     paths = write_images(tmp_path / "img", 24)
     # the same workers (so the same torch thread count) as below: then the shards match bit for bit
-    clean = encode_images_sharded(model, ImageItems(paths, None, model), tmp_path / "clean", "k", shard_size=4,
-                                  batch_size=3, num_workers=2, progress=False)
+    clean = encode_images_sharded(
+        model,
+        ImageItems(paths, None, model),
+        tmp_path / "clean",
+        "k",
+        shard_size=4,
+        batch_size=3,
+        num_workers=2,
+        progress=False,
+    )
     corrupt, truncated = paths[5], paths[14]  # shard 1 and shard 3 of 6
     good_bytes = {p: p.read_bytes() for p in (corrupt, truncated)}
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     _truncate(truncated)
     # through the real dataset class, with relative paths under an image root
-    ds = MultiModalDataset("t", ["a"], np.ones((24, 1), np.uint8), ["x"] * 24, SplitDefaults(1, 2, 0),
-                           image_paths=[p.name for p in paths], image_root=tmp_path / "img")
+    ds = MultiModalDataset(
+        "t",
+        ["a"],
+        np.ones((24, 1), np.uint8),
+        ["x"] * 24,
+        SplitDefaults(1, 2, 0),
+        image_paths=[p.name for p in paths],
+        image_root=tmp_path / "img",
+    )
     shards = tmp_path / "shards"
     with pytest.raises(UnreadableImagesError) as exc_info:
-        encode_images_sharded(model, ImageItems(ds, None, model), shards, "k", shard_size=4, batch_size=3,
-                              num_workers=2, progress=False)
+        encode_images_sharded(
+            model, ImageItems(ds, None, model), shards, "k", shard_size=4, batch_size=3, num_workers=2, progress=False
+        )
     err = exc_info.value
     msg = str(err)
     assert isinstance(err, ValueError)
@@ -274,8 +298,17 @@ def test_bad_images_reported_together_then_only_their_shards_rerun(tmp_path, cli
     for p, data in good_bytes.items():
         p.write_bytes(data)
     info = {}
-    emb = encode_images_sharded(model, ImageItems(ds, None, model), shards, "k", shard_size=4, batch_size=3,
-                                num_workers=2, progress=False, info=info)
+    emb = encode_images_sharded(
+        model,
+        ImageItems(ds, None, model),
+        shards,
+        "k",
+        shard_size=4,
+        batch_size=3,
+        num_workers=2,
+        progress=False,
+        info=info,
+    )
     assert info["encoded_items"] == 8 and info["encoded_shards"] == [1, 3] and info["reused_shards"] == [0, 2, 4, 5]
     assert np.array_equal(emb, clean)  # batches never straddle shards: bit-for-bit the clean run
     assert not (shards / "k-unreadable.json").exists()
@@ -285,8 +318,15 @@ def test_bad_images_reported_together_then_only_their_shards_rerun(tmp_path, cli
 def test_missing_file_is_reported_with_the_paths_tried(tmp_path, clip):
     model, _ = clip
     paths = write_images(tmp_path / "img", 3)
-    ds = MultiModalDataset("t", ["a"], np.ones((3, 1), np.uint8), ["x"] * 3, SplitDefaults(1, 1, 0),
-                           image_paths=[p.name for p in paths] , image_root=tmp_path / "img")
+    ds = MultiModalDataset(
+        "t",
+        ["a"],
+        np.ones((3, 1), np.uint8),
+        ["x"] * 3,
+        SplitDefaults(1, 1, 0),
+        image_paths=[p.name for p in paths],
+        image_root=tmp_path / "img",
+    )
     paths[1].unlink()
     with pytest.raises(UnreadableImagesError, match=r"item 1: img001\.jpg: .*not found.*tried") as exc_info:
         encode_images_sharded(model, ImageItems(ds, None, model), tmp_path / "s", "k", shard_size=2, progress=False)
@@ -301,8 +341,15 @@ def test_invalid_shards_are_recomputed(tmp_path, clip, capsys):
     run = {"shard_dir": shards, "key": "k", "shard_size": 3, "batch_size": 2, "num_workers": 0, "progress": False}
     clean = encode_images_sharded(model, ImageItems(paths, None, model), **run)
     shard_path(shards, "k", 0, 3).write_bytes(b"not a torch file")
-    other = encode_images_sharded(model, ImageItems(paths, np.arange(9)[::-1], model), tmp_path / "o", "k", shard_size=3,
-                                  num_workers=0, progress=False)
+    other = encode_images_sharded(
+        model,
+        ImageItems(paths, np.arange(9)[::-1], model),
+        tmp_path / "o",
+        "k",
+        shard_size=3,
+        num_workers=0,
+        progress=False,
+    )
     os.replace(shard_path(tmp_path / "o", "k", 1, 3), shard_path(shards, "k", 1, 3))  # same key, other items
     info = {}
     emb = encode_images_sharded(model, ImageItems(paths, None, model), **run, info=info)
@@ -355,8 +402,11 @@ def test_sigint_leaves_complete_shards_and_rerun_resumes(tmp_path, clip, repo_ro
     shards = tmp_path / "shards"
     script = tmp_path / "extract.py"
     script.write_text(textwrap.dedent(SIGINT_SCRIPT))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")]),
-           "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")]),
+        "HF_HUB_OFFLINE": "1",
+    }
     argv = [sys.executable, str(script), str(tmp_path / "img"), str(shards), str(torch.get_num_threads())]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -375,10 +425,27 @@ def test_sigint_leaves_complete_shards_and_rerun_resumes(tmp_path, clip, repo_ro
     assert all(name.startswith("k-shard") and name.endswith("of6.pt") for name in leftovers), leftovers  # no .tmp
     assert 1 <= len(leftovers) < 6
     info = {}
-    emb = encode_images_sharded(model, ImageItems(paths, None, model), shards, "k", shard_size=4, batch_size=2,
-                                num_workers=2, progress=False, info=info)
+    emb = encode_images_sharded(
+        model,
+        ImageItems(paths, None, model),
+        shards,
+        "k",
+        shard_size=4,
+        batch_size=2,
+        num_workers=2,
+        progress=False,
+        info=info,
+    )
     assert info["reused_items"] == 4 * len(leftovers) and info["encoded_items"] == 24 - 4 * len(leftovers)
     # same workers, so the same torch thread count, as the interrupted run: equal bit for bit
-    clean = encode_images_sharded(model, ImageItems(paths, None, model), tmp_path / "clean", "k", shard_size=4,
-                                  batch_size=2, num_workers=2, progress=False)
+    clean = encode_images_sharded(
+        model,
+        ImageItems(paths, None, model),
+        tmp_path / "clean",
+        "k",
+        shard_size=4,
+        batch_size=2,
+        num_workers=2,
+        progress=False,
+    )
     assert np.array_equal(emb, clean)

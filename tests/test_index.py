@@ -1,4 +1,5 @@
 """egath_lite.index (faiss Hamming search) against a plain stable sort, and its tie rule."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,9 @@ def _reference_top_k(qB, rB, k):
     return np.array(out_d), np.array(out_i)
 
 
-@pytest.mark.parametrize("bits,n,k", [(8, 3000, 100), (8, 3000, 377), (16, 20_000, 1000), (12, 500, 499),
-                                      (100, 2000, 50)])
+@pytest.mark.parametrize(
+    "bits,n,k", [(8, 3000, 100), (8, 3000, 377), (16, 20_000, 1000), (12, 500, 499), (100, 2000, 50)]
+)
 def test_flat_search_equals_stable_sort_with_ties(bits, n, k):
     rng = np.random.default_rng(bits + k)
     rB = rng.choice([-1, 1], size=(n, bits))
@@ -84,8 +86,9 @@ def test_precision_at_k_from_the_index_equals_metrics():
     rL[:10, 0] = True
     _, ids = hamming_top_k(qB, rB, 150)
     relevant = (qL[:, None, :] & rL[ids]).any(axis=2)
-    np.testing.assert_allclose(relevant.mean(axis=1).mean(), metrics.precision_at_k(qB, rB, qL, rL, [150])[0],
-                               rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        relevant.mean(axis=1).mean(), metrics.precision_at_k(qB, rB, qL, rL, [150])[0], rtol=0, atol=1e-15
+    )
 
 
 def test_hnsw_finds_most_true_neighbours_and_keeps_the_tie_order():
@@ -108,16 +111,19 @@ def test_hnsw_finds_most_true_neighbours_and_keeps_the_tie_order():
     assert recall >= 0.8
 
 
-@pytest.mark.parametrize("call,error,match", [
-    (lambda: HammingIndex(0), ValueError, "num_bits must be"),
-    (lambda: HammingIndex(16, kind="lsh"), ValueError, "unknown index kind"),
-    (lambda: HammingIndex(16).search(np.ones((1, 16)), 5), ValueError, "index is empty"),
-    (lambda: HammingIndex(16).add(np.ones((4, 16))).search(np.ones((1, 16)), 0), ValueError, "k must be"),
-    (lambda: HammingIndex(16).add(np.ones((4, 8))), ValueError, "have 8 bits but the index holds 16"),
-    (lambda: HammingIndex(16).add(np.full((4, 16), 0.5)), ValueError, "values such as"),
-    (lambda: HammingIndex(16).add(np.ones((4, 16))).search(np.full((1, 16), np.nan), 2), ValueError, "NaN"),
-    (lambda: HammingIndex(16).add(np.ones(16)), ValueError, "2-D"),
-])
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda: HammingIndex(0), ValueError, "num_bits must be"),
+        (lambda: HammingIndex(16, kind="lsh"), ValueError, "unknown index kind"),
+        (lambda: HammingIndex(16).search(np.ones((1, 16)), 5), ValueError, "index is empty"),
+        (lambda: HammingIndex(16).add(np.ones((4, 16))).search(np.ones((1, 16)), 0), ValueError, "k must be"),
+        (lambda: HammingIndex(16).add(np.ones((4, 8))), ValueError, "have 8 bits but the index holds 16"),
+        (lambda: HammingIndex(16).add(np.full((4, 16), 0.5)), ValueError, "values such as"),
+        (lambda: HammingIndex(16).add(np.ones((4, 16))).search(np.full((1, 16), np.nan), 2), ValueError, "NaN"),
+        (lambda: HammingIndex(16).add(np.ones(16)), ValueError, "2-D"),
+    ],
+)
 def test_bad_input_raises_a_clear_error(call, error, match):
     with pytest.raises(error, match=match):
         call()

@@ -1,4 +1,5 @@
 """egath_lite.losses: hand-computed values, an independent loop reference, and bad input."""
+
 import math
 
 import pytest
@@ -131,16 +132,28 @@ def test_discrete_code_step_gives_same_label_sets_the_same_code():
     assert (out[:4] == out[0]).all() and (out[4:] == out[4]).all()
 
 
-@pytest.mark.parametrize("bad, match", [
-    (lambda: cosine_similarity_loss(T([[float("nan"), 0.0]]), T([[1.0, 0.0]]), T([[1.0]]), T([[1.0]])), "NaN"),
-    (lambda: cosine_similarity_loss(T([[1.0, 0.0]]), T([[1.0, 0.0]]), T([[0.0, 0.0]]), T([[1.0, 0.0]])), "without any label"),
-    (lambda: triplet_loss(torch.ones(2, 3), torch.ones(2, 4), torch.ones(2, 1), torch.ones(2, 1)), "columns"),
-    (lambda: triplet_loss(torch.ones(2, 3), torch.ones(2, 3), torch.ones(3, 1), torch.ones(2, 1)), "rows"),
-    (lambda: triplet_loss(torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 1), torch.ones(2, 1), margin=-1), "margin"),
-    (lambda: classification_loss(torch.zeros(2, 3), torch.ones(2, 2)), "columns"),
-    (lambda: quantization_loss(torch.zeros(3), torch.ones(3)), "2-D"),
-    (lambda: discrete_code_step(torch.ones(2, 2), torch.zeros(2, 4), torch.zeros(2, 3), torch.ones(2, 4)), "columns"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda: cosine_similarity_loss(T([[float("nan"), 0.0]]), T([[1.0, 0.0]]), T([[1.0]]), T([[1.0]])), "NaN"),
+        (
+            lambda: cosine_similarity_loss(T([[1.0, 0.0]]), T([[1.0, 0.0]]), T([[0.0, 0.0]]), T([[1.0, 0.0]])),
+            "without any label",
+        ),
+        (lambda: triplet_loss(torch.ones(2, 3), torch.ones(2, 4), torch.ones(2, 1), torch.ones(2, 1)), "columns"),
+        (lambda: triplet_loss(torch.ones(2, 3), torch.ones(2, 3), torch.ones(3, 1), torch.ones(2, 1)), "rows"),
+        (
+            lambda: triplet_loss(torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 1), torch.ones(2, 1), margin=-1),
+            "margin",
+        ),
+        (lambda: classification_loss(torch.zeros(2, 3), torch.ones(2, 2)), "columns"),
+        (lambda: quantization_loss(torch.zeros(3), torch.ones(3)), "2-D"),
+        (
+            lambda: discrete_code_step(torch.ones(2, 2), torch.zeros(2, 4), torch.zeros(2, 3), torch.ones(2, 4)),
+            "columns",
+        ),
+    ],
+)
 def test_bad_input_raises_clear_error(bad, match):
     with pytest.raises(ValueError, match=match):
         bad()

@@ -1,4 +1,5 @@
 """egath_lite.metrics against a plain per-query reference, hand-computed cases and limits."""
+
 from __future__ import annotations
 
 import itertools
@@ -94,7 +95,8 @@ def test_ap_matches_reference_on_random_codes_with_ties(backend, bits, num_label
     np.testing.assert_allclose(ap[valid], ref_ap[ref_valid], rtol=0, atol=1e-9)
     assert np.isnan(ap[~valid]).all()
     assert metrics.mean_average_precision(qB, rB, qL, rL, backend=backend) == pytest.approx(
-        ref_ap[ref_valid].mean(), abs=1e-9)
+        ref_ap[ref_valid].mean(), abs=1e-9
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -115,19 +117,28 @@ def test_matches_reference_with_real_nuswide_labels(backend, nus_case):
     assert valid.all()  # every NUS-WIDE TC-10 row has a label, and 2,500 rows cover them all
     np.testing.assert_allclose(ap, ref_ap, rtol=0, atol=1e-9)
     ks = [1, 10, 100, 1000, 2500]
-    np.testing.assert_allclose(metrics.precision_at_k(qB, rB, qL, rL, ks, backend=backend),
-                               reference_precision_at_k(qB, rB, qL, rL, ks), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        metrics.precision_at_k(qB, rB, qL, rL, ks, backend=backend),
+        reference_precision_at_k(qB, rB, qL, rL, ks),
+        rtol=0,
+        atol=1e-12,
+    )
     ref_at_100, _ = reference_average_precisions(qB, rB, qL, rL, topk=100)
     assert metrics.mean_average_precision(qB, rB, qL, rL, topk=100, backend=backend) == pytest.approx(
-        ref_at_100.mean(), abs=1e-9)
+        ref_at_100.mean(), abs=1e-9
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_precision_at_k_matches_reference(backend):
     qB, rB, qL, rL = _random_case(np.random.default_rng(3), 20, 300, 6, 4, density=0.2)
     ks = [300, 1, 5, 5, 64, 1000]  # unsorted, repeated and beyond the retrieval set on purpose
-    np.testing.assert_allclose(metrics.precision_at_k(qB, rB, qL, rL, ks, backend=backend),
-                               reference_precision_at_k(qB, rB, qL, rL, ks), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        metrics.precision_at_k(qB, rB, qL, rL, ks, backend=backend),
+        reference_precision_at_k(qB, rB, qL, rL, ks),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 def test_histograms_count_every_pair():
@@ -170,12 +181,15 @@ def test_hand_computed_average_precisions(backend):
     np.testing.assert_array_equal(valid, [True, True, True, False])
     np.testing.assert_allclose(ap[:3], HAND_AP, rtol=0, atol=1e-15)
     assert metrics.mean_average_precision(HAND_Q, HAND_R, HAND_QL, HAND_RL, backend=backend) == pytest.approx(
-        25 / 36, abs=1e-15)
+        25 / 36, abs=1e-15
+    )
     # GCDH/DSPH divide by all 4 queries
-    assert metrics.mean_average_precision(HAND_Q, HAND_R, HAND_QL, HAND_RL, empty_queries="zero",
-                                          backend=backend) == pytest.approx(25 / 48, abs=1e-15)
+    assert metrics.mean_average_precision(
+        HAND_Q, HAND_R, HAND_QL, HAND_RL, empty_queries="zero", backend=backend
+    ) == pytest.approx(25 / 48, abs=1e-15)
     assert metrics.mean_average_precision(HAND_Q, HAND_R, HAND_QL, HAND_RL, topk=3, backend=backend) == pytest.approx(
-        (1 + 1 / 2 + 1) / 3, abs=1e-15)
+        (1 + 1 / 2 + 1) / 3, abs=1e-15
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -208,7 +222,9 @@ def test_hand_computed_pr_curve(backend):
     #   q1: items 1 2 3 4 6, relevant 0 1 1 1 2 (of 2)
     #   q2: items 1 3 6 6 6, relevant 1 2 2 2 2 (of 2)
     precision, recall = metrics.pr_curve(HAND_Q, HAND_R, HAND_QL, HAND_RL, backend=backend)
-    p = np.array([[1 / 2, 1 / 3, 2 / 4, 2 / 5, 3 / 6], [0, 1 / 2, 1 / 3, 1 / 4, 2 / 6], [1, 2 / 3, 2 / 6, 2 / 6, 2 / 6]])
+    p = np.array(
+        [[1 / 2, 1 / 3, 2 / 4, 2 / 5, 3 / 6], [0, 1 / 2, 1 / 3, 1 / 4, 2 / 6], [1, 2 / 3, 2 / 6, 2 / 6, 2 / 6]]
+    )
     r = np.array([[1 / 3, 1 / 3, 2 / 3, 2 / 3, 1], [0, 1 / 2, 1 / 2, 1 / 2, 1], [1 / 2, 1, 1, 1, 1]])
     np.testing.assert_allclose(precision, p.mean(axis=0), rtol=0, atol=1e-15)
     np.testing.assert_allclose(recall, r.mean(axis=0), rtol=0, atol=1e-15)
@@ -339,8 +355,9 @@ def test_codes_in_01_bool_and_torch_give_the_same_numbers():
     expected = metrics.mean_average_precision(qB, rB, qL, rL)
     as01 = metrics.mean_average_precision((qB > 0).astype(np.uint8), (rB > 0).astype(np.float32), qL, rL)
     as_bool = metrics.mean_average_precision(qB > 0, rB > 0, qL.astype(bool), rL.astype(bool))
-    as_torch = metrics.mean_average_precision(torch.from_numpy(qB).float(), torch.from_numpy(rB), torch.from_numpy(qL),
-                                              torch.from_numpy(rL).float())
+    as_torch = metrics.mean_average_precision(
+        torch.from_numpy(qB).float(), torch.from_numpy(rB), torch.from_numpy(qL), torch.from_numpy(rL).float()
+    )
     assert as01 == as_bool == as_torch == expected
 
 
@@ -359,8 +376,10 @@ def test_backends_agree_exactly_on_counts_and_to_rounding_on_ap():
     np.testing.assert_array_equal(hist_a[0], hist_b[0])
     np.testing.assert_array_equal(hist_a[1], hist_b[1])
     ks = [1, 10, 100, 1000, 5000]
-    np.testing.assert_array_equal(metrics.precision_at_k(qB, rB, qL, rL, ks, backend="numba"),
-                                  metrics.precision_at_k(qB, rB, qL, rL, ks, backend="numpy"))
+    np.testing.assert_array_equal(
+        metrics.precision_at_k(qB, rB, qL, rL, ks, backend="numba"),
+        metrics.precision_at_k(qB, rB, qL, rL, ks, backend="numpy"),
+    )
     for kwargs in ({}, {"topk": 100}, {"tie_aware": True}):
         a, _ = metrics.average_precisions(qB, rB, qL, rL, backend="numba", **kwargs)
         b, _ = metrics.average_precisions(qB, rB, qL, rL, backend="numpy", **kwargs)
@@ -407,8 +426,9 @@ def test_map_from_embeddings_matches_reference_with_exact_ties():
             ranked = relevant[order][: topk or 120]
             hits = np.cumsum(ranked)
             expected.append((hits[ranked] / (np.flatnonzero(ranked) + 1)).mean() if ranked.any() else 0.0)
-        assert metrics.map_from_embeddings(q_emb, r_emb, qL, rL, topk=topk) == pytest.approx(np.mean(expected),
-                                                                                             abs=1e-12)
+        assert metrics.map_from_embeddings(q_emb, r_emb, qL, rL, topk=topk) == pytest.approx(
+            np.mean(expected), abs=1e-12
+        )
 
 
 def test_map_from_embeddings_of_identical_embeddings_per_class_is_one():
@@ -425,48 +445,63 @@ def test_map_from_embeddings_of_identical_embeddings_per_class_is_one():
 GOOD = dict(qB=np.ones((3, 8)), rB=-np.ones((5, 8)), qL=np.ones((3, 2)), rL=np.ones((5, 2)))
 
 
-@pytest.mark.parametrize("change,match", [
-    (dict(qB=np.full((3, 8), 0.5)), r"values such as \[0.5\]"),
-    (dict(rB=np.array([[-1, 0, 1, 1, 1, 1, 1, 1]] * 5)), "mixes -1, 0 and"),
-    (dict(qB=np.full((3, 8), np.nan)), "NaN"),
-    (dict(rB=np.ones((5, 16))), "8 bits but retrieval_codes have 16"),
-    (dict(rL=np.ones((5, 3))), "2 columns but retrieval_labels have 3"),
-    (dict(qL=np.ones((4, 2))), "3 query codes but 4 query label rows"),
-    (dict(qL=np.full((3, 2), 2)), "multi-hot"),
-    (dict(rL=np.full((5, 2), np.inf)), "NaN/Inf"),
-    (dict(qB=np.ones((0, 8)), qL=np.ones((0, 2))), "empty"),
-    (dict(rB=np.ones(8)), "must be 2-D"),
-    (dict(qB=np.array([["a"] * 8] * 3)), "dtype"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(qB=np.full((3, 8), 0.5)), r"values such as \[0.5\]"),
+        (dict(rB=np.array([[-1, 0, 1, 1, 1, 1, 1, 1]] * 5)), "mixes -1, 0 and"),
+        (dict(qB=np.full((3, 8), np.nan)), "NaN"),
+        (dict(rB=np.ones((5, 16))), "8 bits but retrieval_codes have 16"),
+        (dict(rL=np.ones((5, 3))), "2 columns but retrieval_labels have 3"),
+        (dict(qL=np.ones((4, 2))), "3 query codes but 4 query label rows"),
+        (dict(qL=np.full((3, 2), 2)), "multi-hot"),
+        (dict(rL=np.full((5, 2), np.inf)), "NaN/Inf"),
+        (dict(qB=np.ones((0, 8)), qL=np.ones((0, 2))), "empty"),
+        (dict(rB=np.ones(8)), "must be 2-D"),
+        (dict(qB=np.array([["a"] * 8] * 3)), "dtype"),
+    ],
+)
 def test_bad_input_raises_a_clear_error(change, match):
     args = {**GOOD, **change}
     with pytest.raises(ValueError, match=match):
         metrics.mean_average_precision(args["qB"], args["rB"], args["qL"], args["rL"])
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: metrics.mean_average_precision(**_good_args(), topk=0), "topk must be"),
-    (lambda: metrics.mean_average_precision(**_good_args(), topk=2, tie_aware=True), "mAP@all only"),
-    (lambda: metrics.mean_average_precision(**_good_args(), backend="cuda"), "unknown backend"),
-    (lambda: metrics.mean_average_precision(**_good_args(), empty_queries="drop"), "empty_queries"),
-    (lambda: metrics.precision_at_k(**_good_args(), ks=[0, 5]), "positive integers"),
-    (lambda: metrics.precision_at_k(**_good_args(), ks=[]), "non-empty"),
-    (lambda: metrics.pr_curve(**_good_args(), average="mean"), "average must be"),
-    (lambda: metrics.mean_average_precision(np.ones((2, 4)), np.ones((2, 4)), [[1, 0], [1, 0]], [[0, 1], [0, 1]]),
-     "no query shares a label"),
-    (lambda: metrics.map_from_embeddings(np.zeros((2, 3)), np.ones((4, 3)), np.ones((2, 1)), np.ones((4, 1))),
-     "all-zero row"),
-    (lambda: metrics.map_from_embeddings(np.ones((2, 3)), np.ones((4, 5)), np.ones((2, 1)), np.ones((4, 1))),
-     "dimension 3 but retrieval_emb has 5"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: metrics.mean_average_precision(**_good_args(), topk=0), "topk must be"),
+        (lambda: metrics.mean_average_precision(**_good_args(), topk=2, tie_aware=True), "mAP@all only"),
+        (lambda: metrics.mean_average_precision(**_good_args(), backend="cuda"), "unknown backend"),
+        (lambda: metrics.mean_average_precision(**_good_args(), empty_queries="drop"), "empty_queries"),
+        (lambda: metrics.precision_at_k(**_good_args(), ks=[0, 5]), "positive integers"),
+        (lambda: metrics.precision_at_k(**_good_args(), ks=[]), "non-empty"),
+        (lambda: metrics.pr_curve(**_good_args(), average="mean"), "average must be"),
+        (
+            lambda: metrics.mean_average_precision(
+                np.ones((2, 4)), np.ones((2, 4)), [[1, 0], [1, 0]], [[0, 1], [0, 1]]
+            ),
+            "no query shares a label",
+        ),
+        (
+            lambda: metrics.map_from_embeddings(np.zeros((2, 3)), np.ones((4, 3)), np.ones((2, 1)), np.ones((4, 1))),
+            "all-zero row",
+        ),
+        (
+            lambda: metrics.map_from_embeddings(np.ones((2, 3)), np.ones((4, 5)), np.ones((2, 1)), np.ones((4, 1))),
+            "dimension 3 but retrieval_emb has 5",
+        ),
+    ],
+)
 def test_bad_arguments_raise_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
 
 
 def _good_args():
-    return dict(query_codes=GOOD["qB"], retrieval_codes=GOOD["rB"], query_labels=GOOD["qL"],
-                retrieval_labels=GOOD["rL"])
+    return dict(
+        query_codes=GOOD["qB"], retrieval_codes=GOOD["rB"], query_labels=GOOD["qL"], retrieval_labels=GOOD["rL"]
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -498,8 +533,14 @@ def test_plots_draw_the_numbers_they_are_given():
     fig = rplots.plot_precision_at_k({"a": {"m": ([10, 20], [0.9, 0.8])}, "b": {"m": ([10, 20], [0.7, 0.6])}})
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 2
     image = np.zeros((8, 8, 3))
-    fig = rplots.plot_retrieval_gallery(image, "sky", [("a b", True, 1), ("c", False, 2)], "sky text", "sky",
-                                        [(image, True, 0), (image, False, 3), (image, False, 3)])
+    fig = rplots.plot_retrieval_gallery(
+        image,
+        "sky",
+        [("a b", True, 1), ("c", False, 2)],
+        "sky text",
+        "sky",
+        [(image, True, 0), (image, False, 3), (image, False, 3)],
+    )
     assert len(fig.axes) == 3 + 3  # query image, text list, text query box, three retrieved images
     with pytest.raises(ValueError, match="at least one"):
         rplots.plot_retrieval_gallery(image, "sky", [], "t", "sky", [(image, True, 0)])

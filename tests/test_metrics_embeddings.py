@@ -1,4 +1,5 @@
 """Cosine-ranking mAP of continuous embeddings (egath_lite.metrics.map_from_embeddings) against a plain loop."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -71,7 +72,8 @@ def test_hand_computed_cosine_ap_with_ties():
         assert valid.all()
         assert ap[0] == pytest.approx((1 / 2 + 2 / 3 + 3 / 4 + 4 / 5) / 4, abs=1e-7)  # sqrt(3) rounds in float32
         assert metrics.map_from_embeddings(q, r, [[1]], rel, topk=3, backend=backend) == pytest.approx(
-            (1 / 2 + 2 / 3) / 2, abs=1e-7)
+            (1 / 2 + 2 / 3) / 2, abs=1e-7
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -93,7 +95,8 @@ def test_exact_ties_match_the_plain_loop(backend, topk):
         np.testing.assert_allclose(ap[valid], ref_ap[valid], rtol=0, atol=1e-12)
         assert np.isnan(ap[~valid]).all()
     assert metrics.map_from_embeddings(q, r, qL, rL, topk, backend=backend) == pytest.approx(
-        ref_ap[ref_valid].mean(), abs=1e-12)
+        ref_ap[ref_valid].mean(), abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -126,8 +129,13 @@ def test_scores_with_signed_zeros_piles_and_outliers_rank_as_the_plain_loop(back
     pile[17] = -1.0
     zeros = np.where(rng.random(n) < 0.5, np.float32(-0.0), np.float32(0.0)).astype(np.float32)
     zeros[::7] = np.float32(0.25)
-    rows = [zeros, np.full(n, 0.3, np.float32), pile, rng.normal(size=n).astype(np.float32),
-            -np.abs(rng.normal(size=n)).astype(np.float32)]
+    rows = [
+        zeros,
+        np.full(n, 0.3, np.float32),
+        pile,
+        rng.normal(size=n).astype(np.float32),
+        -np.abs(rng.normal(size=n)).astype(np.float32),
+    ]
     scores = np.stack(rows).astype(np.float32)
     assert np.signbit(scores[0]).any() and (scores[0] == 0).sum() > 100
     qL = np.ones((len(rows), 1), np.uint8)
@@ -170,22 +178,44 @@ def test_one_vector_per_class_gives_map_one(backend):
     classes = rng.integers(0, 4, size=80)
     emb, y = protos[classes], np.eye(4)[classes]
     for topk in (None, 1, 5):
-        assert metrics.map_from_embeddings(emb[:20], emb, y[:20], y, topk, backend=backend) == pytest.approx(1.0,
-                                                                                                         abs=1e-12)
+        assert metrics.map_from_embeddings(emb[:20], emb, y[:20], y, topk, backend=backend) == pytest.approx(
+            1.0, abs=1e-12
+        )
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: metrics.map_from_embeddings(np.ones((2, 3)), np.ones((4, 3)), np.ones((2, 1)), np.ones((4, 1)),
-                                         backend="cuda"), "unknown backend 'cuda'"),
-    (lambda: metrics.map_from_embeddings(np.ones((2, 3)), np.ones((4, 3)), np.ones((2, 1)), np.ones((4, 1)),
-                                         chunk_size=0), "chunk_size must be a positive integer"),
-    (lambda: metrics.map_from_embeddings(np.ones((2, 3)), np.ones((4, 3)), np.ones((2, 1)), np.ones((4, 1)), topk=0),
-     "topk must be"),
-    (lambda: metrics.map_from_embeddings(np.full((2, 3), np.nan), np.ones((4, 3)), np.ones((2, 1)), np.ones((4, 1))),
-     "NaN/Inf"),
-    (lambda: metrics.map_from_embeddings(np.ones((2, 3)), np.ones((4, 3)), np.ones((2, 1)), np.zeros((4, 1))),
-     "no query shares a label"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda: metrics.map_from_embeddings(
+                np.ones((2, 3)), np.ones((4, 3)), np.ones((2, 1)), np.ones((4, 1)), backend="cuda"
+            ),
+            "unknown backend 'cuda'",
+        ),
+        (
+            lambda: metrics.map_from_embeddings(
+                np.ones((2, 3)), np.ones((4, 3)), np.ones((2, 1)), np.ones((4, 1)), chunk_size=0
+            ),
+            "chunk_size must be a positive integer",
+        ),
+        (
+            lambda: metrics.map_from_embeddings(
+                np.ones((2, 3)), np.ones((4, 3)), np.ones((2, 1)), np.ones((4, 1)), topk=0
+            ),
+            "topk must be",
+        ),
+        (
+            lambda: metrics.map_from_embeddings(
+                np.full((2, 3), np.nan), np.ones((4, 3)), np.ones((2, 1)), np.ones((4, 1))
+            ),
+            "NaN/Inf",
+        ),
+        (
+            lambda: metrics.map_from_embeddings(np.ones((2, 3)), np.ones((4, 3)), np.ones((2, 1)), np.zeros((4, 1))),
+            "no query shares a label",
+        ),
+    ],
+)
 def test_bad_arguments_raise_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()

@@ -1,4 +1,5 @@
 """GCDH's metric conventions in egath_lite.metrics: mAP@k as ``calc_map_k`` and precision@K as ``p_topK``."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -100,12 +101,13 @@ def test_hand_computed_gcdh_average_precisions(backend, topk):
     np.testing.assert_allclose(ap[valid], HAND_GCDH[topk], rtol=0, atol=1e-15)
     assert np.isnan(ap[2])
     expected = np.array(HAND_GCDH[topk])
-    assert metrics.mean_average_precision(HAND_Q, HAND_R, HAND_QL, HAND_RL, topk, definition="gcdh",
-                                          backend=backend) == pytest.approx(expected.mean(), abs=1e-15)
+    assert metrics.mean_average_precision(
+        HAND_Q, HAND_R, HAND_QL, HAND_RL, topk, definition="gcdh", backend=backend
+    ) == pytest.approx(expected.mean(), abs=1e-15)
     # GCDH's calc_map_k divides by all four queries
-    assert metrics.mean_average_precision(HAND_Q, HAND_R, HAND_QL, HAND_RL, topk, definition="gcdh",
-                                          empty_queries="zero", backend=backend) == pytest.approx(expected.sum() / 4,
-                                                                                                  abs=1e-15)
+    assert metrics.mean_average_precision(
+        HAND_Q, HAND_R, HAND_QL, HAND_RL, topk, definition="gcdh", empty_queries="zero", backend=backend
+    ) == pytest.approx(expected.sum() / 4, abs=1e-15)
     assert gcdh_map_k(HAND_Q, HAND_R, HAND_QL, HAND_RL, topk) == pytest.approx(expected.sum() / 4, abs=1e-15)
 
 
@@ -142,8 +144,9 @@ def test_tie_aware_precision_at_k_honours_empty_queries():
 def test_gcdh_map_matches_plain_loop(backend, topk):
     qB, rB, qL, rL = _random_case(topk or 0)
     for empty in ("zero", "skip"):
-        ours = metrics.mean_average_precision(qB, rB, qL, rL, topk, definition="gcdh", empty_queries=empty,
-                                              backend=backend)
+        ours = metrics.mean_average_precision(
+            qB, rB, qL, rL, topk, definition="gcdh", empty_queries=empty, backend=backend
+        )
         assert ours == pytest.approx(gcdh_map_k(qB, rB, qL, rL, topk, empty), abs=1e-9)
     _, valid = metrics.average_precisions(qB, rB, qL, rL, topk, definition="gcdh", backend=backend)
     assert valid.any() and not valid.all()  # both kinds of query occur, so the denominators differ
@@ -153,8 +156,9 @@ def test_gcdh_map_matches_plain_loop(backend, topk):
 def test_gcdh_map_matches_plain_loop_with_long_codes_and_many_labels(backend):
     qB, rB, qL, rL = _random_case(11, nq=20, n=300, bits=100, num_labels=80, density=0.03)  # 2 words each
     for topk in (None, 10, 50):
-        ours = metrics.mean_average_precision(qB, rB, qL, rL, topk, definition="gcdh", empty_queries="zero",
-                                              backend=backend)
+        ours = metrics.mean_average_precision(
+            qB, rB, qL, rL, topk, definition="gcdh", empty_queries="zero", backend=backend
+        )
         assert ours == pytest.approx(gcdh_map_k(qB, rB, qL, rL, topk), abs=1e-9)
 
 
@@ -163,8 +167,12 @@ def test_gcdh_precision_at_k_matches_plain_loop(backend):
     qB, rB, qL, rL = _random_case(5)
     ks = [400, 1, 10, 10, 100, 1_000]  # unsorted, repeated and beyond the retrieval set on purpose
     for empty in ("zero", "skip"):
-        np.testing.assert_allclose(metrics.precision_at_k(qB, rB, qL, rL, ks, empty_queries=empty, backend=backend),
-                                   gcdh_precision_at_k(qB, rB, qL, rL, ks, empty), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            metrics.precision_at_k(qB, rB, qL, rL, ks, empty_queries=empty, backend=backend),
+            gcdh_precision_at_k(qB, rB, qL, rL, ks, empty),
+            rtol=0,
+            atol=1e-12,
+        )
 
 
 def test_gcdh_backends_agree_and_chunking_does_not_matter():
@@ -210,11 +218,18 @@ def test_identical_codes_per_class_give_one(backend):
     codes, labels = class_codes[classes], np.eye(3)[classes]
     for topk in (None, 1, 10, 1_000):
         for empty in ("skip", "zero"):
-            assert metrics.mean_average_precision(codes[:15], codes, labels[:15], labels, topk, definition="gcdh",
-                                                  empty_queries=empty, backend=backend) == pytest.approx(1.0, abs=1e-15)
+            assert metrics.mean_average_precision(
+                codes[:15], codes, labels[:15], labels, topk, definition="gcdh", empty_queries=empty, backend=backend
+            ) == pytest.approx(1.0, abs=1e-15)
     smallest = int(np.bincount(classes).min())
-    np.testing.assert_allclose(metrics.precision_at_k(codes[:15], codes, labels[:15], labels, [1, smallest],
-                                                      empty_queries="zero", backend=backend), 1.0, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        metrics.precision_at_k(
+            codes[:15], codes, labels[:15], labels, [1, smallest], empty_queries="zero", backend=backend
+        ),
+        1.0,
+        rtol=0,
+        atol=1e-15,
+    )
 
 
 def test_one_identical_code_for_everything_ranks_by_index():
@@ -231,16 +246,29 @@ def test_one_identical_code_for_everything_ranks_by_index():
 ARGS = dict(query_codes=HAND_Q, retrieval_codes=HAND_R, query_labels=HAND_QL, retrieval_labels=HAND_RL)
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: metrics.mean_average_precision(**ARGS, definition="dsph"), "definition must be one of 'standard', 'gcdh'"),
-    (lambda: metrics.average_precisions(**ARGS, definition=None), "definition must be one of"),
-    (lambda: metrics.mean_average_precision(**ARGS, topk=2, definition="gcdh", tie_aware=True), "mAP@all only"),
-    (lambda: metrics.mean_average_precision(**ARGS, topk=0, definition="gcdh"), "topk must be"),
-    (lambda: metrics.mean_average_precision(**ARGS, empty_queries="all"), "empty_queries must be one of 'skip', 'zero'"),
-    (lambda: metrics.precision_at_k(**ARGS, ks=[1], empty_queries="drop"), "empty_queries must be one of"),
-    (lambda: metrics.precision_at_k(np.ones((2, 4)), np.ones((2, 4)), [[1, 0], [1, 0]], [[0, 1], [0, 1]], [1],
-                                    empty_queries="zero"), "so precision@K is undefined"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda: metrics.mean_average_precision(**ARGS, definition="dsph"),
+            "definition must be one of 'standard', 'gcdh'",
+        ),
+        (lambda: metrics.average_precisions(**ARGS, definition=None), "definition must be one of"),
+        (lambda: metrics.mean_average_precision(**ARGS, topk=2, definition="gcdh", tie_aware=True), "mAP@all only"),
+        (lambda: metrics.mean_average_precision(**ARGS, topk=0, definition="gcdh"), "topk must be"),
+        (
+            lambda: metrics.mean_average_precision(**ARGS, empty_queries="all"),
+            "empty_queries must be one of 'skip', 'zero'",
+        ),
+        (lambda: metrics.precision_at_k(**ARGS, ks=[1], empty_queries="drop"), "empty_queries must be one of"),
+        (
+            lambda: metrics.precision_at_k(
+                np.ones((2, 4)), np.ones((2, 4)), [[1, 0], [1, 0]], [[0, 1], [0, 1]], [1], empty_queries="zero"
+            ),
+            "so precision@K is undefined",
+        ),
+    ],
+)
 def test_bad_options_raise_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()

@@ -1,4 +1,5 @@
 """egath_lite.models: shapes, a hand-written GAT reference, masking, graph use, and bad input."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,9 @@ def _gat_attention_reference(conv, x, edge_index):
     alphas = {}
     for i in range(n):
         js = sorted(nbrs[i])
-        e = torch.stack([F.leaky_relu((Wx[j] * a_src).sum(-1) + (Wx[i] * a_dst).sum(-1), conv.negative_slope) for j in js])
+        e = torch.stack(
+            [F.leaky_relu((Wx[j] * a_src).sum(-1) + (Wx[i] * a_dst).sum(-1), conv.negative_slope) for j in js]
+        )
         alpha = torch.softmax(e, dim=0)  # (|N(i)|, heads)
         alphas[i] = dict(zip(js, alpha))
         result[i] = (alpha.unsqueeze(-1) * Wx[js]).sum(0).mean(0)
@@ -196,8 +199,14 @@ def _names(module):
 def test_gat_has_no_layer_bias_by_default():
     model = GATClassifier(FEAT, 3, C, hidden=8, layers=2)
     assert all(conv.bias is None for conv in model.convs)
-    assert _names(model) == {"convs.0.att_src", "convs.0.att_dst", "convs.0.lin.weight",
-                             "convs.1.att_src", "convs.1.att_dst", "convs.1.lin.weight"}
+    assert _names(model) == {
+        "convs.0.att_src",
+        "convs.0.att_dst",
+        "convs.0.lin.weight",
+        "convs.1.att_src",
+        "convs.1.att_dst",
+        "convs.1.lin.weight",
+    }
     with_bias = GATClassifier(FEAT, 3, C, hidden=8, layers=2, bias=True)
     assert _names(with_bias) - _names(model) == {"convs.0.bias", "convs.1.bias"}
     assert with_bias.convs[0].bias.shape == (8,) and with_bias.convs[1].bias.shape == (3,)
@@ -255,11 +264,11 @@ def test_gat_initialisation_is_xavier_uniform_with_gain_1414():
         w = conv.lin.weight.detach()
         bound = 1.414 * (6.0 / (fan_in + fan_out)) ** 0.5
         assert w.abs().max() <= bound and w.abs().max() > 0.999 * bound  # uniform on [-bound, bound]
-        assert w.std().item() == pytest.approx(bound / 3 ** 0.5, rel=0.01)  # std of U(-b, b) is b / √3
+        assert w.std().item() == pytest.approx(bound / 3**0.5, rel=0.01)  # std of U(-b, b) is b / √3
         a = torch.cat([conv.att_dst.detach().flatten(), conv.att_src.detach().flatten()])  # released a (2·out, 1)
         a_bound = 1.414 * (6.0 / (2 * 1024 + 1)) ** 0.5
         assert a.abs().max() <= a_bound
-        assert a.std().item() == pytest.approx(a_bound / 3 ** 0.5, rel=0.05)
+        assert a.std().item() == pytest.approx(a_bound / 3**0.5, rel=0.05)
 
 
 def test_init_gain_none_restores_pyg_glorot_and_other_gains_scale():
@@ -281,14 +290,17 @@ def test_options_restore_the_earlier_gat_layer():
     # bias=True, input_dropout=0.2, init_gain=None, label_bias=True: the layer stack as built before,
     # GATConv(..., dropout=0.2) with PyG's bias and initialisation, node features dropped before each layer.
     torch.manual_seed(7)
-    old = GATClassifier(FEAT, 5, C, hidden=16, layers=2, dropout=0.2, bias=True, input_dropout=0.2, init_gain=None,
-                        label_bias=True)
+    old = GATClassifier(
+        FEAT, 5, C, hidden=16, layers=2, dropout=0.2, bias=True, input_dropout=0.2, init_gain=None, label_bias=True
+    )
     torch.manual_seed(7)
     from torch_geometric.nn import GATConv
 
     bias = torch.nn.Parameter(torch.zeros(C))  # the label bias is created first, as in _LabelBias
-    convs = [GATConv(FEAT, 16, heads=1, concat=True, negative_slope=0.2, dropout=0.2),
-             GATConv(16, 5, heads=1, concat=False, negative_slope=0.2, dropout=0.2)]
+    convs = [
+        GATConv(FEAT, 16, heads=1, concat=True, negative_slope=0.2, dropout=0.2),
+        GATConv(16, 5, heads=1, concat=False, negative_slope=0.2, dropout=0.2),
+    ]
     for mine, theirs in zip(old.convs, convs):
         for (n1, p1), (n2, p2) in zip(mine.named_parameters(), theirs.named_parameters()):
             assert n1 == n2 and torch.equal(p1, p2)
@@ -306,11 +318,14 @@ def test_options_restore_the_earlier_gat_layer():
     assert torch.allclose(H, x, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(dropout=1.0), "gat_dropout must be in"),
-    (dict(input_dropout=-0.1), "gat_input_dropout must be in"),
-    (dict(init_gain=0.0), "gat_init_gain must be a positive number or None"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(dropout=1.0), "gat_dropout must be in"),
+        (dict(input_dropout=-0.1), "gat_input_dropout must be in"),
+        (dict(init_gain=0.0), "gat_init_gain must be a positive number or None"),
+    ],
+)
 def test_bad_gat_options_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GATClassifier(FEAT, 3, C, hidden=8, **kwargs)
@@ -318,12 +333,28 @@ def test_bad_gat_options_raise(kwargs, match):
 
 def test_egath_passes_the_gat_options_to_its_classifier():
     E, ei = torch.randn(C, FEAT), _graph([(1, 0), (0, 1)])
-    model = EGATH(8, 10, E, ei, None, bits=16, hidden_dim=12, trans_tokens=2, trans_width=8, trans_heads=2,
-                  gat_hidden=8, gat_bias=True, gat_input_dropout=0.1, gat_init_gain=None, gat_label_bias=True)
+    model = EGATH(
+        8,
+        10,
+        E,
+        ei,
+        None,
+        bits=16,
+        hidden_dim=12,
+        trans_tokens=2,
+        trans_width=8,
+        trans_heads=2,
+        gat_hidden=8,
+        gat_bias=True,
+        gat_input_dropout=0.1,
+        gat_init_gain=None,
+        gat_label_bias=True,
+    )
     clf = model.classifier
     assert all(conv.bias is not None for conv in clf.convs)
     assert clf.input_dropout == 0.1 and clf.bias.shape == (C,)
-    default = EGATH(8, 10, E, ei, None, bits=16, hidden_dim=12, trans_tokens=2, trans_width=8, trans_heads=2,
-                    gat_hidden=8).classifier
+    default = EGATH(
+        8, 10, E, ei, None, bits=16, hidden_dim=12, trans_tokens=2, trans_width=8, trans_heads=2, gat_hidden=8
+    ).classifier
     assert all(conv.bias is None for conv in default.convs) and default.input_dropout == 0.0
     assert default.bias is None

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -96,10 +95,22 @@ def test_bits_16_after_a_full_run_reuses_artifacts_and_prints_only_its_own_numbe
 
 def _driver(runs: Path, *args: str) -> subprocess.Popen:
     sets = [x for k, v in SMALL.items() for x in ("--set", f"{k}={v}")]
-    cmd = [sys.executable, "-m", "egath_lite.reproduce", "--preset", "tiny", "--runs-root", str(runs),
-           "--bits", "16", *sets, *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONHASHSEED": "0"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "egath_lite.reproduce",
+        "--preset",
+        "tiny",
+        "--runs-root",
+        str(runs),
+        "--bits",
+        "16",
+        *sets,
+        *args,
+    ]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}
+    )
 
 
 def test_two_drivers_side_by_side_each_print_their_own_table(tmp_path):
@@ -126,9 +137,14 @@ def _papermill(name: str, runs: Path, run_name: str, out_dir: Path, **params):
 
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}-{len(list(out_dir.iterdir()))}.ipynb"
-    pm.execute_notebook(str(reproduce.NOTEBOOK_DIR / f"{name}.ipynb"), str(out), kernel_name="python3",
-                        parameters={"RUN_NAME": run_name, "RUNS_ROOT": str(runs), **params},
-                        cwd=str(reproduce.NOTEBOOK_DIR), progress_bar=False)
+    pm.execute_notebook(
+        str(reproduce.NOTEBOOK_DIR / f"{name}.ipynb"),
+        str(out),
+        kernel_name="python3",
+        parameters={"RUN_NAME": run_name, "RUNS_ROOT": str(runs), **params},
+        cwd=str(reproduce.NOTEBOOK_DIR),
+        progress_bar=False,
+    )
     return out
 
 
@@ -139,8 +155,16 @@ def test_weights_given_to_01_reach_02_to_05_and_a_new_zeta_in_03_builds_its_own_
     runs = tmp_path / "runs"
     model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=3)  # random init, saved as a checkpoint file
     ckpt = save_clip_checkpoint(model, tmp_path / "weights" / "tiny_random.pt")
-    _papermill("01_feature_extraction", runs, "w", tmp_path / "nb", PRESET="tiny", MODEL="egath-tiny-clip", PRETRAINED=str(ckpt),
-               OVERRIDES={**SMALL, "bits": [16]})
+    _papermill(
+        "01_feature_extraction",
+        runs,
+        "w",
+        tmp_path / "nb",
+        PRESET="tiny",
+        MODEL="egath-tiny-clip",
+        PRETRAINED=str(ckpt),
+        OVERRIDES={**SMALL, "bits": [16]},
+    )
     recorded = load_run_config(str(runs), "w")
     assert recorded.clip_pretrained == str(ckpt) and recorded.toy_size == 400
     features_files = sorted(p.name for p in (runs / "w").glob("features-*.pt"))

@@ -16,8 +16,20 @@ from egath_lite.runs import load_results
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("mirflickr25k", "nuswide_tc10", "mscoco")
-SIZES = ["--set", "num_query=60", "--set", "num_train=200", "--set", "vocab_size=128", "--set", "gat_epochs=2",
-         "--epochs", "2", "--bits", "16"]
+SIZES = [
+    "--set",
+    "num_query=60",
+    "--set",
+    "num_train=200",
+    "--set",
+    "vocab_size=128",
+    "--set",
+    "gat_epochs=2",
+    "--epochs",
+    "2",
+    "--bits",
+    "16",
+]
 
 
 def readme_command() -> list[str]:
@@ -47,9 +59,11 @@ def real_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("real")
     data = tmp / "data"
     t0 = time.perf_counter()
-    infos = {"mirflickr25k": write_mirflickr_raw(data / "mirflickr25k", 400, seed=0),
-             "nuswide_tc10": write_nuswide_gcdh_mat(data / "nuswide_tc10", 400, seed=1),
-             "mscoco": write_mscoco_json(data / "mscoco", 400, seed=2, year=2014)}
+    infos = {
+        "mirflickr25k": write_mirflickr_raw(data / "mirflickr25k", 400, seed=0),
+        "nuswide_tc10": write_nuswide_gcdh_mat(data / "nuswide_tc10", 400, seed=1),
+        "mscoco": write_mscoco_json(data / "mscoco", 400, seed=2, year=2014),
+    }
     print(f"fixtures written in {time.perf_counter() - t0:.1f} s")
     model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
     ckpt = save_clip_checkpoint(model, tmp / "weights" / "clip_random_init.pt")
@@ -71,10 +85,20 @@ def real_runs(tmp_path_factory):
 
 
 def _cfg(real_runs, dataset):
-    opts = {"device": "cpu", "clip_model": "egath-tiny-clip", "clip_pretrained": str(real_runs["ckpt"]),
-            "num_query": 60, "num_train": 200, "vocab_size": 128, "gat_epochs": 2, "epochs": 2, "bits": [16]}
+    opts = {
+        "device": "cpu",
+        "clip_model": "egath-tiny-clip",
+        "clip_pretrained": str(real_runs["ckpt"]),
+        "num_query": 60,
+        "num_train": 200,
+        "vocab_size": 128,
+        "gat_epochs": 2,
+        "epochs": 2,
+        "bits": [16],
+    }
     return reproduce.cell_configs("tiny", list(DATASETS), [0], ["egath"], real_runs["runs"], opts)[
-        DATASETS.index(dataset)].cfg
+        DATASETS.index(dataset)
+    ].cfg
 
 
 def test_the_table_lists_every_data_set(real_runs):

@@ -1,4 +1,5 @@
 """The papermill driver: tables, resume, and clear failures (fast; the full run is in test_notebooks)."""
+
 import json
 
 import nbformat
@@ -8,10 +9,14 @@ from egath_lite import reproduce
 
 
 def _rows(seed, variant, i2t):
-    return {"seed": seed, "variant": variant, "rows": [
-        {"dataset": "toy_nuswide", "seed": seed, "method": variant, "bits": 16, "i2t": i2t, "t2i": i2t / 2},
-        {"dataset": "toy_nuswide", "seed": seed, "method": "lsh", "bits": 16, "i2t": 0.3, "t2i": 0.2},
-    ]}
+    return {
+        "seed": seed,
+        "variant": variant,
+        "rows": [
+            {"dataset": "toy_nuswide", "seed": seed, "method": variant, "bits": 16, "i2t": i2t, "t2i": i2t / 2},
+            {"dataset": "toy_nuswide", "seed": seed, "method": "lsh", "bits": 16, "i2t": 0.3, "t2i": 0.2},
+        ],
+    }
 
 
 def test_summarize_mean_and_sample_std_over_seeds():
@@ -39,12 +44,18 @@ def test_failing_notebook_names_notebook_cell_and_error(tmp_path, monkeypatch):
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell("X = 1")
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("y = X + 1"),
-                nbformat.v4.new_code_cell("raise ValueError(f'boom {X}')")]
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell("y = X + 1"),
+        nbformat.v4.new_code_cell("raise ValueError(f'boom {X}')"),
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "09_broken.ipynb")
     monkeypatch.setattr(reproduce, "NOTEBOOK_DIR", tmp_path)
-    with pytest.raises(reproduce.NotebookFailed, match=r"09_broken failed in cell 2 \(counting from 0; starts \"raise ValueError.*ValueError: boom 7"):
+    with pytest.raises(
+        reproduce.NotebookFailed,
+        match=r"09_broken failed in cell 2 \(counting from 0; starts \"raise ValueError.*ValueError: boom 7",
+    ):
         reproduce.run_notebook("09_broken", tmp_path / "out", {"X": 7})
     assert (tmp_path / "out" / "09_broken.ipynb").is_file()  # the executed copy keeps the traceback
     with pytest.raises(FileNotFoundError, match="not found; run the driver from a clone"):
@@ -57,15 +68,20 @@ def fake_notebooks(monkeypatch, calls):
     from egath_lite.runs import save_results
 
     def run(name, executed_dir, parameters, kernel="python3", log_path=None):
-        cfg = get_config(parameters["PRESET"], run_name=parameters["RUN_NAME"], runs_root=parameters["RUNS_ROOT"],
-                         **parameters["OVERRIDES"])
+        cfg = get_config(
+            parameters["PRESET"],
+            run_name=parameters["RUN_NAME"],
+            runs_root=parameters["RUNS_ROOT"],
+            **parameters["OVERRIDES"],
+        )
         calls.append((name, cfg.variant, tuple(cfg.bits), parameters["FORCE"]))
         base = {"egath": 0.6, "no_gat": 0.5, "gcn": 0.4}[cfg.variant]
         if name == "04_hash_learning":
             save_results(cfg, name, {"map": {str(b): {"i2t": base, "t2i": base} for b in cfg.bits}})
         if name == "05_pr_curve_evaluation":
-            save_results(cfg, name, {"map": {cfg.variant: {str(b): {"i2t": base + b / 1000, "t2i": base}
-                                                           for b in cfg.bits}}})
+            save_results(
+                cfg, name, {"map": {cfg.variant: {str(b): {"i2t": base + b / 1000, "t2i": base} for b in cfg.bits}}}
+            )
         return 0.25
 
     monkeypatch.setattr(reproduce, "run_notebook", run)
@@ -97,7 +113,11 @@ def test_finished_cells_are_reused_only_for_the_same_configuration(tmp_path, mon
     assert reproduce.main(["--preset", "tiny", "--runs-root", str(runs), "--bits", "16"]) == 0
     out = capsys.readouterr().out
     assert len(calls) == 5 and all(c[2] == (16,) for c in calls)
-    assert "| toy_nuswide | egath | 0.6160 | 0.6000 |" in out and "0.6320" not in out and "32" not in out.split("mAP@all")[1].split("\n")[2]
+    assert (
+        "| toy_nuswide | egath | 0.6160 | 0.6000 |" in out
+        and "0.6320" not in out
+        and "32" not in out.split("mAP@all")[1].split("\n")[2]
+    )
     timings = json.loads((runs / "reproduce-tiny" / "timings.json").read_text())
     assert timings["cells_run"] == 1 and timings["stage_seconds"]["04_hash_learning"] == 0.25
 
@@ -114,9 +134,25 @@ def test_every_option_reaches_every_notebook(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(reproduce, "run_notebook", lambda n, e, p, **k: (seen.append(p), real(n, e, p, **k))[1])
     ckpt = tmp_path / "w.pt"
     ckpt.write_bytes(b"x")
-    argv = ["--preset", "tiny", "--runs-root", str(tmp_path / "runs"), "--epochs", "2", "--set", "zeta=0.1",
-            "--set", "drop_unlabeled=true", "--clip-model", "egath-tiny-clip", "--clip-pretrained", str(ckpt),
-            "--variants", "no_gat", "gcn"]
+    argv = [
+        "--preset",
+        "tiny",
+        "--runs-root",
+        str(tmp_path / "runs"),
+        "--epochs",
+        "2",
+        "--set",
+        "zeta=0.1",
+        "--set",
+        "drop_unlabeled=true",
+        "--clip-model",
+        "egath-tiny-clip",
+        "--clip-pretrained",
+        str(ckpt),
+        "--variants",
+        "no_gat",
+        "gcn",
+    ]
     assert reproduce.main(argv) == 0
     assert len(seen) == 10
     for params in seen:
@@ -128,13 +164,16 @@ def test_every_option_reaches_every_notebook(tmp_path, monkeypatch, capsys):
     assert "| toy_nuswide | gcn |" in out and "| toy_nuswide | no_gat |" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--epochs", "0"], "epochs must be >= 1"),
-    (["--set", "bits=abc"], "--set bits='abc'"),
-    (["--set", "zetta=0.1"], "unknown config field"),
-    (["--set", "zeta"], "use KEY=VALUE"),
-    (["--set", "seed=3"], "use the driver's own option for seed"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], "epochs must be >= 1"),
+        (["--set", "bits=abc"], "--set bits='abc'"),
+        (["--set", "zetta=0.1"], "unknown config field"),
+        (["--set", "zeta"], "use KEY=VALUE"),
+        (["--set", "seed=3"], "use the driver's own option for seed"),
+    ],
+)
 def test_bad_options_fail_before_anything_runs(tmp_path, monkeypatch, capsys, argv, message):
     calls = []
     fake_notebooks(monkeypatch, calls)

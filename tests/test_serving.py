@@ -3,6 +3,7 @@
 References are independent of every packer: a plain count of differing ±1 entries, one query at a time,
 ranked by a stable sort (ties by index).
 """
+
 from __future__ import annotations
 
 import sys
@@ -60,6 +61,7 @@ def milvus(tmp_path_factory):
 
 # ---- the bit order, pinned by hand ------------------------------------------------------------------------------
 
+
 def test_pack_codes_bit_order_by_hand():
     # code bit j -> bit j % 8 (value 2**(j % 8)) of byte j // 8; +1 is a set bit
     np.testing.assert_array_equal(metrics.pack_codes(np.array([[1, -1, -1, -1, -1, -1, -1, 1]])), [[0b10000001]])
@@ -94,22 +96,26 @@ def test_faiss_and_milvus_read_hand_packed_bytes_the_same(milvus):
     np.testing.assert_array_equal(np.flatnonzero(hist[0]), np.sort(by_hand))
 
 
-@pytest.mark.parametrize("codes,pad,match", [
-    (np.full((2, 8), 0.5), False, "values such as"),
-    (np.array([[1, -1, 0, 1, 1, 1, 1, 1]]), False, "mixes -1, 0 and \\+1"),
-    (np.array([["1"] * 8]), False, "dtype <U1"),
-    (np.ones((2, 8), np.complex64), False, "dtype complex64"),
-    (np.ones((2, 12)), False, "12 bits, not a multiple of 8.*pad=True"),
-    (np.full((1, 8), np.nan), False, "NaN"),
-    (np.ones(8), False, "2-D"),
-    (np.ones((0, 8)), False, "empty"),
-])
+@pytest.mark.parametrize(
+    "codes,pad,match",
+    [
+        (np.full((2, 8), 0.5), False, "values such as"),
+        (np.array([[1, -1, 0, 1, 1, 1, 1, 1]]), False, "mixes -1, 0 and \\+1"),
+        (np.array([["1"] * 8]), False, "dtype <U1"),
+        (np.ones((2, 8), np.complex64), False, "dtype complex64"),
+        (np.ones((2, 12)), False, "12 bits, not a multiple of 8.*pad=True"),
+        (np.full((1, 8), np.nan), False, "NaN"),
+        (np.ones(8), False, "2-D"),
+        (np.ones((0, 8)), False, "empty"),
+    ],
+)
 def test_pack_codes_rejects_bad_codes_with_a_message(codes, pad, match):
     with pytest.raises(ValueError, match=match):
         metrics.pack_codes(codes, pad=pad)
 
 
 # ---- one ranking everywhere ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("case", ["random16", "labels32"])
 def test_faiss_flat_and_metrics_give_the_exact_stable_ranking(case):
@@ -120,8 +126,9 @@ def test_faiss_flat_and_metrics_give_the_exact_stable_ranking(case):
     assert (np.diff(ref_d, axis=1) == 0).mean() > 0.5  # the case really is tie-heavy
     # metrics: its own packed words and XOR/popcount kernel, ranked by its stable rule
     packed = prepare_inputs(qB, rB, np.ones((len(qB), 1)), np.ones((len(rB), 1)))
-    m_dist, _ = _numpy_kernels._distances_and_relevance(packed.query_codes, packed.retrieval_codes,
-                                                        packed.query_labels, packed.retrieval_labels)
+    m_dist, _ = _numpy_kernels._distances_and_relevance(
+        packed.query_codes, packed.retrieval_codes, packed.query_labels, packed.retrieval_labels
+    )
     np.testing.assert_array_equal(m_dist, dist)
     m_d, m_i = _stable_top_k(m_dist.astype(np.int64), k)
     np.testing.assert_array_equal(m_i, ref_i)
@@ -191,20 +198,26 @@ def test_milvus_float_route_serves_codes_of_any_length(milvus):
     _assert_same_top_k_up_to_tie_order(d, i, dist, _stable_top_k(dist, 40)[0])
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda c: mx.export_codes(c, "bad", np.ones((4, 12))), "12 bits; a Milvus BINARY_VECTOR needs a multiple of 8"),
-    (lambda c: mx.export_codes(c, "bad", np.full((4, 8), 0.5)), "values such as"),
-    (lambda c: mx.export_codes(c, "bad", np.ones((4, 8)), vector="hex"), "unknown vector type"),
-    (lambda c: mx.export_codes(c, "bad", np.ones((4, 8)), ids=[1, 1, 2, 3]), "duplicates"),
-    (lambda c: mx.export_codes(c, "bad", np.ones((4, 8)), ids=[1, 2]), "one id per code"),
-    (lambda c: mx.export_codes(c, "bad", np.ones((4, 8)), ids=[0.5, 1, 2, 3]), "must be integers"),
-    (lambda c: mx.export_codes(c, "bad", np.ones((4, 8)), labels=np.ones((3, 2))), "4 codes but 3 label rows"),
-    (lambda c: mx.export_codes(c, "hand", np.ones((4, 16))), "exists; pass overwrite=True"),
-    (lambda c: mx.search_codes(c, "missing", np.ones((1, 8)), 5), "does not exist"),
-    (lambda c: mx.search_codes(c, "hand", np.ones((1, 8)), 5), "8 bits but collection 'hand' holds 16-bit"),
-    (lambda c: mx.search_codes(c, "hand", np.ones((1, 16)), 20_000), "Milvus's top-K limit"),
-    (lambda c: mx.milvus_client("codes.sqlite"), "neither a Milvus Lite file"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda c: mx.export_codes(c, "bad", np.ones((4, 12))),
+            "12 bits; a Milvus BINARY_VECTOR needs a multiple of 8",
+        ),
+        (lambda c: mx.export_codes(c, "bad", np.full((4, 8), 0.5)), "values such as"),
+        (lambda c: mx.export_codes(c, "bad", np.ones((4, 8)), vector="hex"), "unknown vector type"),
+        (lambda c: mx.export_codes(c, "bad", np.ones((4, 8)), ids=[1, 1, 2, 3]), "duplicates"),
+        (lambda c: mx.export_codes(c, "bad", np.ones((4, 8)), ids=[1, 2]), "one id per code"),
+        (lambda c: mx.export_codes(c, "bad", np.ones((4, 8)), ids=[0.5, 1, 2, 3]), "must be integers"),
+        (lambda c: mx.export_codes(c, "bad", np.ones((4, 8)), labels=np.ones((3, 2))), "4 codes but 3 label rows"),
+        (lambda c: mx.export_codes(c, "hand", np.ones((4, 16))), "exists; pass overwrite=True"),
+        (lambda c: mx.search_codes(c, "missing", np.ones((1, 8)), 5), "does not exist"),
+        (lambda c: mx.search_codes(c, "hand", np.ones((1, 8)), 5), "8 bits but collection 'hand' holds 16-bit"),
+        (lambda c: mx.search_codes(c, "hand", np.ones((1, 16)), 20_000), "Milvus's top-K limit"),
+        (lambda c: mx.milvus_client("codes.sqlite"), "neither a Milvus Lite file"),
+    ],
+)
 def test_milvus_bad_input_raises_a_clear_error(milvus, call, match):
     if not milvus.has_collection("hand"):
         mx.export_codes(milvus, "hand", np.ones((3, 16)))
@@ -213,9 +226,11 @@ def test_milvus_bad_input_raises_a_clear_error(milvus, call, match):
 
 
 # Milvus Lite 3.2.2's answer to a BINARY_VECTOR field, copied from a run (docs/serving.md)
-LITE3_BINARY_ERROR = ("field 'code' uses Milvus type BinaryVector which MilvusLite does not support. Phase 10.2 "
-                      "supports: BOOL, INT8/16/32/64, FLOAT, DOUBLE, VARCHAR, JSON, ARRAY, GEOMETRY, TIMESTAMPTZ, "
-                      "FLOAT_VECTOR, SPARSE_FLOAT_VECTOR.")
+LITE3_BINARY_ERROR = (
+    "field 'code' uses Milvus type BinaryVector which MilvusLite does not support. Phase 10.2 "
+    "supports: BOOL, INT8/16/32/64, FLOAT, DOUBLE, VARCHAR, JSON, ARRAY, GEOMETRY, TIMESTAMPTZ, "
+    "FLOAT_VECTOR, SPARSE_FLOAT_VECTOR."
+)
 
 
 class _NoBinaryMilvus:
@@ -234,8 +249,11 @@ class _NoBinaryMilvus:
 
 
 def test_a_milvus_without_binary_vectors_gets_the_way_out(milvus):
-    with pytest.raises(RuntimeError, match=r"BinaryVector which MilvusLite does not support.*milvus-lite<3.*"
-                                           r"vector='float'"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"BinaryVector which MilvusLite does not support.*milvus-lite<3.*"
+        r"vector='float'",
+    ):
         mx.export_codes(_NoBinaryMilvus(milvus), "no_binary", np.ones((4, 8)), overwrite=True)
 
 
@@ -246,6 +264,7 @@ def test_missing_pymilvus_fails_with_the_install_command(monkeypatch):
 
 
 # ---- approximate indexes: recall against the exact ranking ---------------------------------------------------
+
 
 def test_tie_aware_recall_by_hand():
     exact = np.array([[1, 2, 2], [0, 0, 0], [1, 2, 2]])
@@ -307,13 +326,16 @@ def test_default_nlist_follows_the_square_root_rule_with_enough_training_codes()
         HammingIndex(8, kind="ivf", nlist=50).add(np.ones((20, 8)))
 
 
-@pytest.mark.parametrize("call,error,match", [
-    (lambda: HammingIndex(8, kind="ivf", nprobe=0), ValueError, "nprobe must be an integer >= 1"),
-    (lambda: HammingIndex(8, kind="ivf", nlist=0), ValueError, "nlist must be an integer >= 1"),
-    (lambda: HammingIndex(8).nprobe, AttributeError, "nprobe belongs to kind='ivf'"),
-    (lambda: setattr(HammingIndex(8, kind="hnsw"), "ef_search", 0), ValueError, "ef_search must be"),
-    (lambda: HammingIndex(8, kind="ivf").search(np.ones((1, 8)), 3), ValueError, "index is empty"),
-])
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda: HammingIndex(8, kind="ivf", nprobe=0), ValueError, "nprobe must be an integer >= 1"),
+        (lambda: HammingIndex(8, kind="ivf", nlist=0), ValueError, "nlist must be an integer >= 1"),
+        (lambda: HammingIndex(8).nprobe, AttributeError, "nprobe belongs to kind='ivf'"),
+        (lambda: setattr(HammingIndex(8, kind="hnsw"), "ef_search", 0), ValueError, "ef_search must be"),
+        (lambda: HammingIndex(8, kind="ivf").search(np.ones((1, 8)), 3), ValueError, "index is empty"),
+    ],
+)
 def test_index_option_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()

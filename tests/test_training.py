@@ -5,6 +5,7 @@ The stage inputs (features, label graph) are replaced by small synthetic payload
 ``ensure_features`` / ``ensure_graph``), so these tests exercise the real training, caching and
 model-loading code in seconds without the CLIP stage.
 """
+
 import math
 
 import numpy as np
@@ -40,22 +41,54 @@ def synthetic_inputs(seed: int = 0):
     bow = torch.maximum(bow, ((group == C) & (torch.rand(N, V, generator=g) < 0.1)).float())
     perm = torch.randperm(N, generator=g)
     query, val, train = perm[:80], perm[80:140], perm[140:]
-    features = {"key": f"synthetic-{seed}", "meta": {"label_names": [f"l{i}" for i in range(C)]}, "tensors": {
-        "image_emb": image, "text_emb": text, "bow": bow, "labels": Y, "query_idx": query,
-        "train_idx": torch.cat([val, train]), "val_idx": val, "retrieval_idx": perm[80:]}}
+    features = {
+        "key": f"synthetic-{seed}",
+        "meta": {"label_names": [f"l{i}" for i in range(C)]},
+        "tensors": {
+            "image_emb": image,
+            "text_emb": text,
+            "bow": bow,
+            "labels": Y,
+            "query_idx": query,
+            "train_idx": torch.cat([val, train]),
+            "val_idx": val,
+            "retrieval_idx": perm[80:],
+        },
+    }
     counts = Y[train].t() @ Y[train]
     A = (counts / counts.diag().unsqueeze(1)) >= 0.3
     edge_index = A.nonzero().t().flip(0).contiguous()  # A_ij > 0: j → i
-    graph = {"key": "synthetic-graph", "meta": {}, "tensors": {
-        "label_emb": torch.randn(C, 12, generator=g), "edge_index": edge_index,
-        "edge_weight": torch.ones(edge_index.shape[1])}}
+    graph = {
+        "key": "synthetic-graph",
+        "meta": {},
+        "tensors": {
+            "label_emb": torch.randn(C, 12, generator=g),
+            "edge_index": edge_index,
+            "edge_weight": torch.ones(edge_index.shape[1]),
+        },
+    }
     return features, graph
 
 
 def small_cfg(tmp_path, **kw):
-    args = dict(runs_root=str(tmp_path), run_name="t", device="cpu", num_query=80, num_train=340, hidden_dim=32, trans_width=16, trans_heads=2,
-                trans_tokens=4, gat_hidden=32, epochs=4, lr=1e-3, lr_min=1e-4, gat_epochs=6, gat_lr=1e-2,
-                early_stop_patience=10)
+    args = dict(
+        runs_root=str(tmp_path),
+        run_name="t",
+        device="cpu",
+        num_query=80,
+        num_train=340,
+        hidden_dim=32,
+        trans_width=16,
+        trans_heads=2,
+        trans_tokens=4,
+        gat_hidden=32,
+        epochs=4,
+        lr=1e-3,
+        lr_min=1e-4,
+        gat_epochs=6,
+        gat_lr=1e-2,
+        early_stop_patience=10,
+    )
     args.update(kw)
     return get_config("tiny", **args)
 
@@ -124,8 +157,12 @@ def test_train_egath_learns_planted_structure(tmp_path):
     data = HashData(t["image_emb"], t["bow"], t["labels"], _split(features))
     model, hist = train_egath(cfg, 16, data, graph["tensors"], progress=False)
     q, r = data.split["query"], data.split["retrieval"]
-    learned = retrieval_map(model.encode(data.image[q], "image"), model.encode(data.text[r], "text"), data.labels[q], data.labels[r])
-    lsh = retrieval_map(lsh_codes(t["image_emb"][q], 16, 0), lsh_codes(t["text_emb"][r], 16, 1), data.labels[q], data.labels[r])
+    learned = retrieval_map(
+        model.encode(data.image[q], "image"), model.encode(data.text[r], "text"), data.labels[q], data.labels[r]
+    )
+    lsh = retrieval_map(
+        lsh_codes(t["image_emb"][q], 16, 0), lsh_codes(t["text_emb"][r], 16, 1), data.labels[q], data.labels[r]
+    )
     # label prior: mAP of a random ranking is about the fraction of relevant items
     prior = float(((data.labels[q] @ data.labels[r].t()) > 0).float().mean())
     assert learned > prior + 0.15 and learned > lsh + 0.1, (learned, prior, lsh)
@@ -134,7 +171,7 @@ def test_train_egath_learns_planted_structure(tmp_path):
     assert hist["val_map"] == pytest.approx(max((a + b) / 2 for a, b in zip(hist["val_map_i2t"], hist["val_map_t2i"])))
     # geometric decay: lr_e = lr · γ^e with γ = (lr_min / lr)^(1 / epochs)
     gamma = (cfg.lr_min / cfg.lr) ** (1 / cfg.epochs)
-    assert hist["lr"] == pytest.approx([cfg.lr * gamma ** e for e in range(5)])
+    assert hist["lr"] == pytest.approx([cfg.lr * gamma**e for e in range(5)])
 
 
 def test_early_stop_stops_after_patience(tmp_path):
@@ -249,9 +286,16 @@ def test_finetune_clip_trains_the_image_tower_from_pixels(inputs, tmp_path, monk
     assert backbone.output_dim == D
     pixels = np.random.default_rng(0).integers(0, 256, (N, 8, 8, 3), dtype=np.uint8)
     monkeypatch.setattr(codes_mod, "clip_image_backbone", lambda cfg: backbone)
-    monkeypatch.setattr(codes_mod, "hash_data", lambda cfg, feats, bb: hashing.HashData(
-        hashing.StreamedImages(pixels, bb.prep, 0, 0, "cpu"), feats["tensors"]["bow"], feats["tensors"]["labels"],
-        _split(feats)))
+    monkeypatch.setattr(
+        codes_mod,
+        "hash_data",
+        lambda cfg, feats, bb: hashing.HashData(
+            hashing.StreamedImages(pixels, bb.prep, 0, 0, "cpu"),
+            feats["tensors"]["bow"],
+            feats["tensors"]["labels"],
+            _split(feats),
+        ),
+    )
     cfg = small_cfg(tmp_path, epochs=1, finetune_clip=True)
     payload = ensure_codes(cfg, 8, progress=False)
     assert payload["tensors"]["query_image_codes"].shape == (80, 8)

@@ -41,9 +41,10 @@ instead of sorting (see ``_numba_kernels``), in parallel over queries and in chu
 ``backend="numpy"`` is an independent pure-numpy route (stable sorts of small-integer
 distances) with identical integers and floats equal to rounding (~1e-15).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -80,8 +81,9 @@ def _backend(name: str):
             from . import _numba_kernels
         except ImportError as exc:
             if name == "numba":
-                raise ImportError(f"backend='numba' needs numba ({exc}); `pip install numba` "
-                                  f"or pass backend='numpy'") from exc
+                raise ImportError(
+                    f"backend='numba' needs numba ({exc}); `pip install numba` or pass backend='numpy'"
+                ) from exc
         else:
             return _numba_kernels
     from . import _numpy_kernels
@@ -94,17 +96,24 @@ def _prepare(query_codes, retrieval_codes, query_labels, retrieval_labels) -> Pa
     if packed.num_bits > MAX_BITS:
         raise ValueError(f"codes have {packed.num_bits} bits; at most {MAX_BITS} are supported")
     if packed.num_retrieval >= 2**47:  # the kernels pack (position in distance group) << 16 | d into an int64
-        raise ValueError(f"{packed.num_retrieval} retrieval items are more than the kernels can rank (2**47); "
-                         f"use egath_lite.index.HammingIndex for top-K search at that scale")
+        raise ValueError(
+            f"{packed.num_retrieval} retrieval items are more than the kernels can rank (2**47); "
+            f"use egath_lite.index.HammingIndex for top-K search at that scale"
+        )
     return packed
 
 
-def _chunked(kernels, name: str, packed: PackedInputs, *extra: Any, chunk_size: int | None,
-             progress: bool | None) -> tuple[np.ndarray, ...]:
+def _chunked(
+    kernels, name: str, packed: PackedInputs, *extra: Any, chunk_size: int | None, progress: bool | None
+) -> tuple[np.ndarray, ...]:
     """Run ``kernels.<name>(qc, rc, ql, rl, num_bins, *extra, stripes)`` over chunks of queries; concatenate outputs."""
     kernel = getattr(kernels, name)
-    desc = {"histograms": "Hamming histograms", "stable_ap": "mAP", "gcdh_ap": "mAP (GCDH)",
-            "stable_hits": "precision@K"}[name]
+    desc = {
+        "histograms": "Hamming histograms",
+        "stable_ap": "mAP",
+        "gcdh_ap": "mAP (GCDH)",
+        "stable_hits": "precision@K",
+    }[name]
     nq, n = packed.num_query, packed.num_retrieval
     if chunk_size is None:
         chunk_size = 512
@@ -120,14 +129,30 @@ def _chunked(kernels, name: str, packed: PackedInputs, *extra: Any, chunk_size: 
     parts = []
     for start in starts:
         rows = slice(start, min(nq, start + chunk_size))
-        parts.append(kernel(packed.query_codes[rows], packed.retrieval_codes, packed.query_labels[rows],
-                            packed.retrieval_labels, packed.num_bits + 1, *extra, kernels.stripes(rows.stop - rows.start)))
+        parts.append(
+            kernel(
+                packed.query_codes[rows],
+                packed.retrieval_codes,
+                packed.query_labels[rows],
+                packed.retrieval_labels,
+                packed.num_bits + 1,
+                *extra,
+                kernels.stripes(rows.stop - rows.start),
+            )
+        )
     return tuple(np.concatenate(outs) for outs in zip(*parts))
 
 
-def hamming_histograms(query_codes, retrieval_codes, query_labels, retrieval_labels, *,
-                       backend: str = "auto", chunk_size: int | None = None,
-                       progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def hamming_histograms(
+    query_codes,
+    retrieval_codes,
+    query_labels,
+    retrieval_labels,
+    *,
+    backend: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Items and relevant items at each Hamming distance 0…bits per query: int64 (n_query, bits+1) twice."""
     packed = _prepare(query_codes, retrieval_codes, query_labels, retrieval_labels)
     kernels = _backend(backend)
@@ -139,9 +164,19 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...], hint: str) ->
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))} ({hint}), got {value!r}")
 
 
-def average_precisions(query_codes, retrieval_codes, query_labels, retrieval_labels, topk: int | None = None, *,
-                       definition: str = "standard", tie_aware: bool = False, backend: str = "auto",
-                       chunk_size: int | None = None, progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def average_precisions(
+    query_codes,
+    retrieval_codes,
+    query_labels,
+    retrieval_labels,
+    topk: int | None = None,
+    *,
+    definition: str = "standard",
+    tie_aware: bool = False,
+    backend: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-query AP@topk, float64 (n_query,) with NaN where undefined, and the valid mask bool (n_query,).
 
     A query is valid when at least one retrieval item shares a label with it. ``definition``:
@@ -154,8 +189,10 @@ def average_precisions(query_codes, retrieval_codes, query_labels, retrieval_lab
     cut = packed.num_retrieval if topk is None else topk
     if tie_aware:
         if cut < packed.num_retrieval:
-            raise ValueError("tie_aware=True is implemented for mAP@all only (topk=None): the expected AP@k "
-                             "normalised by the random number of hits in the top k has no closed form here")
+            raise ValueError(
+                "tie_aware=True is implemented for mAP@all only (topk=None): the expected AP@k "
+                "normalised by the random number of hits in the top k has no closed form here"
+            )
         # k >= n: both definitions are AP@all
         cnt, rcnt = _chunked(kernels, "histograms", packed, chunk_size=chunk_size, progress=progress)
         ap, num_rel = kernels.tie_aware_ap(cnt, rcnt), rcnt.sum(axis=1)
@@ -168,31 +205,54 @@ def average_precisions(query_codes, retrieval_codes, query_labels, retrieval_lab
 
 
 def _check_empty_queries(empty_queries: str) -> None:
-    _check_choice("empty_queries", empty_queries, EMPTY_QUERIES, "'skip' (ours) or 'zero' (GCDH/DSPH: divide by all "
-                  "queries)")
+    _check_choice(
+        "empty_queries", empty_queries, EMPTY_QUERIES, "'skip' (ours) or 'zero' (GCDH/DSPH: divide by all queries)"
+    )
 
 
 def _mean_over_queries(values: np.ndarray, valid: np.ndarray, empty_queries: str, what: str = "mAP") -> np.ndarray:
     """Mean over the valid queries (``skip``) or sum over them / all queries (``zero``) of values (n_query, ...)."""
     if not valid.any():
-        raise ValueError(f"no query shares a label with any retrieval item, so {what} is undefined; "
-                         "check that the label matrices are aligned with the codes")
+        raise ValueError(
+            f"no query shares a label with any retrieval item, so {what} is undefined; "
+            "check that the label matrices are aligned with the codes"
+        )
     if empty_queries == "skip":
         return values[valid].mean(axis=0)
     return values[valid].sum(axis=0) / len(values)
 
 
-def mean_average_precision(query_codes, retrieval_codes, query_labels, retrieval_labels, topk: int | None = None, *,
-                           definition: str = "standard", tie_aware: bool = False, empty_queries: str = "skip",
-                           backend: str = "auto", chunk_size: int | None = None, progress: bool | None = None) -> float:
+def mean_average_precision(
+    query_codes,
+    retrieval_codes,
+    query_labels,
+    retrieval_labels,
+    topk: int | None = None,
+    *,
+    definition: str = "standard",
+    tie_aware: bool = False,
+    empty_queries: str = "skip",
+    backend: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> float:
     """mAP@topk (``None``: mAP@all) of Hamming ranking; see the module docstring for the conventions.
 
     ``definition="gcdh", empty_queries="zero"`` is GCDH's ``calc_map_k`` with a stable sort.
     """
     _check_empty_queries(empty_queries)
-    ap, valid = average_precisions(query_codes, retrieval_codes, query_labels, retrieval_labels, topk,
-                                   definition=definition, tie_aware=tie_aware, backend=backend, chunk_size=chunk_size,
-                                   progress=progress)
+    ap, valid = average_precisions(
+        query_codes,
+        retrieval_codes,
+        query_labels,
+        retrieval_labels,
+        topk,
+        definition=definition,
+        tie_aware=tie_aware,
+        backend=backend,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
     return float(_mean_over_queries(ap, valid, empty_queries))
 
 
@@ -223,12 +283,27 @@ def _pr_from_histograms(cnt: np.ndarray, rcnt: np.ndarray, average: str) -> tupl
     return precision, recall
 
 
-def pr_curve(query_codes, retrieval_codes, query_labels, retrieval_labels, *, average: str = "valid",
-             backend: str = "auto", chunk_size: int | None = None,
-             progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pr_curve(
+    query_codes,
+    retrieval_codes,
+    query_labels,
+    retrieval_labels,
+    *,
+    average: str = "valid",
+    backend: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall of the answer "all items within Hamming radius r", float64 (bits+1,) each, index = r."""
-    cnt, rcnt = hamming_histograms(query_codes, retrieval_codes, query_labels, retrieval_labels,
-                                   backend=backend, chunk_size=chunk_size, progress=progress)
+    cnt, rcnt = hamming_histograms(
+        query_codes,
+        retrieval_codes,
+        query_labels,
+        retrieval_labels,
+        backend=backend,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
     return _pr_from_histograms(cnt, rcnt, average)
 
 
@@ -246,23 +321,33 @@ def _expected_hits(cnt: np.ndarray, rcnt: np.ndarray, ks: np.ndarray) -> np.ndar
     return out
 
 
-def _precision_at_k(packed: PackedInputs, ks: np.ndarray, tie_aware: bool, kernels, chunk_size,
-                    progress, empty_queries: str = "skip") -> np.ndarray:
+def _precision_at_k(
+    packed: PackedInputs, ks: np.ndarray, tie_aware: bool, kernels, chunk_size, progress, empty_queries: str = "skip"
+) -> np.ndarray:
     cut = np.minimum(ks, packed.num_retrieval)
     if tie_aware:
         cnt, rcnt = _chunked(kernels, "histograms", packed, chunk_size=chunk_size, progress=progress)
         hits, num_rel = _expected_hits(cnt, rcnt, cut), rcnt.sum(axis=1)
     else:
         unique = np.unique(cut)
-        hits_u, num_rel = _chunked(kernels, "stable_hits", packed, unique, chunk_size=chunk_size,
-                                   progress=progress)
+        hits_u, num_rel = _chunked(kernels, "stable_hits", packed, unique, chunk_size=chunk_size, progress=progress)
         hits = hits_u[:, np.searchsorted(unique, cut)]
     return _mean_over_queries(hits / cut, num_rel > 0, empty_queries, "precision@K")
 
 
-def precision_at_k(query_codes, retrieval_codes, query_labels, retrieval_labels, ks, *, tie_aware: bool = False,
-                   empty_queries: str = "skip", backend: str = "auto", chunk_size: int | None = None,
-                   progress: bool | None = None) -> np.ndarray:
+def precision_at_k(
+    query_codes,
+    retrieval_codes,
+    query_labels,
+    retrieval_labels,
+    ks,
+    *,
+    tie_aware: bool = False,
+    empty_queries: str = "skip",
+    backend: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> np.ndarray:
     """Mean precision of the first K items of the Hamming ranking for each K in ``ks``, float64 (len(ks),).
 
     ``empty_queries="zero"`` divides by all queries, as GCDH's ``p_topK`` (whose sort is unstable).
@@ -273,15 +358,24 @@ def precision_at_k(query_codes, retrieval_codes, query_labels, retrieval_labels,
     return _precision_at_k(packed, ks, tie_aware, _backend(backend), chunk_size, progress, empty_queries)
 
 
-def evaluate_retrieval(query_codes, retrieval_codes, query_labels, retrieval_labels, ks=(50, 100, 500, 1000), *,
-                       backend: str = "auto", progress: bool | None = None) -> dict[str, Any]:
+def evaluate_retrieval(
+    query_codes,
+    retrieval_codes,
+    query_labels,
+    retrieval_labels,
+    ks=(50, 100, 500, 1000),
+    *,
+    backend: str = "auto",
+    progress: bool | None = None,
+) -> dict[str, Any]:
     """Every number of one retrieval direction as a JSON-able dict (mAP, tie-aware mAP, counts, PR, precision@K)."""
     ks = check_ks(ks)
     packed = _prepare(query_codes, retrieval_codes, query_labels, retrieval_labels)
     kernels = _backend(backend)
     cnt, rcnt = _chunked(kernels, "histograms", packed, chunk_size=None, progress=progress)
-    ap, num_rel = _chunked(kernels, "stable_ap", packed, np.int64(packed.num_retrieval), chunk_size=None,
-                           progress=progress)
+    ap, num_rel = _chunked(
+        kernels, "stable_ap", packed, np.int64(packed.num_retrieval), chunk_size=None, progress=progress
+    )
     valid = num_rel > 0
     if not valid.any():
         raise ValueError("no query shares a label with any retrieval item; check the label matrices")

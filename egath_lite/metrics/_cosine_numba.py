@@ -20,6 +20,7 @@ The ranking of one query is a bucket sort instead of a comparison sort of all n 
 4. one branch-free sweep sums precision at each relevant rank within the cut.
 
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -90,12 +91,13 @@ def _query_ap(scores, bits, lo, hi, q_label, rl, cut, rel, bucket_of, counts, ke
         return 0.0, 0
     num_buckets = _BUCKETS_PER_ITEM * n
     # float32 arithmetic (8 lanes per AVX2 instruction), still monotone; the cap keeps it finite when hi - lo is tiny
-    scale = np.float32(0.0) if hi == lo else np.float32(min((num_buckets - 1) / (np.float64(hi) - np.float64(lo)),
-                                                            1e30))
+    scale = (
+        np.float32(0.0) if hi == lo else np.float32(min((num_buckets - 1) / (np.float64(hi) - np.float64(lo)), 1e30))
+    )
     top = np.float32(num_buckets - 1)
     for j in range(n):
         bucket_of[j] = np.int32(min((hi - scores[j]) * scale, top))
-    counts[:num_buckets + 1] = 0
+    counts[: num_buckets + 1] = 0
     for j in range(n):
         counts[bucket_of[j] + 1] += 1
     for b in range(num_buckets):  # counts[b] = first slot of bucket b
@@ -133,6 +135,7 @@ def score_ap(scores, bits, lo, hi, ql, rl, cut):
     keys = np.empty(n, np.int64)
     ranked = np.empty(n, np.uint8)
     for i in range(nq):
-        ap[i], num_rel[i] = _query_ap(scores[i], bits[i], lo[i], hi[i], ql[i], rl, cut, rel, bucket_of, counts, keys,
-                                      ranked)
+        ap[i], num_rel[i] = _query_ap(
+            scores[i], bits[i], lo[i], hi[i], ql[i], rl, cut, rel, bucket_of, counts, keys, ranked
+        )
     return ap, num_rel

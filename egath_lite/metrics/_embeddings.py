@@ -17,14 +17,15 @@ either may order two scores 1 ulp apart differently (AP moves by ~1e-7). The num
 chunks depend on n only and its BLAS runs on one thread, so its numbers do not depend on the
 machine's thread count. Same chunks, same BLAS threads: same scores, same AP to rounding.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from .inputs import check_label_pairing, check_topk, label_bits, pack_bits, to_numpy
 from ._numpy_kernels import ap_from_sorted_relevance, relevance
+from .inputs import check_label_pairing, check_topk, label_bits, pack_bits, to_numpy
 
 _CHUNK_BYTES = 64 * 2**20  # similarity, order and relevance temporaries of one query chunk (reference)
 _SCORE_CHUNK_BYTES = 128 * 2**20  # float32 scores of one query chunk per worker (numba route); BLAS needs rows
@@ -56,8 +57,10 @@ def _prepare_embeddings(query_emb, retrieval_emb, query_labels, retrieval_labels
     ql = label_bits(query_labels, "query_labels")
     rl = label_bits(retrieval_labels, "retrieval_labels")
     if q.shape[1] != r.shape[1]:
-        raise ValueError(f"query_emb has dimension {q.shape[1]} but retrieval_emb has {r.shape[1]}; "
-                         f"embed both sides into the same space")
+        raise ValueError(
+            f"query_emb has dimension {q.shape[1]} but retrieval_emb has {r.shape[1]}; "
+            f"embed both sides into the same space"
+        )
     check_label_pairing(q, r, ql, rl, "embeddings")
     if r.shape[0] >= 2**_INDEX_BITS:
         raise ValueError(f"{r.shape[0]} retrieval items are more than the cosine ranking supports (2**31)")
@@ -92,12 +95,15 @@ def _score_kernel(backend: str):
             from . import _cosine_numba
         except ImportError as exc:
             if backend == "numba":
-                raise ImportError(f"backend='numba' needs numba ({exc}); `pip install numba` "
-                                  f"or pass backend='numpy'") from exc
+                raise ImportError(
+                    f"backend='numba' needs numba ({exc}); `pip install numba` or pass backend='numpy'"
+                ) from exc
         else:
+
             def run(scores, ql, rl, cut):
-                return _cosine_numba.score_ap(scores, scores.view(np.uint32), scores.min(axis=1), scores.max(axis=1),
-                                              ql, rl, np.int64(cut))
+                return _cosine_numba.score_ap(
+                    scores, scores.view(np.uint32), scores.min(axis=1), scores.max(axis=1), ql, rl, np.int64(cut)
+                )
 
             return run, lambda n: max(1, _SCORE_CHUNK_BYTES // (4 * n)), numba.get_num_threads()
     return _numpy_score_ap, lambda n: max(1, _CHUNK_BYTES // (_NUMPY_BYTES_PER_PAIR * n)), 1
@@ -105,6 +111,7 @@ def _score_kernel(backend: str):
 
 def _chunk_results(kernel, q, r, ql, rl, cut: int, step: int, workers: int):
     """Yield (rows, ap, num_rel) per chunk of ``step`` queries; chunks run on ``workers`` threads, BLAS on one each."""
+
     def work(start):
         rows = slice(start, min(q.shape[0], start + step))
         return (rows, *kernel(q[rows] @ r.T, ql[rows], rl, cut))  # float32 (c, n): one chunk only
@@ -121,9 +128,17 @@ def _chunk_results(kernel, q, r, ql, rl, cut: int, step: int, workers: int):
         yield from pool.map(work, starts)
 
 
-def embedding_average_precisions(query_emb, retrieval_emb, query_labels, retrieval_labels, topk: int | None = None, *,
-                                 backend: str = "auto", chunk_size: int | None = None,
-                                 progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def embedding_average_precisions(
+    query_emb,
+    retrieval_emb,
+    query_labels,
+    retrieval_labels,
+    topk: int | None = None,
+    *,
+    backend: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-query AP@topk of cosine ranking, float64 (n_query,) with NaN where undefined, and the valid mask."""
     topk = check_topk(topk)
     kernel, default_rows, workers = _score_kernel(backend)
@@ -149,11 +164,28 @@ def embedding_average_precisions(query_emb, retrieval_emb, query_labels, retriev
     return np.where(valid, ap, np.nan), valid
 
 
-def map_from_embeddings(query_emb, retrieval_emb, query_labels, retrieval_labels, topk: int | None = None, *,
-                        backend: str = "auto", chunk_size: int | None = None, progress: bool | None = None) -> float:
+def map_from_embeddings(
+    query_emb,
+    retrieval_emb,
+    query_labels,
+    retrieval_labels,
+    topk: int | None = None,
+    *,
+    backend: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> float:
     """mAP@topk of continuous embeddings ranked by cosine similarity (stable ties), queries without relevant items skipped."""
-    ap, valid = embedding_average_precisions(query_emb, retrieval_emb, query_labels, retrieval_labels, topk,
-                                             backend=backend, chunk_size=chunk_size, progress=progress)
+    ap, valid = embedding_average_precisions(
+        query_emb,
+        retrieval_emb,
+        query_labels,
+        retrieval_labels,
+        topk,
+        backend=backend,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
     if not valid.any():
         raise ValueError("no query shares a label with any retrieval item, so mAP is undefined")
     return float(ap[valid].mean())
@@ -162,9 +194,16 @@ def map_from_embeddings(query_emb, retrieval_emb, query_labels, retrieval_labels
 # --------------------------------------------------------------------------------------
 # The earlier implementation (a stable argsort of each chunk's scores), kept as the reference.
 # --------------------------------------------------------------------------------------
-def _embedding_average_precisions_reference(query_emb, retrieval_emb, query_labels, retrieval_labels,
-                                            topk: int | None = None, *, chunk_size: int | None = None,
-                                            progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _embedding_average_precisions_reference(
+    query_emb,
+    retrieval_emb,
+    query_labels,
+    retrieval_labels,
+    topk: int | None = None,
+    *,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The earlier ``embedding_average_precisions``: per chunk, ``argsort(-scores, kind="stable")``; same outputs."""
     topk = check_topk(topk)
     q, r, ql, rl = _prepare_embeddings(query_emb, retrieval_emb, query_labels, retrieval_labels)

@@ -18,6 +18,7 @@ read once, and no query × retrieval matrix exists. The sweep has no data-depend
 (relevance is ~50/50 and a branch on it mispredicts half the time): every item writes a
 record at slot ``h`` and only relevant items advance ``h``.
 """
+
 from __future__ import annotations
 
 import numba

@@ -5,6 +5,7 @@ packed words), then a *stable sort* of each row of small-integer distances (nump
 radix sort for uint8/uint16 keys, so it stays O(n)). Used when numba is unavailable and
 to cross-check the compiled kernels in the tests.
 """
+
 from __future__ import annotations
 
 import numpy as np

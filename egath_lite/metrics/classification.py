@@ -25,4 +25,3 @@ def label_average_precision(scores: torch.Tensor, Y: torch.Tensor) -> torch.Tens
     ranks = torch.arange(1, len(Y) + 1, dtype=torch.float64).unsqueeze(1)
     precision = hits.cumsum(0) / ranks
     return (precision * hits).sum(0) / positives
-

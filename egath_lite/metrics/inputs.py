@@ -5,6 +5,7 @@ tensors or nested lists, checks them, and returns the packed form the kernels us
 A bad input raises ``ValueError`` naming the problem and the fix; nothing is coerced
 silently (e.g. a code 0.3 is not rounded, a label 2 is not clipped).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,8 +50,9 @@ def to_numpy(x: Any, name: str) -> np.ndarray:
 
 def _check_2d(arr: np.ndarray, name: str) -> None:
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (items × columns), got shape {arr.shape}; "
-                         f"for a single item use x[None, :]")
+        raise ValueError(
+            f"{name} must be 2-D (items × columns), got shape {arr.shape}; for a single item use x[None, :]"
+        )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); evaluation needs at least one item and one column")
 
@@ -84,11 +86,15 @@ def code_bits(codes: Any, name: str) -> np.ndarray:
     valid = is_zero | is_minus | (arr == 1)
     if not valid.all():
         odd = np.unique(arr[~valid])[:3].tolist()
-        raise ValueError(f"{name} holds values such as {odd}; codes must be in {{-1,+1}} or {{0,1}}. "
-                         f"Binarise first, e.g. torch.where(h >= 0, 1, -1)")
+        raise ValueError(
+            f"{name} holds values such as {odd}; codes must be in {{-1,+1}} or {{0,1}}. "
+            f"Binarise first, e.g. torch.where(h >= 0, 1, -1)"
+        )
     if is_zero.any() and is_minus.any():
-        raise ValueError(f"{name} mixes -1, 0 and +1; codes must be in {{-1,+1}} or {{0,1}}. "
-                         f"sign() maps exact zeros to 0: use torch.where(h >= 0, 1, -1) instead")
+        raise ValueError(
+            f"{name} mixes -1, 0 and +1; codes must be in {{-1,+1}} or {{0,1}}. "
+            f"sign() maps exact zeros to 0: use torch.where(h >= 0, 1, -1) instead"
+        )
     return arr > 0
 
 
@@ -100,8 +106,10 @@ def label_bits(labels: Any, name: str) -> np.ndarray:
     valid = (arr == 0) | (arr == 1)
     if not valid.all():
         odd = np.unique(arr[~valid])[:3].tolist()
-        raise ValueError(f"{name} holds values such as {odd}; labels must be multi-hot 0/1 "
-                         f"(threshold scores first, e.g. labels > 0.5)")
+        raise ValueError(
+            f"{name} holds values such as {odd}; labels must be multi-hot 0/1 "
+            f"(threshold scores first, e.g. labels > 0.5)"
+        )
     return arr > 0
 
 
@@ -121,8 +129,10 @@ def pack_codes(codes: Any, name: str = "codes", pad: bool = False) -> np.ndarray
     """
     bits = code_bits(codes, name)
     if bits.shape[1] % 8 and not pad:
-        raise ValueError(f"{name} have {bits.shape[1]} bits, not a multiple of 8; byte-packed stores (faiss, Milvus "
-                         f"BINARY_VECTOR) need whole bytes: train 8k-bit codes or pass pad=True to zero-pad")
+        raise ValueError(
+            f"{name} have {bits.shape[1]} bits, not a multiple of 8; byte-packed stores (faiss, Milvus "
+            f"BINARY_VECTOR) need whole bytes: train 8k-bit codes or pass pad=True to zero-pad"
+        )
     return pack_code_bytes(bits)
 
 
@@ -143,8 +153,10 @@ def prepare_inputs(query_codes: Any, retrieval_codes: Any, query_labels: Any, re
     ql = label_bits(query_labels, "query_labels")
     rl = label_bits(retrieval_labels, "retrieval_labels")
     if qb.shape[1] != rb.shape[1]:
-        raise ValueError(f"query_codes have {qb.shape[1]} bits but retrieval_codes have {rb.shape[1]}; "
-                         f"both sides must come from hash heads of the same length")
+        raise ValueError(
+            f"query_codes have {qb.shape[1]} bits but retrieval_codes have {rb.shape[1]}; "
+            f"both sides must come from hash heads of the same length"
+        )
     check_label_pairing(qb, rb, ql, rl, "codes")
     return PackedInputs(pack_bits(qb), pack_bits(rb), pack_bits(ql), pack_bits(rl), int(qb.shape[1]))
 
@@ -152,8 +164,10 @@ def prepare_inputs(query_codes: Any, retrieval_codes: Any, query_labels: Any, re
 def check_label_pairing(q: np.ndarray, r: np.ndarray, ql: np.ndarray, rl: np.ndarray, what: str) -> None:
     """Labels of both sides share one vocabulary, and every query/retrieval row (codes or embeddings) has a label row."""
     if ql.shape[1] != rl.shape[1]:
-        raise ValueError(f"query_labels have {ql.shape[1]} columns but retrieval_labels have {rl.shape[1]}; "
-                         f"both must use the same label vocabulary")
+        raise ValueError(
+            f"query_labels have {ql.shape[1]} columns but retrieval_labels have {rl.shape[1]}; "
+            f"both must use the same label vocabulary"
+        )
     if q.shape[0] != ql.shape[0]:
         raise ValueError(f"{q.shape[0]} query {what} but {ql.shape[0]} query label rows; they must pair up")
     if r.shape[0] != rl.shape[0]:

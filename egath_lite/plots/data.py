@@ -1,14 +1,14 @@
 """Figures of the data stage: example images with their tags, label frequencies, co-occurrence vs NUS-WIDE."""
+
 from __future__ import annotations
 
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def example_grid(ds, indices: Sequence[int] | None = None, cols: int = 6, rows: int = 4, seed: int = 0,
-                 wrap: int = 22):
+def example_grid(ds, indices: Sequence[int] | None = None, cols: int = 6, rows: int = 4, seed: int = 0, wrap: int = 22):
     """Grid of images with their labels (bold) and tags; indices None -> a seeded random sample. Returns the Figure."""
     import matplotlib.pyplot as plt
 
@@ -21,8 +21,12 @@ def example_grid(ds, indices: Sequence[int] | None = None, cols: int = 6, rows: 
         ax.set_axis_off()
     for ax, i in zip(axes.flat, indices):
         ax.imshow(np.asarray(ds.get_image(int(i))), interpolation="nearest")
-        ax.set_title(label_caption([n for n, y in zip(ds.label_names, ds.labels[i]) if y], wrap), fontsize=8,
-                     fontweight="bold", pad=3)
+        ax.set_title(
+            label_caption([n for n, y in zip(ds.label_names, ds.labels[i]) if y], wrap),
+            fontsize=8,
+            fontweight="bold",
+            pad=3,
+        )
         tags = textwrap.shorten(ds.texts[i], 4 * wrap, placeholder=" …") if ds.texts[i] else "(no tags)"
         tags = textwrap.fill(tags, wrap)
         ax.text(0.5, -0.03, tags, transform=ax.transAxes, ha="center", va="top", fontsize=7, color="0.25")
@@ -48,8 +52,9 @@ def label_frequencies(ds, reference: np.ndarray | None = None):
 
     freq = ds.labels.mean(axis=0)
     if reference is not None and np.shape(reference)[1:] != (ds.num_labels,):
-        raise ValueError(f"reference labels have shape {np.shape(reference)}, expected (n, {ds.num_labels}) "
-                         f"for {ds.name}'s labels")
+        raise ValueError(
+            f"reference labels have shape {np.shape(reference)}, expected (n, {ds.num_labels}) for {ds.name}'s labels"
+        )
     x = np.arange(ds.num_labels)
     width_in = float(np.clip(0.3 * ds.num_labels + 2.5, 5.0, 18.0))
     fig, ax = plt.subplots(figsize=(width_in, 3.2 if ds.num_labels <= 24 else 4.0))
@@ -74,8 +79,12 @@ def conditional_probability(labels: np.ndarray) -> np.ndarray:
     return np.divide(counts, n_i[:, None], out=np.zeros_like(counts), where=n_i[:, None] > 0)
 
 
-def cooccurrence_comparison(labels: np.ndarray, reference: np.ndarray, label_names: Sequence[str],
-                            titles: tuple[str, str] = ("toy_nuswide", "NUS-WIDE TC-10")):
+def cooccurrence_comparison(
+    labels: np.ndarray,
+    reference: np.ndarray,
+    label_names: Sequence[str],
+    titles: tuple[str, str] = ("toy_nuswide", "NUS-WIDE TC-10"),
+):
     """Heatmaps of P(j | i) for a label matrix and a reference, and their difference. Returns the Figure."""
     import matplotlib.pyplot as plt
 
@@ -84,12 +93,17 @@ def cooccurrence_comparison(labels: np.ndarray, reference: np.ndarray, label_nam
     p, q = conditional_probability(labels), conditional_probability(reference)
     C = len(label_names)
     if p.shape != (C, C) or q.shape != (C, C):
-        raise ValueError(f"labels ({p.shape[0]} columns) and reference ({q.shape[0]} columns) must both have the "
-                         f"{C} labels named; compare a set only with a reference of the same labels")
+        raise ValueError(
+            f"labels ({p.shape[0]} columns) and reference ({q.shape[0]} columns) must both have the "
+            f"{C} labels named; compare a set only with a reference of the same labels"
+        )
     side = float(np.clip(0.3 * C + 2.0, 4.0, 6.0))  # three panels side by side on one page
     fig, axes = plt.subplots(1, 3, figsize=(3 * side + 1.5, side + 0.6))
-    panels = ((axes[0], p, titles[0], "viridis", (0, 1)), (axes[1], q, titles[1], "viridis", (0, 1)),
-              (axes[2], p - q, "difference", "coolwarm", (-0.15, 0.15)))
+    panels = (
+        (axes[0], p, titles[0], "viridis", (0, 1)),
+        (axes[1], q, titles[1], "viridis", (0, 1)),
+        (axes[2], p - q, "difference", "coolwarm", (-0.15, 0.15)),
+    )
     for ax, mat, title, cmap, lim in panels:
         im = ax.imshow(mat, cmap=cmap, vmin=lim[0], vmax=lim[1])
         set_label_ticks(ax, label_names, axis_inches=0.8 * side, rotation=90)

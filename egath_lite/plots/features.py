@@ -1,8 +1,9 @@
 """Figures of the feature stage: CLIP's similarity matrix, tiny-CLIP training, nearest texts, embedding maps, timing."""
+
 from __future__ import annotations
 
 import textwrap
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,7 +11,10 @@ from matplotlib.figure import Figure
 
 
 def plot_similarity_matrix(
-    image_emb: np.ndarray, text_emb: np.ndarray, texts: Sequence[str] | None = None, title: str | None = None,
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    texts: Sequence[str] | None = None,
+    title: str | None = None,
     ax: plt.Axes | None = None,
 ) -> Figure:
     """Cosine similarities of B images (rows) and their B paired texts (columns); CLIP's targets are the diagonal."""
@@ -27,8 +31,13 @@ def plot_similarity_matrix(
         ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, ec="black", lw=1.2))
     ax.set_xlabel("text j"), ax.set_ylabel("image i")
     if texts is not None and len(texts) <= 20:
-        ax.set_xticks(range(len(texts)), [textwrap.shorten(t, 22, placeholder="…") for t in texts],
-                      rotation=70, ha="right", fontsize=7)
+        ax.set_xticks(
+            range(len(texts)),
+            [textwrap.shorten(t, 22, placeholder="…") for t in texts],
+            rotation=70,
+            ha="right",
+            fontsize=7,
+        )
     hit = float(np.mean(S.argmax(1) == np.arange(len(S))))
     ax.set_title(title or f"image–text cosine (boxes: true pairs; row argmax on the diagonal: {hit:.0%})")
     fig.tight_layout()
@@ -36,7 +45,10 @@ def plot_similarity_matrix(
 
 
 def plot_training_loss(
-    step_loss: Sequence[float], steps_per_epoch: int, batch_size: int | None = None, ax: plt.Axes | None = None,
+    step_loss: Sequence[float],
+    steps_per_epoch: int,
+    batch_size: int | None = None,
+    ax: plt.Axes | None = None,
 ) -> Figure:
     """Contrastive loss per step of the tiny CLIP, epochs marked; ``log B`` is the loss of guessing."""
     loss = np.asarray(step_loss, dtype=float)
@@ -48,11 +60,13 @@ def plot_training_loss(
     k = max(1, min(len(loss) // 8, steps_per_epoch))
     if len(loss) >= 2 * k and k > 1:
         smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1:], smooth, lw=2, label=f"mean of {k} steps")
+        ax.plot(steps[k - 1 :], smooth, lw=2, label=f"mean of {k} steps")
     for e in range(steps_per_epoch, len(loss), steps_per_epoch):
         ax.axvline(e + 0.5, color="grey", lw=0.8, ls=":")
     if batch_size:
-        ax.axhline(np.log(batch_size), color="red", ls="--", lw=1, label=f"chance: log {batch_size} = {np.log(batch_size):.2f}")
+        ax.axhline(
+            np.log(batch_size), color="red", ls="--", lw=1, label=f"chance: log {batch_size} = {np.log(batch_size):.2f}"
+        )
     ax.set_xlabel("training step (dotted: epoch boundaries)"), ax.set_ylabel("CLIP loss")
     ax.set_title("tiny CLIP: symmetric contrastive loss")
     ax.legend(fontsize=8)
@@ -61,8 +75,13 @@ def plot_training_loss(
 
 
 def plot_nearest_texts(
-    images: np.ndarray, texts: Sequence[str], label_names: Sequence[str], labels: np.ndarray,
-    neighbours: Sequence[Sequence[int]], candidate_texts: Sequence[str], candidate_labels: np.ndarray,
+    images: np.ndarray,
+    texts: Sequence[str],
+    label_names: Sequence[str],
+    labels: np.ndarray,
+    neighbours: Sequence[Sequence[int]],
+    candidate_texts: Sequence[str],
+    candidate_labels: np.ndarray,
 ) -> Figure:
     """A few query images with their tags and labels, and the texts nearest to each image (✓: shares a label)."""
     n = len(images)
@@ -72,7 +91,7 @@ def plot_nearest_texts(
     for ax, img, text, lab, nn in zip(axes[0], images, texts, labels, neighbours):
         ax.imshow(img, interpolation="nearest")
         ax.set_xticks([]), ax.set_yticks([])
-        names = ", ".join(l for l, y in zip(label_names, lab) if y)
+        names = ", ".join(name for name, y in zip(label_names, lab) if y)
         ax.set_title(textwrap.fill(f"labels: {names}", 30), fontsize=8)
         lines = [textwrap.fill(f"tags: {text}", 34), "nearest texts:"]
         for j in nn:
@@ -84,8 +103,13 @@ def plot_nearest_texts(
 
 
 def plot_embedding_map(
-    emb: np.ndarray, labels: np.ndarray, label_names: Sequence[str], method: str = "pca", seed: int = 0,
-    title: str | None = None, ax: plt.Axes | None = None,
+    emb: np.ndarray,
+    labels: np.ndarray,
+    label_names: Sequence[str],
+    method: str = "pca",
+    seed: int = 0,
+    title: str | None = None,
+    ax: plt.Axes | None = None,
 ) -> Figure:
     """2-D PCA or t-SNE of embeddings (N, D), each point coloured by its rarest label (the most specific one)."""
     emb = np.asarray(emb, dtype=np.float64)
@@ -101,7 +125,9 @@ def plot_embedding_map(
     elif method == "tsne":
         from sklearn.manifold import TSNE
 
-        xy = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(emb) - 1) / 3), random_state=seed).fit_transform(emb)
+        xy = TSNE(
+            n_components=2, init="pca", perplexity=min(30.0, (len(emb) - 1) / 3), random_state=seed
+        ).fit_transform(emb)
     else:
         raise ValueError(f"unknown method {method!r}; use 'pca' or 'tsne'")
     freq = labels.sum(0)
@@ -119,8 +145,9 @@ def plot_embedding_map(
     return fig
 
 
-def plot_map_comparison(results: Mapping[str, Mapping[str, float]], prior: float | None = None,
-                        ax: plt.Axes | None = None) -> Figure:
+def plot_map_comparison(
+    results: Mapping[str, Mapping[str, float]], prior: float | None = None, ax: plt.Axes | None = None
+) -> Figure:
     """Grouped bars of mAP per model (outer keys) and direction (inner keys, e.g. I→T, T→I); optional label prior."""
     models = list(results)
     if not models:
@@ -144,8 +171,9 @@ def plot_map_comparison(results: Mapping[str, Mapping[str, float]], prior: float
     return fig
 
 
-def plot_timing(seconds: Mapping[str, float], items: Mapping[str, int] | None = None,
-                ax: plt.Axes | None = None) -> Figure:
+def plot_timing(
+    seconds: Mapping[str, float], items: Mapping[str, int] | None = None, ax: plt.Axes | None = None
+) -> Figure:
     """Horizontal bars of wall-clock seconds per step; with ``items``, the rate (items/s) is written beside each bar."""
     if not seconds:
         raise ValueError("no timings to plot")

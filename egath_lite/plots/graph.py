@@ -1,7 +1,9 @@
 """Figures of the label-graph stage: D heatmap, the graph with label names, edges vs ζ, the mod-256 pitfall."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -9,7 +11,10 @@ from matplotlib.figure import Figure
 
 
 def plot_conditional_probabilities(
-    D: np.ndarray, label_names: Sequence[str], zeta: float | None = None, title: str | None = None,
+    D: np.ndarray,
+    label_names: Sequence[str],
+    zeta: float | None = None,
+    title: str | None = None,
     ax: plt.Axes | None = None,
 ) -> Figure:
     """Heatmap of D (C, C) with values; with ζ, cells that become edges (D_ij ≥ ζ, i ≠ j) are outlined."""
@@ -21,8 +26,15 @@ def plot_conditional_probabilities(
     if len(D) <= 12:
         for i, j in np.ndindex(D.shape):
             if i != j:
-                ax.text(j, i, f"{D[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="black" if D[i, j] > 0.6 else "white")
+                ax.text(
+                    j,
+                    i,
+                    f"{D[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if D[i, j] > 0.6 else "white",
+                )
     if zeta is not None:
         lw = 1.8 if len(D) <= 24 else 0.8  # thin outlines keep 80 x 80 cells visible
         for i, j in zip(*np.nonzero(D >= zeta)):
@@ -34,8 +46,12 @@ def plot_conditional_probabilities(
 
 
 def plot_label_graph(
-    adjacency: np.ndarray, label_names: Sequence[str], label_counts: Sequence[int] | None = None,
-    cond_prob: np.ndarray | None = None, title: str | None = None, ax: plt.Axes | None = None,
+    adjacency: np.ndarray,
+    label_names: Sequence[str],
+    label_counts: Sequence[int] | None = None,
+    cond_prob: np.ndarray | None = None,
+    title: str | None = None,
+    ax: plt.Axes | None = None,
 ) -> Figure:
     """The directed label graph drawn with names; an arrow j → i means node i receives from j (A_ij > 0).
 
@@ -66,14 +82,25 @@ def plot_label_graph(
         sizes = 0.5 * base
     isolated = [n for n in g.nodes if g.degree(n) == 0]
     colours = ["lightgrey" if n in isolated else "#8ecae6" for n in g.nodes]
-    nx.draw_networkx_nodes(g, pos, ax=ax, node_size=sizes, node_color=colours, edgecolors="#023047",
-                           linewidths=1.0 if not big else 0.5)
+    nx.draw_networkx_nodes(
+        g, pos, ax=ax, node_size=sizes, node_color=colours, edgecolors="#023047", linewidths=1.0 if not big else 0.5
+    )
     scale = 1.0 if not big else max(0.25, 16 / C)
-    widths = [(0.5 + 4 * d["weight"]) * scale for _, _, d in g.edges(data=True)] if cond_prob is not None \
-        else 1.5 * scale
-    nx.draw_networkx_edges(g, pos, ax=ax, width=widths, arrowsize=max(6, 16 * scale), edge_color="#fb8500",
-                           connectionstyle="arc3,rad=0.12", node_size=sizes, arrowstyle="-|>",
-                           alpha=1.0 if not big else 0.7)
+    widths = (
+        [(0.5 + 4 * d["weight"]) * scale for _, _, d in g.edges(data=True)] if cond_prob is not None else 1.5 * scale
+    )
+    nx.draw_networkx_edges(
+        g,
+        pos,
+        ax=ax,
+        width=widths,
+        arrowsize=max(6, 16 * scale),
+        edge_color="#fb8500",
+        connectionstyle="arc3,rad=0.12",
+        node_size=sizes,
+        arrowstyle="-|>",
+        alpha=1.0 if not big else 0.7,
+    )
     if not big:
         nx.draw_networkx_labels(g, pos, {i: n for i, n in enumerate(label_names)}, ax=ax, font_size=9)
     else:
@@ -82,8 +109,16 @@ def plot_label_graph(
             x, y = pos[i]
             angle = np.degrees(np.arctan2(y, x))
             flip = 90 < angle % 360 < 270  # keep the text upright on the left half
-            ax.text(1.08 * x, 1.08 * y, name, fontsize=font, rotation=angle + (180 if flip else 0),
-                    rotation_mode="anchor", ha="right" if flip else "left", va="center")
+            ax.text(
+                1.08 * x,
+                1.08 * y,
+                name,
+                fontsize=font,
+                rotation=angle + (180 if flip else 0),
+                rotation_mode="anchor",
+                ha="right" if flip else "left",
+                va="center",
+            )
     ax.set_title(title or f"{g.number_of_edges()} directed edges (arrow j → i: i listens to j)")
     ax.axis("off")
     ax.set_aspect("equal")
@@ -93,8 +128,13 @@ def plot_label_graph(
     return fig
 
 
-def plot_edges_vs_zeta(curves: Mapping[str, Sequence[int]], zetas: Sequence[float], zeta: float | None = None,
-                       num_labels: int | None = None, ax: plt.Axes | None = None) -> Figure:
+def plot_edges_vs_zeta(
+    curves: Mapping[str, Sequence[int]],
+    zetas: Sequence[float],
+    zeta: float | None = None,
+    num_labels: int | None = None,
+    ax: plt.Axes | None = None,
+) -> Figure:
     """Directed off-diagonal edge count against ζ, one line per graph (e.g. toy train, NUS train)."""
     fig, ax = _figure(ax, (6.0, 3.8))
     for name, counts in curves.items():
@@ -113,7 +153,9 @@ def plot_edges_vs_zeta(curves: Mapping[str, Sequence[int]], zetas: Sequence[floa
     return fig
 
 
-def plot_released_vs_true_counts(true_counts: np.ndarray, released: np.ndarray, label_names: Sequence[str] | None = None) -> Figure:
+def plot_released_vs_true_counts(
+    true_counts: np.ndarray, released: np.ndarray, label_names: Sequence[str] | None = None
+) -> Figure:
     """Two panels over label pairs i < j: released vs recomputed counts, and released vs recomputed mod 256."""
     true = np.asarray(true_counts, dtype=np.int64)
     rel = np.asarray(released, dtype=np.int64)
@@ -126,13 +168,28 @@ def plot_released_vs_true_counts(true_counts: np.ndarray, released: np.ndarray, 
     ax1.axhline(255, color="lightgrey", lw=1)
     ax1.text(1.2, 255 * 1.15, "uint8 maximum 255", fontsize=8, color="grey")
     for ax, xs in ((ax1, x), (ax2, x % 256)):
-        ax.scatter(xs[~wrapped], y[~wrapped], s=20, color="#219ebc", label=f"count < 256 ({(~wrapped).sum()} pairs)", zorder=3)
-        ax.scatter(xs[wrapped], y[wrapped], s=20, color="#d62828", label=f"count ≥ 256, wrapped ({wrapped.sum()} pairs)", zorder=3)
+        ax.scatter(
+            xs[~wrapped], y[~wrapped], s=20, color="#219ebc", label=f"count < 256 ({(~wrapped).sum()} pairs)", zorder=3
+        )
+        ax.scatter(
+            xs[wrapped],
+            y[wrapped],
+            s=20,
+            color="#d62828",
+            label=f"count ≥ 256, wrapped ({wrapped.sum()} pairs)",
+            zorder=3,
+        )
     if label_names is not None:
         k = int(np.argmax(x))
         i, j = iu[0][k], iu[1][k]
-        ax1.annotate(f"{label_names[i]}–{label_names[j]}:\n{x[k]:,} stored as {y[k]}", (x[k], y[k]),
-                     xytext=(-150, 90), textcoords="offset points", fontsize=8, arrowprops=dict(arrowstyle="->"))
+        ax1.annotate(
+            f"{label_names[i]}–{label_names[j]}:\n{x[k]:,} stored as {y[k]}",
+            (x[k], y[k]),
+            xytext=(-150, 90),
+            textcoords="offset points",
+            fontsize=8,
+            arrowprops=dict(arrowstyle="->"),
+        )
     ax1.set_xscale("log"), ax1.set_yscale("log")
     ax1.set_xlim(1, top), ax1.set_ylim(1, top)
     ax1.set_xlabel("co-occurrences recomputed from all labels")
@@ -150,8 +207,9 @@ def plot_released_vs_true_counts(true_counts: np.ndarray, released: np.ndarray, 
     return fig
 
 
-def plot_cond_prob_difference(D_a: np.ndarray, D_b: np.ndarray, label_names: Sequence[str], title: str,
-                              ax: plt.Axes | None = None) -> Figure:
+def plot_cond_prob_difference(
+    D_a: np.ndarray, D_b: np.ndarray, label_names: Sequence[str], title: str, ax: plt.Axes | None = None
+) -> Figure:
     """Heatmap of D_a − D_b (C, C) on a symmetric colour scale, values annotated."""
     diff = np.asarray(D_a, dtype=float) - np.asarray(D_b, dtype=float)
     fig, ax = _figure(ax, heatmap_size(len(label_names)))
@@ -160,15 +218,26 @@ def plot_cond_prob_difference(D_a: np.ndarray, D_b: np.ndarray, label_names: Seq
     if len(diff) <= 12:
         for i, j in np.ndindex(diff.shape):
             if i != j:
-                ax.text(j, i, f"{diff[i, j]:+.3f}", ha="center", va="center", fontsize=6,
-                        color="white" if abs(diff[i, j]) > 0.6 * lim else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{diff[i, j]:+.3f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if abs(diff[i, j]) > 0.6 * lim else "black",
+                )
     ax.set_title(title)
     fig.tight_layout()
     return fig
 
 
-def plot_embedding_similarity(E: np.ndarray, label_names: Sequence[str], title: str = "cosine similarity of label embeddings",
-                              ax: plt.Axes | None = None) -> Figure:
+def plot_embedding_similarity(
+    E: np.ndarray,
+    label_names: Sequence[str],
+    title: str = "cosine similarity of label embeddings",
+    ax: plt.Axes | None = None,
+) -> Figure:
     """Cosine-similarity heatmap of label embeddings E (C, F)."""
     E = np.asarray(E, dtype=float)
     En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
@@ -177,7 +246,15 @@ def plot_embedding_similarity(E: np.ndarray, label_names: Sequence[str], title: 
     _label_heatmap(fig, ax, S, label_names, cmap="magma", vmin=min(0.0, S.min()), vmax=1)
     if len(S) <= 12:
         for i, j in np.ndindex(S.shape):
-            ax.text(j, i, f"{S[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white" if S[i, j] < 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{S[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if S[i, j] < 0.6 else "black",
+            )
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -197,8 +274,13 @@ def tick_layout(num_labels: int, axis_inches: float) -> tuple[int, float]:
     return step, font
 
 
-def set_label_ticks(ax: plt.Axes, label_names: Sequence[str], axes: str = "xy", axis_inches: float | None = None,
-                    rotation: float | None = None) -> None:
+def set_label_ticks(
+    ax: plt.Axes,
+    label_names: Sequence[str],
+    axes: str = "xy",
+    axis_inches: float | None = None,
+    rotation: float | None = None,
+) -> None:
     """Name the labels on the x and/or y axis: every label when they fit, else every k-th; smaller fonts for large C."""
     C = len(label_names)
     if axis_inches is None:
@@ -215,8 +297,14 @@ def set_label_ticks(ax: plt.Axes, label_names: Sequence[str], axes: str = "xy", 
         ax.set_yticks(ticks, shown, fontsize=font)
 
 
-def _label_heatmap(fig: Figure, ax: plt.Axes, M: np.ndarray, label_names: Sequence[str],
-                   colorbar_label: str | None = None, **imshow: Any) -> None:
+def _label_heatmap(
+    fig: Figure,
+    ax: plt.Axes,
+    M: np.ndarray,
+    label_names: Sequence[str],
+    colorbar_label: str | None = None,
+    **imshow: Any,
+) -> None:
     """Draw a label × label matrix M (C, C) with a colour bar and the label names on both axes."""
     if np.shape(M) != (len(label_names), len(label_names)):  # np.shape keeps a masked array's mask
         raise ValueError(f"matrix has shape {np.shape(M)} but there are {len(label_names)} label names")
@@ -232,14 +320,17 @@ def _figure(ax: plt.Axes | None, size: tuple[float, float]) -> tuple[Figure, plt
     return fig, ax
 
 
-def plot_label_frequencies(frequencies: Mapping[str, np.ndarray], label_names: Sequence[str],
-                           ax: plt.Axes | None = None) -> Figure:
+def plot_label_frequencies(
+    frequencies: Mapping[str, np.ndarray], label_names: Sequence[str], ax: plt.Axes | None = None
+) -> Figure:
     """Grouped bars: fraction of items carrying each label, one group member per label matrix (all of length C)."""
     C = len(label_names)
     bad = {name: np.shape(f) for name, f in frequencies.items() if np.shape(f) != (C,)}
     if bad:
-        raise ValueError(f"every frequency vector must have one value per label ({C}); got {bad}. Compare sets with "
-                         f"the same labels (e.g. the NUS-WIDE reference only for toy_nuswide / nuswide_tc10)")
+        raise ValueError(
+            f"every frequency vector must have one value per label ({C}); got {bad}. Compare sets with "
+            f"the same labels (e.g. the NUS-WIDE reference only for toy_nuswide / nuswide_tc10)"
+        )
     width_in = float(np.clip(0.28 * C * max(1, len(frequencies)) ** 0.5 + 2.5, 7.0, 18.0))
     fig, ax = _figure(ax, (width_in, 3.6 if C <= 24 else 4.2))
     width = 0.8 / max(len(frequencies), 1)
@@ -262,17 +353,28 @@ def plot_released_file(facts: Mapping[str, Any], title: str | None = None) -> Fi
     names, num = list(facts["label_names"]), np.asarray(facts["num"], dtype=float)
     C = len(names)
     side = heatmap_size(C)[1]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(float(np.clip(0.2 * C + 6, 8, 16)) + side, side),
-                                   gridspec_kw={"width_ratios": [1.2, 1]})
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(float(np.clip(0.2 * C + 6, 8, 16)) + side, side), gridspec_kw={"width_ratios": [1.2, 1]}
+    )
     x = np.arange(C)
     over = num > facts["benchmark_num_train"]
     ax1.bar(x[~over], num[~over], color="#219ebc", label="N_i ≤ training split")
     ax1.bar(x[over], num[over], color="#d62828", label="N_i > training split: not counted on it alone")
-    ax1.axhline(facts["benchmark_num_train"], color="black", ls="--", lw=1,
-                label=f"benchmark training split: {facts['benchmark_num_train']:,} items")
+    ax1.axhline(
+        facts["benchmark_num_train"],
+        color="black",
+        ls="--",
+        lw=1,
+        label=f"benchmark training split: {facts['benchmark_num_train']:,} items",
+    )
     if facts["dtype_max"] is not None and facts["dtype_max"] < 2**31:
-        ax1.axhline(facts["dtype_max"], color="grey", ls=":", lw=1.2,
-                    label=f"{facts['released_dtype']} maximum {facts['dtype_max']}: pair counts above it wrapped")
+        ax1.axhline(
+            facts["dtype_max"],
+            color="grey",
+            ls=":",
+            lw=1.2,
+            label=f"{facts['released_dtype']} maximum {facts['dtype_max']}: pair counts above it wrapped",
+        )
     ax1.set_yscale("log")
     set_label_ticks(ax1, names, "x", axis_inches=0.8 * float(np.clip(0.2 * C + 6, 8, 16)), rotation=90)
     ax1.set_xlim(-0.6, C - 0.4)
@@ -282,7 +384,10 @@ def plot_released_file(facts: Mapping[str, Any], title: str | None = None) -> Fi
     D = np.ma.masked_where(np.eye(C, dtype=bool), facts["cond_prob_released"])
     _label_heatmap(fig, ax2, D, names, "adj / num", cmap="viridis", vmin=0, vmax=1)
     ax2.set_title(f"D from the file: {facts['edges_released']} edges at ζ = {facts['zeta']:g}", fontsize=9)
-    fig.suptitle(title or f"{facts['dataset']}: the released co-occurrence file ({facts['released_dtype']}, "
-                          f"{facts['pairs_that_may_have_wrapped']} of {facts['pairs']} pairs may have wrapped)")
+    fig.suptitle(
+        title
+        or f"{facts['dataset']}: the released co-occurrence file ({facts['released_dtype']}, "
+        f"{facts['pairs_that_may_have_wrapped']} of {facts['pairs']} pairs may have wrapped)"
+    )
     fig.tight_layout()
     return fig

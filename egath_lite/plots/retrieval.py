@@ -1,8 +1,9 @@
 """Figures of the evaluation stage: distance histograms, mAP bars, PR and top-K curves, a retrieval gallery."""
+
 from __future__ import annotations
 
 import textwrap
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -53,8 +54,10 @@ def plot_distance_histograms(panels: Mapping[str, tuple[np.ndarray, np.ndarray]]
     return fig
 
 
-def plot_map_bars(table: Mapping[str, Mapping[int | str, Mapping[str, float]]],
-                  directions: Sequence[tuple[str, str]] = (("i2t", "image → text"), ("t2i", "text → image"))) -> Figure:
+def plot_map_bars(
+    table: Mapping[str, Mapping[int | str, Mapping[str, float]]],
+    directions: Sequence[tuple[str, str]] = (("i2t", "image → text"), ("t2i", "text → image")),
+) -> Figure:
     """Grouped bars of mAP per method and bit length; ``table[method][bits] = {"i2t": .., "t2i": ..}``."""
     if not table:
         raise ValueError("empty mAP table")
@@ -118,8 +121,12 @@ def plot_precision_at_k(panels: Mapping[str, Mapping[str, tuple[Sequence[int], n
 
 
 def plot_retrieval_gallery(
-    query_image: np.ndarray, query_image_labels: str, text_results: Sequence[tuple[str, bool, int]],
-    query_text: str, query_text_labels: str, image_results: Sequence[tuple[np.ndarray, bool, int]],
+    query_image: np.ndarray,
+    query_image_labels: str,
+    text_results: Sequence[tuple[str, bool, int]],
+    query_text: str,
+    query_text_labels: str,
+    image_results: Sequence[tuple[np.ndarray, bool, int]],
 ) -> Figure:
     """Image → text (top texts listed, hits green) above text → image (top images framed green/red).
 
@@ -144,16 +151,24 @@ def plot_retrieval_gallery(
     for r, (text, hit, dist) in enumerate(text_results):
         mark = "✓" if hit else "✗"
         line = textwrap.shorten(f"{r + 1:>2}. [d={dist}] {mark} {text}", width=115, placeholder=" …")
-        ax.text(0.0, 1 - (r + 0.5) / rows, line, color=HIT if hit else MISS, fontsize=8, va="center",
-                family="monospace", transform=ax.transAxes)
+        ax.text(
+            0.0,
+            1 - (r + 0.5) / rows,
+            line,
+            color=HIT if hit else MISS,
+            fontsize=8,
+            va="center",
+            family="monospace",
+            transform=ax.transAxes,
+        )
 
     ax = fig.add_subplot(grid[1, :2])
     ax.axis("off")
     ax.text(0.02, 0.95, "text query:", fontsize=9, weight="bold", va="top", transform=ax.transAxes)
-    ax.text(0.02, 0.78, textwrap.fill(query_text, 34), fontsize=8, va="top", family="monospace",
-            transform=ax.transAxes)
-    ax.text(0.02, 0.08, textwrap.fill("labels: " + query_text_labels, 34), fontsize=7, va="bottom",
-            transform=ax.transAxes)
+    ax.text(0.02, 0.78, textwrap.fill(query_text, 34), fontsize=8, va="top", family="monospace", transform=ax.transAxes)
+    ax.text(
+        0.02, 0.08, textwrap.fill("labels: " + query_text_labels, 34), fontsize=7, va="bottom", transform=ax.transAxes
+    )
     for r, (image, hit, dist) in enumerate(image_results):
         ax = fig.add_subplot(grid[1, r + 2])
         ax.imshow(image)

@@ -1,8 +1,10 @@
 """Figures of notebooks 03 and 04: training histories, per-label AP, GAT attention, mAP by bits."""
+
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +42,9 @@ def plot_classifier_history(histories: Mapping[str, Mapping[str, Any]]):
     return fig
 
 
-def plot_label_ap(ap_by_method: Mapping[str, Any], label_names: Sequence[str], title: str = "per-label AP (query split)"):
+def plot_label_ap(
+    ap_by_method: Mapping[str, Any], label_names: Sequence[str], title: str = "per-label AP (query split)"
+):
     """Grouped bars of per-label AP, one group per label, one bar per method; the legend shows the mean."""
     plt = _plt()
     names = list(ap_by_method)
@@ -88,12 +92,23 @@ def plot_attention(edge_index: Any, alpha: Any, label_names: Sequence[str], titl
     for i in range(C):
         for j in range(C):
             if i != j and M[i, j] > 0:
-                ax_g.annotate("", xy=pos[i] * 0.9, xytext=pos[j] * 0.9,
-                              arrowprops=dict(arrowstyle="-|>", lw=0.5 + 5 * M[i, j], alpha=0.35 + 0.6 * M[i, j],
-                                              color="tab:blue", shrinkA=12, shrinkB=12,
-                                              connectionstyle="arc3,rad=0.12"))
-    sc = ax_g.scatter(pos[:, 0] * 0.9, pos[:, 1] * 0.9, s=700, c=np.diag(M), cmap="Oranges", vmin=0, vmax=1,
-                      edgecolors="k", zorder=3)
+                ax_g.annotate(
+                    "",
+                    xy=pos[i] * 0.9,
+                    xytext=pos[j] * 0.9,
+                    arrowprops=dict(
+                        arrowstyle="-|>",
+                        lw=0.5 + 5 * M[i, j],
+                        alpha=0.35 + 0.6 * M[i, j],
+                        color="tab:blue",
+                        shrinkA=12,
+                        shrinkB=12,
+                        connectionstyle="arc3,rad=0.12",
+                    ),
+                )
+    sc = ax_g.scatter(
+        pos[:, 0] * 0.9, pos[:, 1] * 0.9, s=700, c=np.diag(M), cmap="Oranges", vmin=0, vmax=1, edgecolors="k", zorder=3
+    )
     for i, name in enumerate(label_names):
         ax_g.text(pos[i, 0] * 1.24, pos[i, 1] * 1.2, name, ha="center", va="center", fontsize=9)
     fig.colorbar(sc, ax=ax_g, fraction=0.046, label="self-attention α_ii")
