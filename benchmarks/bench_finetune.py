@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--bits", type=int, default=32)
     p.add_argument("--epochs", type=int, default=None, help="default: the preset's")
-    p.add_argument("--runs-root", default=str(REPO / "runs" / "bench_finetune"))
+    # the driver's run folders (runs/<preset>-toy_nuswide-s<seed>): the main job's features and codes are reused
+    p.add_argument("--runs-root", default=str(REPO / "runs"))
     args = p.parse_args(argv)
 
     import torch

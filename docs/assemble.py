@@ -26,6 +26,7 @@ PAGES = (
     "README.md",
     "docs/paper_map.md",
     "docs/architecture.md",
+    "docs/serving.md",
     "benchmarks/RESULTS.md",
     "data/README.md",
     "CHANGELOG.md",

@@ -138,7 +138,9 @@ def _train_label_classifier(kind, cfg, X, Y, graph, progress):
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        val_map = float(label_average_precision(predict_scores(model, X["val"], graph), Y["val"]).mean())
+        val_map = float(
+            label_average_precision(predict_scores(model, X["val"], graph), Y["val"], absent="nan").nanmean()
+        )
         history["loss"].append(total / len(Xtr))
         history["val_map"].append(val_map)
         if val_map > best[0]:
@@ -188,20 +190,24 @@ def ensure_label_classifier(
         with cpu_threads(1):
             model, hist = train_label_classifier(kind, cfg, X, Y, gt, progress)
             q = split["query"]
-            ap_image = label_average_precision(predict_scores(model, img[q], gt), L[q])
-            ap_text = label_average_precision(predict_scores(model, txt[q], gt), L[q])
+            # a small query split of a 24- or 80-label set can miss a label: it has no AP (mean over the others)
+            ap_image = label_average_precision(predict_scores(model, img[q], gt), L[q], absent="nan")
+            ap_text = label_average_precision(predict_scores(model, txt[q], gt), L[q], absent="nan")
+            present = ~torch.isnan(ap_image)
         tensors = {f"state.{k}": v for k, v in model.state_dict().items()}
         tensors.update(
-            ap_image=ap_image.float(),
-            ap_text=ap_text.float(),
+            ap_image=ap_image.nan_to_num(0.0).float(),  # 0 where a label has no query item (ap_present False)
+            ap_text=ap_text.nan_to_num(0.0).float(),
+            ap_present=present,
             history_loss=torch.tensor(hist["loss"]),
             history_val_map=torch.tensor(hist["val_map"]),
         )
         meta = dict(
             kind=kind,
             feature_dim=int(img.shape[1]),
-            map_image=float(ap_image.mean()),
-            map_text=float(ap_text.mean()),
+            map_image=float(ap_image.nanmean()),
+            map_text=float(ap_text.nanmean()),
+            labels_without_query_items=int((~present).sum()),
             best_epoch=int(hist["best_epoch"]),
             best_val_map=float(hist["best_val_map"]),
             train_seconds=float(hist["train_seconds"]),

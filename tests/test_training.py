@@ -128,6 +128,13 @@ def test_label_average_precision_by_hand_and_against_sklearn():
     assert np.allclose(ours.numpy(), theirs)
     with pytest.raises(ValueError, match="no positive"):
         label_average_precision(torch.randn(3, 2), torch.tensor([[1.0, 0.0]] * 3))
+    # a label absent from a small split: NaN with absent="nan", the others unchanged
+    both = label_average_precision(
+        torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3]]),
+        torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 0.0]]),
+        absent="nan",
+    )
+    assert both[0].item() == pytest.approx((1 + 2 / 3) / 2) and torch.isnan(both[1])
 
 
 def test_retrieval_map_matches_loop_reference():
@@ -242,6 +249,7 @@ def test_ensure_gat_beats_label_prior_and_caches(inputs, tmp_path):
     path = CLASSIFIER_STAGE.path(cfg, kind="gat")
     assert payload["path"] == str(path) and path.is_file() and payload["cache_hit"] is False
     assert t["ap_image"].shape == (C,) and meta["map_image"] == pytest.approx(float(t["ap_image"].mean()), rel=1e-6)
+    assert bool(t["ap_present"].all()) and meta["labels_without_query_items"] == 0
     Yq = features["tensors"]["labels"][features["tensors"]["query_idx"]]
     prior = float(Yq.mean(0).mean())  # AP of a random ranking ≈ label frequency
     assert meta["map_image"] > prior + 0.2 and meta["map_text"] > prior + 0.2
