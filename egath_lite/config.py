@@ -164,6 +164,9 @@ class EvaluationSection:
     topk: tuple[int, ...] = _check((50, 100, 200, 500, 1000, 2000, 5000), ge=1, doc="K of precision@K")
 
 
+# The fields that decide which items, labels, tags and split every data-reading stage sees.
+DATA_FIELDS = tuple(f.name for f in dataclasses.fields(DataSection) if f.name != "vocab_size") + ("seed",)
+
 SECTIONS: dict[str, type] = {
     "run": RunSection,
     "data": DataSection,

@@ -17,10 +17,10 @@ import torch
 
 from .artifacts import run_dir
 from .clip_weights import load_clip, weights_fingerprint
-from .config import Config
+from .config import DATA_FIELDS, Config
 from .sharded import cleanup_shards, encode_images_sharded
 from .stages import Stage, shape_problems
-from .tiny_clip import DATA_FIELDS, PREPROCESS_VERSION, TINY_CLIP_STAGE, ensure_tiny_clip
+from .tiny_clip import PREPROCESS_VERSION, TINY_CLIP_STAGE, ensure_tiny_clip
 
 FEATURE_TENSORS = ("image_emb", "text_emb", "bow", "labels", "query_idx", "train_idx", "val_idx", "retrieval_idx")
 

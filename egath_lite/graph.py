@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config
+from .config import DATA_FIELDS, Config
 from .data import make_split
 from .data.reference import (
     MIRFLICKR25K_LABELS,
@@ -489,18 +489,7 @@ def released_counts_explained(
 # --------------------------------------------------------------------------- the stage
 GRAPH_TENSORS = ("counts", "label_counts", "cond_prob", "adjacency", "edge_index", "edge_weight", "label_emb")
 # What fixes the training labels (train ∪ validation rows: val_fraction does not change them) ...
-_GRAPH_DATA_FIELDS = (
-    "dataset",
-    "data_root",
-    "layout",
-    "drop_unlabeled",
-    "toy_size",
-    "image_size",
-    "seed",
-    "num_query",
-    "num_train",
-    "split_seed",
-)
+_GRAPH_DATA_FIELDS = tuple(f for f in DATA_FIELDS if f != "val_fraction")
 # ... and what fixes the graph and its node inputs.
 _GRAPH_FIELDS = ("zeta", "self_loops", "reweight", "reweight_p", "label_embedding")
 _CLIP_FIELDS = ("clip_model", "label_prompt")

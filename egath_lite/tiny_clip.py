@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .artifacts import ArtifactError, atomic_write_bytes
-from .config import Config
+from .config import DATA_FIELDS, Config
 from .encode import _amp, _check_batch_size, _check_images, _check_texts, _model_device, _sync, images_to_tensor
 from .progress import tqdm
 from .stages import FORMAT, Stage
@@ -193,20 +193,6 @@ def _shuffle_tags(text: str, rng: np.random.Generator) -> str:
 PREPROCESS_VERSION = (
     "v2:uint8 -> antialiased resize (model interpolation) + centre crop on tensors (egath_lite.images)"
     " -> [0,1] -> clip mean/std; tags tokenised+truncated"
-)
-# The config fields that decide which items, labels, tags and split the data stages see.
-DATA_FIELDS = (
-    "dataset",
-    "data_root",
-    "layout",
-    "drop_unlabeled",
-    "toy_size",
-    "image_size",
-    "seed",
-    "num_query",
-    "num_train",
-    "split_seed",
-    "val_fraction",
 )
 
 
