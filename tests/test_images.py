@@ -382,7 +382,9 @@ from egath_lite.sharded import encode_images_sharded
 
 class SlowItems(ImageItems):
     def load(self, pos, epoch=0):
-        time.sleep(0.2)  # slow enough that the interrupt lands mid-pass
+        # the first two shards finish; later items hang until the interrupt, so it always lands mid-pass
+        # (a busy machine could otherwise finish the pass before the test sees the first shard)
+        time.sleep(0.2 if pos < 8 else 120)
         return super().load(pos, epoch)
 
 folder, shards = Path(sys.argv[1]), sys.argv[2]
