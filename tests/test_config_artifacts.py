@@ -73,6 +73,7 @@ def test_config_cross_checks_and_per_dataset_presets():
     assert get_config("paper", dataset="nuswide_tc10").zeta == 0.01  # GCDH's released NUS-WIDE threshold
     assert get_config("paper", dataset="mirflickr25k").zeta == 0.3
     assert get_config("paper", dataset="nuswide_tc10", zeta=0.2).zeta == 0.2  # an override still wins
+    assert get_config("paper").finetune_clip is True and get_config("default").finetune_clip is False
     assert get_config("tiny", bits=32).bits == (32,)  # a single int is one length
 
 
