@@ -373,7 +373,9 @@ def test_sharded_argument_errors(tmp_path, clip):
 
 
 SIGINT_SCRIPT = """
-import sys, time
+import signal, sys, time
+# a shell that starts jobs in the background (no job control) hands them SIGINT ignored: restore Ctrl-C
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 import torch
 from egath_lite.clip_weights import load_clip
