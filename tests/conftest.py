@@ -29,3 +29,33 @@ def tiny_runs(tmp_path_factory):
     assert reproduce.main(["--preset", "tiny", "--runs-root", str(runs)]) == 0
     print(f"tiny preset, five notebooks: {time.perf_counter() - start:.0f} s")
     return runs
+
+
+@pytest.fixture(scope="session")
+def random_clip_checkpoint(tmp_path_factory) -> Path:
+    """A random-init tiny open_clip model saved to a file: the weights a real-layout test loads by path."""
+    from egath_lite.clip_weights import load_clip, save_clip_checkpoint
+
+    model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
+    return save_clip_checkpoint(model, tmp_path_factory.mktemp("weights") / "clip_random_init.pt")
+
+
+def mirflickr_tiny_config(folder: Path, checkpoint: Path, **options):
+    """A 120-item MIRFlickr raw fixture (real JPEGs) under ``folder`` and a tiny-preset config that reads it
+    with the weights of ``checkpoint``; ``options`` override the config. Returns (cfg, fixture info)."""
+    from egath_lite.config import get_config
+    from egath_lite.data.fixtures import write_mirflickr_raw
+
+    info = write_mirflickr_raw(folder / "mir", 120, seed=0, min_label_count=2)
+    fields = dict(
+        dataset="mirflickr25k",
+        data_root=str(info.root),
+        clip_pretrained=str(checkpoint),
+        num_query=20,
+        num_train=60,
+        vocab_size=64,
+        num_workers=0,
+        runs_root=str(folder / "runs"),
+        device="cpu",
+    )
+    return get_config("tiny", **{**fields, **options}), info

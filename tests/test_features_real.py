@@ -3,35 +3,17 @@ bad images are reported together after the good shards are kept, and a rerun enc
 
 import numpy as np
 import pytest
+from conftest import mirflickr_tiny_config
 
-from egath_lite.clip_weights import load_clip, save_clip_checkpoint
-from egath_lite.config import get_config
-from egath_lite.data.fixtures import write_mirflickr_raw
 from egath_lite.features import ensure_features, shard_folder, shard_key
 from egath_lite.sharded import UnreadableImagesError
 
 
 @pytest.fixture()
-def mir(tmp_path):
-    info = write_mirflickr_raw(tmp_path / "mir", 120, seed=0, min_label_count=2)
-    model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
-    ckpt = save_clip_checkpoint(model, tmp_path / "clip.pt")
-    cfg = get_config(
-        "tiny",
-        dataset="mirflickr25k",
-        data_root=str(info.root),
-        clip_pretrained=str(ckpt),
-        num_query=20,
-        num_train=60,
-        vocab_size=64,
-        extract_shard_size=16,
-        extract_batch_size=8,
-        num_workers=0,
-        runs_root=str(tmp_path / "runs"),
-        run_name="r",
-        device="cpu",
+def mir(tmp_path, random_clip_checkpoint):
+    return mirflickr_tiny_config(
+        tmp_path, random_clip_checkpoint, extract_shard_size=16, extract_batch_size=8, run_name="r"
     )
-    return cfg, info
 
 
 def _image_file(cfg, ds_item: int):

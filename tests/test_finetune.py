@@ -10,41 +10,27 @@ import time
 
 import pytest
 import torch
+from conftest import mirflickr_tiny_config
 
-from egath_lite.clip_weights import load_clip, save_clip_checkpoint
 from egath_lite.codes import ensure_codes, resume_path
-from egath_lite.config import get_config
-from egath_lite.data.fixtures import write_mirflickr_raw
 from egath_lite.features import ensure_features
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def mir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ft")
-    info = write_mirflickr_raw(tmp / "mir", 120, seed=0, min_label_count=2)
-    model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
-    ckpt = save_clip_checkpoint(model, tmp / "clip.pt")
-    cfg = get_config(
-        "tiny",
-        dataset="mirflickr25k",
-        data_root=str(info.root),
-        clip_pretrained=str(ckpt),
-        num_query=20,
-        num_train=60,
-        vocab_size=64,
+def mir(tmp_path_factory, random_clip_checkpoint):
+    cfg, _ = mirflickr_tiny_config(
+        tmp_path_factory.mktemp("ft"),
+        random_clip_checkpoint,
         epochs=3,
         bits=[16],
         hash_batch_size=16,
         early_stop_patience=5,
         finetune_clip=True,
-        num_workers=0,
-        runs_root=str(tmp / "runs"),
         run_name="a",
-        device="cpu",
     )
-    return cfg, ckpt
+    return cfg, random_clip_checkpoint
 
 
 def test_finetuning_trains_the_tower_from_disk_and_changes_the_codes(mir):
