@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,9 @@ class Searcher:
     ``encode_image`` give the query's code int8 (bits,) in {-1, +1}.
     """
 
-    def __init__(self, cfg: Config, bits: int, payload: dict[str, Any], device: str | torch.device = "cpu"):
+    def __init__(
+        self, cfg: Config, bits: int, payload: dict[str, Any], device: str | torch.device = "cpu", dataset: Any = None
+    ):
         from .codes import load_egath
         from .data import dataset_from_config
         from .features import FEATURES_STAGE
@@ -108,6 +111,7 @@ class Searcher:
                 f"rerun notebook 04 for run {cfg.run_name!r}"
             )
         self.retrieval_labels = t["retrieval_labels"].numpy().astype(bool)
+        num_items = len(ft["labels"])
         del features, ft  # the embeddings of every item are not needed any more
 
         self.text_input = variant_settings(cfg)["text_input"]
@@ -123,11 +127,11 @@ class Searcher:
             "image": pack_codes(t["retrieval_image_codes"], "retrieval_image_codes", pad=True),
             "text": pack_codes(t["retrieval_text_codes"], "retrieval_text_codes", pad=True),
         }
-        self.dataset = dataset_from_config(cfg)
-        if len(self.dataset) <= int(self.retrieval_idx.max()):
+        self.dataset = dataset_from_config(cfg) if dataset is None else dataset
+        if len(self.dataset) != num_items:
             raise SearchError(
-                f"the data set {cfg.dataset!r} has {len(self.dataset)} items, fewer than the run's features "
-                f"index; it changed since run {cfg.run_name!r} was made"
+                f"the data set {cfg.dataset!r} has {len(self.dataset)} items, the run's features {num_items}: "
+                f"it is not the data set run {cfg.run_name!r} was made from"
             )
 
     # ------------------------------------------------------------------ construction
@@ -182,13 +186,16 @@ class Searcher:
         return cls(cfg, int(bits), payload, device)
 
     @classmethod
-    def from_config(cls, cfg: Config, bits: int, device: str | torch.device = "cpu") -> Searcher:
-        """The codes artifact of exactly ``cfg`` (e.g. a notebook's) at ``bits`` bits; never trains."""
+    def from_config(cls, cfg: Config, bits: int, device: str | torch.device = "cpu", dataset: Any = None) -> Searcher:
+        """The codes artifact of exactly ``cfg`` (e.g. a notebook's) at ``bits`` bits; never trains.
+
+        ``dataset``: the run's data set when the caller has loaded it already (``dataset_from_config(cfg)``).
+        """
         from .codes import CODES_STAGE
 
         check_weights(cfg)
         payload = _load(lambda: CODES_STAGE.load(cfg, variant=cfg.variant, bits=bits), "codes", "04_hash_learning", cfg)
-        return cls(cfg, bits, payload, device)
+        return cls(cfg, bits, payload, device, dataset)
 
     # ------------------------------------------------------------------ queries
     def encode_text(self, text: str) -> torch.Tensor:
@@ -421,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-k", type=int, default=10, help="how many items to print (default: 10)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
     args = p.parse_args(argv)
+    # torch_geometric's import-time deprecation notice is not about this command (pytest filters it too)
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     try:
         s = Searcher.from_run(args.run, args.variant, args.bits, args.runs_root, device=args.device)
         if args.text is not None:

@@ -291,3 +291,22 @@ def test_deleted_clip_weights_are_named(tiny_runs, tmp_path):
         SearchError, match=rf"CLIP weights file '{re.escape(str(tmp_path / 'vit_b_32.bin'))}' .* is gone"
     ):
         Searcher.from_run(RUN, runs_root=root)
+
+
+@slow
+def test_a_clip_text_model_encodes_free_text_with_the_runs_clip(tiny_runs, tmp_path):
+    """The clip_text ablation reads CLIP text vectors: its query codes come from the run's CLIP, any words work."""
+    from egath_lite.codes import ensure_codes
+    from egath_lite.runs import load_run_config
+
+    root = _copy_run(tiny_runs, tmp_path)
+    cfg = load_run_config(str(root), RUN).replace(variant="clip_text")
+    t = ensure_codes(cfg, 16, progress=False)["tensors"]
+    assert describe_codes(codes_in_run(root / RUN)) == "clip_text: 16 bits; egath: 16, 32, 64 bits"
+    s = Searcher.from_run(RUN, variant="clip_text", runs_root=root)
+    assert s.bits == 16 and s.text_input == "clip"
+    texts = torch.stack([s.encode_text(s.dataset.texts[i]) for i in s.query_idx[:50]])
+    assert torch.equal(texts, t["query_text_codes"][:50])
+    assert len(s.search_text("qqqz xxyzz", k=3)) == 3  # no vocabulary: any text has a CLIP vector
+    with pytest.raises(SearchError, match="the text query is empty"):
+        s.search_text(" ")
