@@ -3,6 +3,7 @@ exactly as the evaluation does, encodes the stored query items to their stored c
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -176,6 +177,27 @@ def test_cli_image_query_as_a_command(tiny_runs, searcher, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "16 bits" in out.stdout and "I→T" in out.stdout
     assert len(out.stdout.strip().splitlines()[-3:]) == 3 and out.stdout.strip().splitlines()[-1].startswith("3 ")
+
+
+@slow
+def test_the_readme_commands_run(tiny_runs, searcher, tmp_path, repo_root, capsys, monkeypatch):
+    """The README's search section, pointed at the tiny run: its Python block and both commands."""
+    readme = (repo_root / "README.md").read_text()
+    section = readme.split("## Search with one query", 1)[1].split("\n## ", 1)[0]
+    python_block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in section.split("```bash\n", 1)[1].split("```", 1)[0].splitlines() if line]
+    assert len(commands) == 2 and all(c.startswith("python -m egath_lite.search --run ") for c in commands)
+    Image.fromarray(searcher.image(searcher.query_idx[0])).save(tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").symlink_to(tiny_runs)  # the README's runs root: runs/ beside the command
+    exec(python_block.replace("default-toy_nuswide-s0", RUN), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in printed if re.match(r"\d+ \d+ \d+ \(", line)] == ["1", "2", "3", "4", "5"]
+    for command in commands:
+        assert search.main(shlex.split(command.replace("default-toy_nuswide-s0", RUN))[3:]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        rows = printed[next(i for i, line in enumerate(printed) if line.startswith("rank")) + 1 :]
+        assert [int(row.split()[0]) for row in rows] == list(range(1, 11))
 
 
 # --------------------------------------------------------------------------- bad input
