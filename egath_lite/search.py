@@ -65,7 +65,9 @@ def hamming_ranking(query_code: Any, packed: np.ndarray, k: int) -> tuple[np.nda
     q = pack_codes(np.asarray(query_code).reshape(1, -1), "query code", pad=True)
     if q.shape[1] != packed.shape[1]:
         raise SearchError(f"the query code has {q.shape[1]} bytes, the retrieval codes {packed.shape[1]}")
-    dist = _POPCOUNT[np.bitwise_xor(packed, q)].sum(axis=1)
+    xor = np.bitwise_xor(packed, q)
+    # numpy >= 2.0 counts bits in place (uint8 per byte); older numpy looks each byte up (int32 per byte)
+    dist = (np.bitwise_count(xor) if hasattr(np, "bitwise_count") else _POPCOUNT[xor]).sum(axis=1, dtype=np.int64)
     k = min(k, len(dist))
     if k < len(dist):  # only the k nearest need sorting: everything closer than the k-th distance, then ties
         kth = np.partition(dist, k - 1)[k - 1]

@@ -51,7 +51,10 @@ def _shares_label(searcher, query_item: int, hit) -> bool:
 
 
 # --------------------------------------------------------------------------- the ranking itself
-def test_hamming_ranking_hand_computed_with_ties():
+@pytest.mark.parametrize("numpy_popcount", [True, False], ids=["bitwise_count", "lookup_table"])
+def test_hamming_ranking_hand_computed_with_ties(numpy_popcount, monkeypatch):
+    if not numpy_popcount:  # the numpy < 2.0 route
+        monkeypatch.delattr(np, "bitwise_count", raising=False)
     q = np.array([1, 1, -1, -1])
     R = np.array([[-1, -1, 1, 1], [1, 1, -1, 1], [1, 1, -1, -1], [1, -1, -1, 1], [-1, 1, -1, -1]])
     packed = metrics.pack_codes(R, pad=True)
@@ -62,6 +65,14 @@ def test_hamming_ranking_hand_computed_with_ties():
     assert positions.tolist() == [2, 1] and distances.tolist() == [0, 1]
     positions, _ = hamming_ranking(q, packed, k=99)  # k beyond the set: all of it
     assert positions.tolist() == [2, 1, 4, 3, 0]
+    # 20 bits (padded to 3 bytes), many ties: the plain loop's stable order
+    rng = np.random.default_rng(0)
+    R = np.where(rng.random((300, 20)) < 0.5, -1, 1)
+    q = R[7] * np.where(rng.random(20) < 0.2, -1, 1)
+    d = _plain_distances(q, R)
+    positions, distances = hamming_ranking(q, metrics.pack_codes(R, pad=True), k=40)
+    assert positions.tolist() == sorted(range(300), key=lambda p: (d[p], p))[:40]
+    assert distances.tolist() == sorted(d)[:40]
 
 
 def test_describe_codes_lists_variants_and_bits():
