@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .artifacts import run_dir
+from .artifacts import ArtifactError, run_dir
 from .classifier import GAT_FIELDS, load_state, state_from
 from .config import Config
 from .features import FEATURES_STAGE, ensure_features
@@ -184,3 +184,77 @@ def load_egath(
     model = build_egath(cfg, bits, image_dim, text_dim, graph, image_backbone)
     load_state(model, state_from(payload), f"EGATH model in {payload.get('path')}")
     return model.eval()
+
+
+# --------------------------------------------------------------------------- finding a run's trained codes
+def codes_in_run(folder: str | Path) -> list[dict[str, Any]]:
+    """The codes artifacts a run folder's index lists and that exist: ``[{file, variant, bits, key, config, created}]``.
+
+    Sorted by variant, then bits, then newest first. ``config`` holds the codes stage's own fields as written.
+    """
+    from .stages import read_index
+
+    folder = Path(folder)
+    out = []
+    for name, entry in read_index(folder).items():
+        params = entry.get("params") or {}
+        if entry.get("stage") != CODES_STAGE.name or not (folder / name).is_file():
+            continue
+        if not isinstance(params.get("variant"), str) or not isinstance(params.get("bits"), int):
+            continue  # an entry this version did not write: the files it names are not trusted either
+        out.append(
+            {
+                "file": name,
+                "variant": params["variant"],
+                "bits": params["bits"],
+                "key": entry.get("key"),
+                "config": dict(entry.get("config") or {}),
+                "created": str(entry.get("created", "")),
+            }
+        )
+    # newest first within one (variant, bits): stable sorts, the last one decides the outer order
+    out.sort(key=lambda e: e["created"], reverse=True)
+    out.sort(key=lambda e: (e["variant"], e["bits"]))
+    return out
+
+
+def describe_codes(entries: list[dict[str, Any]]) -> str:
+    """``"egath: 16, 32, 64 bits; no_gat: 32 bits"`` for ``codes_in_run`` entries (``"none"`` when empty)."""
+    by_variant: dict[str, list[int]] = {}
+    for e in entries:
+        by_variant.setdefault(e["variant"], [])
+        if e["bits"] not in by_variant[e["variant"]]:
+            by_variant[e["variant"]].append(e["bits"])
+    return "; ".join(f"{v}: {', '.join(map(str, sorted(b)))} bits" for v, b in by_variant.items()) or "none"
+
+
+def load_run_codes(recorded: Config, variant: str, bits: int) -> tuple[Config, dict[str, Any]]:
+    """``(cfg, payload)``: the valid codes artifact of ``variant``/``bits`` in the run of ``recorded`` (its run config).
+
+    Tries the run's configuration with ``variant``, then each indexed artifact of that variant and bit length
+    (the run's configuration with the artifact's own codes-stage fields, e.g. another ``epochs`` given to
+    notebook 04), newest first; the artifact must load under its key (checksum, shapes). ArtifactError names
+    what the run has otherwise.
+    """
+    folder = run_dir(recorded)
+    entries = [e for e in codes_in_run(folder) if e["variant"] == variant and e["bits"] == bits]
+    base = recorded.replace(variant=variant)
+    candidates = [base]
+    for e in entries:
+        try:
+            candidates.append(Config.from_dict({**base.to_dict(), **e["config"]}))
+        except ValueError:  # a field this version does not know: that artifact cannot be keyed here
+            continue
+    for cfg in candidates:
+        if CODES_STAGE.path(cfg, variant=variant, bits=bits).is_file():
+            return cfg, CODES_STAGE.load(cfg, variant=variant, bits=bits)
+    if entries:
+        raise ArtifactError(
+            f"run {recorded.run_name!r} holds {', '.join(e['file'] for e in entries)} but none has the key that its "
+            f"configuration and inputs give now: the data set, the CLIP weights or an upstream setting changed since "
+            f"notebook 04 trained it; rerun notebook 04 (and 01) for this run"
+        )
+    raise ArtifactError(
+        f"run {recorded.run_name!r} ({folder}) has no {variant} codes at {bits} bits; it has: "
+        f"{describe_codes(codes_in_run(folder))}. Train them with notebook 04 (VARIANT={variant!r}, BITS=[{bits}])"
+    )
