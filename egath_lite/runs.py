@@ -44,15 +44,15 @@ RESULTS_STAGE = Stage(
 )
 
 
-def run_config_path(cfg: Config) -> Path:
-    """``<runs_root>/<run_name>/run_config.json``."""
-    return run_dir(cfg) / RUN_CONFIG
+def run_config_path(cfg: Config, create: bool = True) -> Path:
+    """``<runs_root>/<run_name>/run_config.json`` (the run folder is made unless ``create=False``: a lookup)."""
+    return run_dir(cfg, create=create) / RUN_CONFIG
 
 
 def load_run_config(runs_root: str, run_name: str) -> Config | None:
     """The configuration recorded for a run (with this runs root), or None when the run has none yet."""
     probe = Config.from_dict({"runs_root": runs_root, "run_name": run_name})
-    path = run_config_path(probe)
+    path = run_config_path(probe, create=False)  # looking a run up never leaves an empty folder behind
     if not path.is_file():
         return None
     data = read_json(path)

@@ -34,6 +34,8 @@ def test_a_run_keeps_its_preset_and_refuses_bad_names_and_records(tmp_path):
     with pytest.raises(ConfigError, match="must be one folder name"):
         resolve_run_config("tiny", "../escape", root, {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    assert load_run_config(root, "never-ran") is None  # a lookup leaves no empty run folder behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
     path = run_config_path(load_run_config(root, "r"))
     path.write_text("{not json")
     with pytest.raises(ArtifactError, match=f"delete {path} and rerun"):
