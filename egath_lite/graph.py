@@ -554,7 +554,7 @@ def graph_key_fields(cfg: Config) -> tuple[str, ...]:
 
 
 def _graph_inputs(cfg: Config) -> dict[str, Any]:
-    """data set fingerprint (+ weights when the label embeddings come from CLIP, + the file's digest for a file)"""
+    """data set fingerprint (+ weights for CLIP label embeddings, + digest of label_embedding_file)"""
     from .data import dataset_fingerprint
     from .data.fingerprint import file_digest
 
