@@ -18,6 +18,7 @@ import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .variants import VARIANTS
@@ -25,6 +26,8 @@ from .variants import VARIANTS
 PRESETS = ("tiny", "default", "paper")
 LABEL_FUSIONS = ("concat", "concat_logits", "none")
 LABEL_EMBEDDINGS = ("glove", "clip")
+TEXT_KINDS = ("auto", "tags", "caption")  # how a manifest's text cells are read (egath_lite/data/manifest.py)
+MANIFEST_SUFFIXES = (".csv", ".jsonl")  # a data set given as a file: own data (egath_lite/data/manifest.py)
 # A run name is one folder under the runs root: no separators, no "..", nothing absolute.
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Fields that say where a run lives, not what it computes: never part of a key.
@@ -63,10 +66,13 @@ class RunSection:
 class DataSection:
     """egath_lite.data: which items, labels, tags and split."""
 
-    dataset: str = _check("toy_nuswide", doc="a registered data set name")
+    dataset: str = _check("toy_nuswide", doc="a registered data set name, or the path of a .csv / .jsonl manifest")
     data_root: str | None = _check(None, doc="real benchmarks: folder holding the release files")
     layout: str = _check("auto", doc="release layout of a real set; auto: detect it")
     drop_unlabeled: bool = _check(False, doc="drop items without any label instead of refusing them")
+    text_kind: str = _check(
+        "auto", choices=TEXT_KINDS, doc="manifests: tags | caption (stop words leave the BoW) | auto"
+    )
     toy_size: int = _check(10_000, ge=20, doc="toy_nuswide: number of image-text pairs")
     image_size: int = _check(64, ge=16, doc="toy_nuswide: rendered image side in pixels")
     num_query: int | None = _check(1_000, ge=1, doc="None: the data set's benchmark default (GCDH split)")
@@ -105,6 +111,9 @@ class GraphSection:
     reweight_p: float = _check(0.2, gt=0.0, lt=1.0)
     label_embedding: str = _check("glove", choices=LABEL_EMBEDDINGS)
     label_prompt: str = _check("a photo of a {}", doc="CLIP prompt template when label_embedding == 'clip'")
+    label_embedding_file: str | None = _check(
+        None, doc="a .npy (C, F) of label embeddings in label order; replaces label_embedding"
+    )
 
 
 @dataclass(frozen=True)
@@ -228,7 +237,7 @@ class Config:
             raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         values = dict(_PRESET_OVERRIDES[name])
         dataset = overrides.get("dataset", values.get("dataset", DataSection.dataset))
-        values.update(_PER_DATASET.get(name, {}).get(dataset, {}))
+        values.update(_MANIFEST_DEFAULTS if is_manifest_path(dataset) else _PER_DATASET.get(name, {}).get(dataset, {}))
         values.update(overrides)
         values.setdefault("run_name", name)
         values["preset"] = name
@@ -330,9 +339,50 @@ def _validate(f: dataclasses.Field, hint: Any, value: Any) -> Any:
             f"run_name={value!r} must be one folder name (letters, digits, '-', '_', '.'; not '..', "
             f"no '/'), e.g. run_name='my-run'; runs live under runs_root"
         )
+    if name == "dataset":
+        value = _check_dataset(value)
+    if name == "label_embedding_file" and value is not None:
+        value = _check_existing_file(name, value, (".npy",), "a NumPy .npy file of shape (C, F), e.g. np.save(...)")
     if name == "device" and not (value in ("auto", "cpu", "mps") or re.match(r"^cuda(:\d+)?$", value)):
         raise ConfigError(f"device={value!r} is not auto, cpu, cuda, cuda:N or mps")
     return value
+
+
+def is_manifest_path(value: Any) -> bool:
+    """A data set given as a manifest file (.csv / .jsonl) instead of a registered name."""
+    return isinstance(value, str) and Path(value).suffix.lower() in MANIFEST_SUFFIXES
+
+
+def _check_existing_file(name: str, value: str, suffixes: tuple[str, ...], what: str) -> str:
+    """An existing file with one of ``suffixes``, as an absolute path (notebooks run from another folder)."""
+    path = Path(value).expanduser()
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{name}={value!r}: expected {what} (ending in {' or '.join(suffixes)})")
+    if not path.is_file():
+        raise ConfigError(f"{name}={value!r}: no such file ({path.absolute()}); give the path of {what}")
+    return str(path.absolute())
+
+
+def _check_dataset(value: str) -> str:
+    """A registered name, or a manifest path (made absolute); anything else raises naming both forms."""
+    if is_manifest_path(value):
+        return _check_existing_file("dataset", value, MANIFEST_SUFFIXES, "your own data's manifest")
+    from .data.registry import available_datasets
+
+    names = available_datasets()
+    if value not in names:
+        hint = _close_in(value, names)
+        raise ConfigError(
+            f"dataset={value!r} is not a registered data set{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
+            f"use one of {names}, or the path of your own manifest (.csv / .jsonl, see README 'Your own data')"
+        )
+    return value
+
+
+def _close_in(name: str, names: list[str]) -> list[str]:
+    import difflib
+
+    return difflib.get_close_matches(name, names, n=1)
 
 
 def _as_int(name: str, value: Any, example: Any) -> int:
@@ -463,6 +513,10 @@ _PER_DATASET: dict[str, dict[str, dict[str, Any]]] = {
         "mscoco": dict(zeta=0.3, vocab_size=2_000),
     },
 }
+
+# A manifest (own data), in every preset: the split sizes of the manifest itself (its split column, or 10% query
+# and the rest train) and CLIP prompts of the label names, since no GloVe vectors ship for them.
+_MANIFEST_DEFAULTS: dict[str, Any] = dict(num_query=None, num_train=None, split_seed=None, label_embedding="clip")
 
 
 def get_config(preset: str = "default", **overrides: Any) -> Config:

@@ -97,7 +97,8 @@ def ensure_features(cfg: Config, force: bool = False, progress: bool = True) -> 
                 f"{empty} items of {cfg.dataset!r} have no label; set drop_unlabeled=True "
                 f"(driver: --set drop_unlabeled=true) to drop them: 'shares a label' is undefined for them"
             )
-        vocab = build_vocabulary(ds.texts, train, cfg.vocab_size)
+        # a manifest of captions leaves English stop words out of the vocabulary (data/manifest.py); others: none
+        vocab = build_vocabulary(ds.texts, train, cfg.vocab_size, stop_words=ds.info.get("bow_stop_words", ()))
         bow = np.asarray(bag_of_words(ds.texts, vocab)).astype(np.uint8)  # binary: one byte per entry, not four
         pretrained, clip_train = resolve_pretrained(cfg, progress)
         model, _, tokenizer = load_clip(cfg.clip_model, pretrained, cfg.device, seed=cfg.seed)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import DATA_FIELDS, Config
+from .config import DATA_FIELDS, Config, is_manifest_path
 from .data import make_split
 from .data.reference import (
     MIRFLICKR25K_LABELS,
@@ -284,9 +284,62 @@ def glove_embeddings(dataset: str, label_names: Sequence[str]) -> np.ndarray:
     return np.ascontiguousarray(emb[[row[name] for name in label_names]], dtype=np.float32)
 
 
+def label_embedding_source(cfg: Config) -> str:
+    """Where the node inputs of cfg come from: 'file' (label_embedding_file), 'glove' or 'clip'.
+
+    A manifest (own data) has no shipped GloVe vectors: with label_embedding='glove' it takes CLIP
+    prompts of its label names (``label_embeddings`` prints a line saying so).
+    """
+    if cfg.label_embedding_file is not None:
+        return "file"
+    if cfg.label_embedding == "glove" and is_manifest_path(cfg.dataset):
+        return "clip"
+    return cfg.label_embedding
+
+
+def load_label_embedding_file(path: str, label_names: Sequence[str]) -> np.ndarray:
+    """A user's label embeddings, float32 (C, F), from a .npy file (no pickles); shape and values validated."""
+    try:
+        E = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"label_embedding_file {path} cannot be read as a .npy array ({exc}); save it with "
+            f"np.save(path, E) for E of shape (C, F)"
+        ) from exc
+    C = len(label_names)
+    if E.ndim != 2 or E.shape[0] != C or E.shape[1] == 0:
+        raise ValueError(
+            f"label_embedding_file {path} has shape {E.shape}; expected ({C}, F): one row per label, "
+            f"in the data set's label order {list(label_names)[:5]}{'…' if C > 5 else ''}"
+        )
+    if not np.issubdtype(E.dtype, np.number) or np.iscomplexobj(E):
+        raise ValueError(f"label_embedding_file {path} holds {E.dtype}, expected real numbers")
+    E = E.astype(np.float32)
+    if not np.isfinite(E).all():
+        bad = np.argwhere(~np.isfinite(E))[0]
+        raise ValueError(
+            f"label_embedding_file {path} contains NaN/Inf (first at row {bad[0]}, label "
+            f"{list(label_names)[bad[0]]!r}); fix the file"
+        )
+    return np.ascontiguousarray(E)
+
+
 def label_embeddings(kind: str, dataset: str, label_names: Sequence[str], cfg: Config | None = None) -> np.ndarray:
-    """Node inputs E (C, F) float32: GloVe (the paper's choice, F = 300) or CLIP text embeddings of prompts."""
-    if kind == "glove":
+    """Node inputs E (C, F) float32: GloVe (the paper's choice, F = 300), CLIP text embeddings of prompts, or
+    'file': cfg.label_embedding_file. Pass ``label_embedding_source(cfg)`` as ``kind`` to follow the config."""
+    if kind == "glove" and is_manifest_path(dataset):
+        kind = "clip"  # own data: no GloVe file ships for its names
+    if kind == "clip" and is_manifest_path(dataset):
+        print(
+            f"label embeddings: CLIP text embeddings of {cfg.label_prompt if cfg else 'a photo of a {}'!r} for the "
+            f"{len(label_names)} label names of the manifest (no GloVe vectors ship for own data; "
+            f"label_embedding_file=<.npy of shape ({len(label_names)}, F)> uses your own)"
+        )
+    if kind == "file":
+        if cfg is None or cfg.label_embedding_file is None:
+            raise ValueError("label embedding 'file' needs cfg with label_embedding_file set")
+        E = load_label_embedding_file(cfg.label_embedding_file, label_names)
+    elif kind == "glove":
         E = glove_embeddings(dataset, label_names)
     elif kind == "clip":
         if cfg is None:
@@ -297,7 +350,7 @@ def label_embeddings(kind: str, dataset: str, label_names: Sequence[str], cfg: C
         E = E.detach().cpu().numpy() if isinstance(E, torch.Tensor) else np.asarray(E)
         E = E.astype(np.float32)
     else:
-        raise ValueError(f"unknown label embedding {kind!r}; choose one of {LABEL_EMBEDDINGS}")
+        raise ValueError(f"unknown label embedding {kind!r}; choose one of {LABEL_EMBEDDINGS + ('file',)}")
     if E.ndim != 2 or E.shape[0] != len(label_names):
         raise ValueError(f"{kind} label embeddings have shape {E.shape}, expected ({len(label_names)}, F)")
     if not np.isfinite(E).all():
@@ -491,29 +544,36 @@ GRAPH_TENSORS = ("counts", "label_counts", "cond_prob", "adjacency", "edge_index
 # What fixes the training labels (train ∪ validation rows: val_fraction does not change them) ...
 _GRAPH_DATA_FIELDS = tuple(f for f in DATA_FIELDS if f != "val_fraction")
 # ... and what fixes the graph and its node inputs.
-_GRAPH_FIELDS = ("zeta", "self_loops", "reweight", "reweight_p", "label_embedding")
+_GRAPH_FIELDS = ("zeta", "self_loops", "reweight", "reweight_p", "label_embedding", "label_embedding_file")
 _CLIP_FIELDS = ("clip_model", "label_prompt")
 
 
 def graph_key_fields(cfg: Config) -> tuple[str, ...]:
-    """Config fields the graph artifact depends on (CLIP fields only when label_embedding == 'clip')."""
-    return _GRAPH_DATA_FIELDS + _GRAPH_FIELDS + (_CLIP_FIELDS if cfg.label_embedding == "clip" else ())
+    """Config fields the graph artifact depends on (CLIP fields only when the label embeddings come from CLIP)."""
+    return _GRAPH_DATA_FIELDS + _GRAPH_FIELDS + (_CLIP_FIELDS if label_embedding_source(cfg) == "clip" else ())
 
 
 def _graph_inputs(cfg: Config) -> dict[str, Any]:
-    """data set fingerprint (+ weights when label_embedding is clip)"""
+    """data set fingerprint (+ weights for CLIP label embeddings, + digest of label_embedding_file)"""
     from .data import dataset_fingerprint
+    from .data.fingerprint import file_digest
 
     out = {"data": dataset_fingerprint(cfg)}
-    if cfg.label_embedding == "clip":
+    source = label_embedding_source(cfg)
+    if source == "clip":
         from .clip_weights import weights_fingerprint
 
         out["weights"] = weights_fingerprint(cfg)
+    elif source == "file":
+        from pathlib import Path
+
+        path = Path(cfg.label_embedding_file)
+        out["label_embedding_file"] = file_digest(path) if path.is_file() else "missing"
     return out
 
 
 def _graph_upstream(cfg: Config) -> tuple:
-    if cfg.label_embedding == "clip" and cfg.clip_pretrained == "train":
+    if label_embedding_source(cfg) == "clip" and cfg.clip_pretrained == "train":
         from .tiny_clip import TINY_CLIP_STAGE
 
         return (TINY_CLIP_STAGE,)
@@ -576,7 +636,7 @@ def _compute_graph(cfg: Config) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     ds = data_mod.dataset_from_config(cfg)
     query, train, val, _retrieval = data_mod.split_from_config(ds, cfg)
     graph = graph_from_labels(ds.labels, ds.label_names, query, train, val, cfg)
-    E = label_embeddings(cfg.label_embedding, cfg.dataset, graph.label_names, cfg)
+    E = label_embeddings(label_embedding_source(cfg), cfg.dataset, graph.label_names, cfg)
     tensors = {
         "counts": torch.from_numpy(graph.counts),
         "label_counts": torch.from_numpy(graph.label_counts),
@@ -590,6 +650,7 @@ def _compute_graph(cfg: Config) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         "label_names": graph.label_names,
         "zeta": graph.zeta,
         "label_embedding": cfg.label_embedding,
+        "label_embedding_source": label_embedding_source(cfg),
         "self_loops": graph.self_loops,
         "reweight": graph.reweight,
         "reweight_p": graph.reweight_p,

@@ -5,10 +5,12 @@
     python -m egath_lite.reproduce --preset paper --datasets mirflickr25k --data-root /data/mirflickr \
         --clip-model ViT-B-32-quickgelu --clip-pretrained /weights/vit_b_32.bin \
         --variants egath no_gat --seeds 0 1 2 --device cuda
+    python -m egath_lite.reproduce --datasets my_data/manifest.csv --clip-model ViT-B-32 --clip-pretrained openai
 
 One grid cell is (dataset, seed, variant) with every other option; its whole configuration is
 resolved and validated before anything runs. A cell runs the five notebooks in the run folder
-``<runs_root>/<preset>-<dataset>-s<seed>/`` with that configuration; the stages inside reuse
+``<runs_root>/<preset>-<dataset>-s<seed>/`` (a manifest: ``<stem>-<8 hex of its path>`` for <dataset>) with that
+configuration; the stages inside reuse
 whatever artifact of the same key exists (so cells of one run share features, graph and
 classifiers). A cell is reused only when a result of exactly its configuration and inputs
 exists; ``--force`` recomputes every stage. Two drivers on one runs root wait for each other's
@@ -74,7 +76,9 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return f"{self.cfg.dataset} seed {self.cfg.seed} variant {self.cfg.variant}"
+        from .data import dataset_label
+
+        return f"{dataset_label(self.cfg.dataset)} seed {self.cfg.seed} variant {self.cfg.variant}"
 
 
 def run_notebook(
@@ -192,11 +196,17 @@ def cell_configs(
     options: dict[str, Any],
 ) -> list[Cell]:
     """Every grid cell's configuration, validated (ConfigError before anything runs)."""
+    from .data import dataset_label, is_manifest_path
+
     cells = []
     for dataset in datasets:
         opts = dict(options)
-        if dataset != "toy_nuswide":
-            opts["data_root"] = str(data_root_of(dataset, options.get("data_root"), len(datasets)))
+        if is_manifest_path(dataset):
+            dataset = str(Path(dataset).expanduser().resolve())  # notebooks run in notebooks/: an absolute path
+            opts.pop("data_root", None)  # a manifest names its images itself
+        elif dataset != "toy_nuswide":
+            num_real = sum(d != "toy_nuswide" and not is_manifest_path(d) for d in datasets)
+            opts["data_root"] = str(data_root_of(dataset, options.get("data_root"), num_real))
         for seed in seeds:
             for variant in variants:
                 cfg = get_config(
@@ -207,7 +217,7 @@ def cell_configs(
                         "seed": seed,
                         "variant": variant,
                         "runs_root": str(runs_root),
-                        "run_name": f"{preset}-{dataset}-s{seed}",
+                        "run_name": f"{preset}-{dataset_label(dataset)}-s{seed}",
                     },
                 )
                 cells.append(Cell(cfg))
@@ -215,8 +225,8 @@ def cell_configs(
 
 
 def data_root_of(dataset: str, given: str | None, num_datasets: int) -> Path:
-    """A real set's folder, absolute (notebooks run in notebooks/): ``--data-root`` itself for one data set,
-    ``<--data-root>/<name>`` for several, else ``$EGATH_DATA/<name>`` or ``./data/<name>`` of this directory."""
+    """A real set's folder, absolute (notebooks run in notebooks/): ``--data-root`` itself for one real data set,
+    ``<--data-root>/<name>`` for several (manifests not counted), else ``$EGATH_DATA/<name>`` or ``./data/<name>``."""
     from .data import default_data_root
 
     if given is None:
@@ -225,7 +235,9 @@ def data_root_of(dataset: str, given: str | None, num_datasets: int) -> Path:
 
 
 def _rows_from_results(cfg: Config, res05: dict[str, Any]) -> list[dict[str, Any]]:
-    """Flatten notebook 05's ``map`` table ({method: {bits: {i2t, t2i}}}) into table rows."""
+    """Flatten notebook 05's ``map`` table ({method: {bits: {i2t, t2i}}}) into table rows (a manifest: its label)."""
+    from .data import dataset_label
+
     rows = []
     table = res05.get("map")
     if not isinstance(table, dict) or not table:
@@ -234,7 +246,7 @@ def _rows_from_results(cfg: Config, res05: dict[str, Any]) -> list[dict[str, Any
         for bits, vals in by_bits.items():
             rows.append(
                 {
-                    "dataset": cfg.dataset,
+                    "dataset": dataset_label(cfg.dataset),
                     "seed": cfg.seed,
                     "method": method,
                     "bits": int(bits),
@@ -421,7 +433,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m egath_lite.reproduce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--preset", default="default", choices=PRESETS)
-    p.add_argument("--datasets", nargs="+", default=None, help="default: the preset's dataset")
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=None,
+        help="registered names and/or paths of own-data manifests (.csv / .jsonl); default: the preset's",
+    )
     p.add_argument("--variants", nargs="+", default=["egath"], choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--bits", nargs="+", type=int, default=None, help="default: the preset's bits")
@@ -471,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"[datasets {datasets} x seeds {args.seeds} x variants {args.variants}], runs in {runs_root}"
     )
     t0 = time.perf_counter()
-    for dataset in datasets:  # what the notebooks will work on, before spending minutes on them
+    for dataset in dict.fromkeys(c.cfg.dataset for c in cells):  # what the notebooks will work on, before minutes
         first = next(c.cfg for c in cells if c.cfg.dataset == dataset)
         describe_dataset(first, run_dir(first) / "data_examples.png")
     results = []

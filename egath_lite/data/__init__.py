@@ -4,10 +4,12 @@
 >>> split = ds.split()                                      # GCDH-style query / train / retrieval
 >>> vocab = build_vocabulary(ds.texts, split.train, 256)    # training tags only
 >>> bow = bag_of_words(ds.texts, vocab)                     # float32 (N, 256), binary
+>>> own = load_dataset("my_data/manifest.csv")              # doctest: +SKIP  (own data: data/manifest.py)
 """
 from .dataset import (DatasetError, DatasetNotFoundError, MultiModalDataset, Split, SplitDefaults, check_labels,
                       make_split)
-from .registry import (available_datasets, dataset_fingerprint, dataset_from_config, default_data_root,
+from .manifest import is_manifest_path, load_manifest, manifest_label
+from .registry import (available_datasets, dataset_fingerprint, dataset_from_config, dataset_label, default_data_root,
                        describe_datasets, load_dataset, register_dataset, split_from_config)
 from .toy_cache import default_cache_dir
 from .toy_nuswide import GENERATOR_VERSION, generate_toy_nuswide
@@ -16,7 +18,7 @@ from .vocabulary import ENGLISH_STOP_WORDS, bag_of_words, build_vocabulary, toke
 __all__ = [
     "DatasetError", "DatasetNotFoundError", "MultiModalDataset", "Split", "SplitDefaults", "check_labels", "make_split",
     "available_datasets", "dataset_fingerprint", "dataset_from_config", "default_data_root", "describe_datasets",
-    "load_dataset",
+    "load_dataset", "dataset_label", "is_manifest_path", "load_manifest", "manifest_label",
     "register_dataset", "split_from_config", "GENERATOR_VERSION", "default_cache_dir", "generate_toy_nuswide",
     "ENGLISH_STOP_WORDS", "bag_of_words", "build_vocabulary", "tokenize",
 ]

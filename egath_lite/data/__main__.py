@@ -1,4 +1,4 @@
-"""``python -m egath_lite.data [--dataset NAME] [--size N|tiny|default] [--out PNG]``: summary and example grid."""
+"""``python -m egath_lite.data [--dataset NAME|MANIFEST] [--size N|tiny|default] [--out PNG]``: summary, example grid."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +8,11 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     """Print the dataset summary and write a grid of example images with their tags."""
-    from . import available_datasets, load_dataset
+    from . import available_datasets, is_manifest_path, load_dataset
 
     parser = argparse.ArgumentParser(prog="python -m egath_lite.data", description=__doc__)
-    parser.add_argument("--dataset", default="toy_nuswide", choices=available_datasets())
+    parser.add_argument("--dataset", default="toy_nuswide",
+                        help=f"one of {available_datasets()}, or the path of your own .csv / .jsonl manifest")
     parser.add_argument("--root", default=None, help="folder of a real benchmark (default: data/<dataset>)")
     parser.add_argument("--size", default="default", help="toy_nuswide: number of items, 'tiny' or 'default'")
     parser.add_argument("--seed", type=int, default=0, help="toy_nuswide: generator seed")
@@ -19,12 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/data_examples.png", help="where to write the example grid (PNG)")
     parser.add_argument("--examples", type=int, default=24, help="number of example images in the grid")
     args = parser.parse_args(argv)
+    if not is_manifest_path(args.dataset) and args.dataset not in available_datasets():
+        parser.error(f"--dataset {args.dataset!r}: use one of {available_datasets()} or a .csv / .jsonl manifest")
 
     if args.dataset == "toy_nuswide":
         size = int(args.size) if args.size.isdigit() else args.size
         ds = load_dataset("toy_nuswide", size=size, seed=args.seed, image_size=args.image_size)
         hit = "cache hit" if ds.info["cache_hit"] else f"generated in {ds.info['generate_seconds']:.1f} s"
         print(f"[{hit}: {ds.info['cache_path']}]")
+    elif is_manifest_path(args.dataset):
+        ds = load_dataset(args.dataset)
     else:
         ds = load_dataset(args.dataset, root=args.root)
     print(ds.format_summary())

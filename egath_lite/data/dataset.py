@@ -148,6 +148,7 @@ class MultiModalDataset:
     image_paths: list[str] | None = None  # N paths (absolute, or relative to image_root)
     image_root: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)  # provenance: layout, root, files, generator version
+    fixed_split: Split | None = None  # a split the data itself fixes (a manifest's split column)
 
     def __post_init__(self) -> None:
         source = self.info.get("source", self.name)
@@ -164,6 +165,9 @@ class MultiModalDataset:
                                    f"got {self.images.dtype} {self.images.shape}")
         check_same_length(source, labels=self.labels, texts=self.texts, images=self.images,
                           image_paths=self.image_paths)
+        if self.fixed_split is not None and self.fixed_split.num_items != len(self.labels):
+            raise DatasetError(f"{source}: the fixed split covers {self.fixed_split.num_items} items, the data "
+                               f"{len(self.labels)}")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -203,8 +207,24 @@ class MultiModalDataset:
         )
 
     def split(self, num_query: int | None = None, num_train: int | None = None, seed: int | None = None) -> Split:
-        """Query / train / retrieval indices; a None argument takes the benchmark default (``split_defaults``)."""
+        """Query / train / retrieval indices; a None argument takes the benchmark default (``split_defaults``).
+
+        A data set with a ``fixed_split`` (a manifest's split column) returns it; sizes other than its own
+        raise (they would silently not apply), a seed only changes which training items validation takes.
+        """
         d = self.split_defaults
+        if self.fixed_split is not None:
+            fixed = self.fixed_split
+            asked = {"num_query": (num_query, len(fixed.query)), "num_train": (num_train, len(fixed.train))}
+            clash = {k: v for k, (v, own) in asked.items() if v is not None and v != own}
+            if clash:
+                raise DatasetError(
+                    f"{self.info.get('source', self.name)}: its split column fixes the split (query "
+                    f"{len(fixed.query)}, train {len(fixed.train)}, retrieval {len(fixed.retrieval)}), but {clash} "
+                    f"was asked for; set num_query=None and num_train=None (driver: --set num_query=none --set "
+                    f"num_train=none), or remove the split column to get a seeded split of those sizes"
+                )
+            return fixed if seed is None else dataclasses.replace(fixed, seed=int(seed))
         return make_split(len(self), d.num_query if num_query is None else num_query,
                           d.num_train if num_train is None else num_train, d.seed if seed is None else seed)
 

@@ -419,3 +419,54 @@ WRITERS = {
     ("nuswide_tc10", "gcdh"): write_nuswide_gcdh_mat, ("nuswide_tc10", "official"): write_nuswide_official,
     ("mscoco", "json"): write_mscoco_json, ("mscoco", "mat"): write_mscoco_mat,
 }
+
+
+# ----------------------------------------------------------------------------- own data (a manifest)
+OWN_LABELS = ("beach", "cat", "dog", "food", "mountain", "person", "sky", "snow", "street", "tree")
+OWN_GROUPS = (("beach", "sky", "person"), ("mountain", "snow", "sky", "tree"), ("cat", "dog", "person"),
+              ("street", "person", "food"))
+OWN_TAGS = {"beach": ("beach", "sand", "sea"), "cat": ("cat", "kitten"), "dog": ("dog", "puppy"),
+            "food": ("food", "dinner"), "mountain": ("mountain", "alps"), "person": ("people", "friends", "portrait"),
+            "sky": ("sky", "blue"), "snow": ("snow", "winter"), "street": ("street", "city"), "tree": ("tree", "forest")}
+
+
+def write_manifest(path: str | Path, n_items: int = 300, seed: int = 0, text_kind: str = "tags",
+                   split: bool = False, min_label_count: int = 12) -> FixtureInfo:
+    """A manifest of own data at ``path`` (.csv or .jsonl) with real JPEGs in ``images/<label>/`` next to it.
+
+    Columns image (relative to the manifest's folder), text (tags, or one caption per item for
+    ``text_kind="caption"``), labels (names joined by ';'), and with ``split`` a split column
+    (10% query, 60% train, the rest retrieval). FixtureInfo: labels in the loader's order (sorted
+    names), texts, and ``extra["splits"]`` / ``extra["images"]`` as written.
+    """
+    import csv
+    import json
+
+    path = Path(path)
+    rng = np.random.default_rng([seed, 42])
+    Y = correlated_labels(rng, n_items, OWN_LABELS, OWN_GROUPS, min_label_count, mate_p=0.3,
+                          common={"person": 0.25, "sky": 0.2})
+    texts, images, splits = [], [], []
+    for i in range(n_items):
+        names = [OWN_LABELS[j] for j in np.flatnonzero(Y[i])]
+        if text_kind == "caption":
+            a, b = rng.choice(names), rng.choice(names)
+            texts.append(f"A {rng.choice(['photo', 'picture', 'view'])} of the {rng.choice(OWN_TAGS[a])} "
+                         f"{rng.choice(['near', 'with', 'and'])} a {rng.choice(OWN_TAGS[b])}.")
+        else:
+            texts.append(" ".join(_tags_for(rng, Y[i], OWN_LABELS, OWN_TAGS)))
+        images.append(f"images/{names[0]}/img_{i:05d}.jpg")
+        write_jpeg(path.parent / images[-1], IMAGE_SIZES[i % len(IMAGE_SIZES)], rng)
+        u = rng.random()
+        splits.append("query" if u < 0.1 else "train" if u < 0.7 else "retrieval")
+    rows = [{"image": im, "text": t, "labels": ";".join(OWN_LABELS[j] for j in np.flatnonzero(y)),
+             **({"split": s} if split else {})} for im, t, y, s in zip(images, texts, Y, splits)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return FixtureInfo(path.parent, Y, list(OWN_LABELS), texts, extra={"splits": splits, "images": images})

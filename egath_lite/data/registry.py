@@ -14,6 +14,7 @@ from .benchmarks import LAYOUTS, load_mirflickr25k, load_mscoco, load_nuswide_tc
 from .dataset import DatasetError, DatasetNotFoundError, MultiModalDataset
 from .fingerprint import inputs_digest
 from .layouts import HOW_TO, Layout
+from .manifest import is_manifest_path, load_manifest, manifest_fingerprint, manifest_label
 from .toy_cache import load_toy_nuswide
 
 
@@ -67,12 +68,24 @@ def _default_root_explained(name: str) -> str:
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **options: Any) -> MultiModalDataset:
-    """The dataset called ``name`` (see ``available_datasets()``); unknown names and options raise DatasetError."""
+    """The dataset called ``name`` (see ``available_datasets()``) or, for a path ending in .csv / .jsonl, the
+    manifest there (``manifest.load_manifest``: text_kind, num_query, num_train, split_seed, drop_unlabeled);
+    unknown names and options raise DatasetError."""
+    if is_manifest_path(name):
+        accepted = [p for p in inspect.signature(load_manifest).parameters if p != "path"]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise DatasetError(f"manifest {name}: unknown option(s) {unknown}; accepted: {accepted}")
+        if root is not None:
+            raise DatasetError(f"manifest {name}: takes no root (got {root!r}); image paths are relative to the "
+                               f"manifest's own folder")
+        return load_manifest(name, **options)
     spec = _REGISTRY.get(name)
     if spec is None:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise DatasetError(f"unknown dataset {name!r}{hint}; available: {available_datasets()}")
+        raise DatasetError(f"unknown dataset {name!r}{hint}; available: {available_datasets()}, or the path of "
+                           f"your own manifest (.csv / .jsonl)")
     params = inspect.signature(spec.loader).parameters
     accepted = [p for p in params if p != "root"]
     unknown = sorted(set(options) - set(accepted))
@@ -97,6 +110,8 @@ def _loader_options(cfg) -> dict[str, Any]:
 def dataset_from_config(cfg) -> MultiModalDataset:
     """The dataset a run uses: cfg.dataset with cfg.data_root, cfg.layout, cfg.drop_unlabeled (real sets) or
     toy_size / seed / image_size (toy)."""
+    if is_manifest_path(cfg.dataset):
+        return load_manifest(cfg.dataset, text_kind=cfg.text_kind, drop_unlabeled=bool(cfg.drop_unlabeled))
     if cfg.dataset == "toy_nuswide":
         # the toy bundle is cached in the runs root's shared cache: nothing is written outside the runs root
         return load_dataset("toy_nuswide", size=cfg.toy_size, seed=cfg.seed, image_size=cfg.image_size,
@@ -111,11 +126,17 @@ def _layout_for_fingerprint(name: str, root: Path, layout: str) -> Layout | None
     return next((lay for lay in layouts if lay.matches(root)), None)
 
 
+def dataset_label(name: str) -> str:
+    """A data set's short name for run folders and tables: the registered name, or ``<stem>-<8 hex>`` of a manifest."""
+    return manifest_label(name) if is_manifest_path(name) else name
+
+
 def dataset_fingerprint(cfg, images: bool = True) -> str:
     """16-hex digest of what the run's data is made of, without loading it: add it to artifact keys.
 
     toy_nuswide: generator version and source fingerprint, size, seed, image size (a change
-    of the generator's code changes it). Real sets: name, root, the loader options, and every
+    of the generator's code changes it). A manifest: its path and content (SHA-256), the size and mtime of
+    every image file it names, text_kind and drop_unlabeled. Real sets: name, root, the loader options, and every
     file the resolved layout reads: label / tag / list / .mat / .json files by content
     (SHA-256; size and mtime_ns for files over 64 MiB), image and per-item tag folders by
     file count and a digest of relative paths, sizes and mtimes (stat only, never read).
@@ -127,7 +148,9 @@ def dataset_fingerprint(cfg, images: bool = True) -> str:
     import hashlib
     import json
 
-    if cfg.dataset == "toy_nuswide":
+    if is_manifest_path(cfg.dataset):
+        parts = ["manifest", manifest_fingerprint(cfg.dataset, images=images), cfg.text_kind, bool(cfg.drop_unlabeled)]
+    elif cfg.dataset == "toy_nuswide":
         from .toy_nuswide import GENERATOR_VERSION, generator_fingerprint
 
         parts: Any = ["toy_nuswide", GENERATOR_VERSION, generator_fingerprint(), cfg.toy_size, cfg.seed, cfg.image_size]
@@ -148,7 +171,11 @@ def dataset_fingerprint(cfg, images: bool = True) -> str:
 
 
 def split_from_config(ds: MultiModalDataset, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(query, train, val, retrieval) int64 indices from cfg.num_query / num_train / split_seed / val_fraction."""
+    """(query, train, val, retrieval) int64 indices from cfg.num_query / num_train / split_seed / val_fraction.
+
+    A manifest with a split column keeps its own query / train / retrieval (validation is carved from its
+    train rows as for every set); sizes that differ from it raise (``MultiModalDataset.split``).
+    """
     split = ds.split(cfg.num_query, cfg.num_train, cfg.split_seed)
     train, val = split.carve_validation(cfg.val_fraction)
     return split.query, train, val, split.retrieval
