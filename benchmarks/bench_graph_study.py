@@ -178,6 +178,7 @@ def run_graph_cell(
 
 # --------------------------------------------------------------------------- the tables
 DIRECTIONS = (("i2t", "I→T"), ("t2i", "T→I"))
+PAIRS = (("egath", "no_gat"), ("egath", "gcn"), ("gcn", "no_gat"))  # paired differences, first minus second
 
 
 def lookup(rows: list[dict[str, Any]], preset_cfg: Any, seed: int, method: str, zeta: float, drop: float, n: int):
@@ -215,17 +216,17 @@ def _table(rows, preset_cfg, seeds, columns, heads, method_note) -> str:
             lines.append(f"| {method}{method_note.get(method, '')} | {name} | " + " | ".join(cells) + " |")
     lines += ["", "Paired differences (same seed; mean ± std over seeds, and how many seeds are > 0):", ""]
     lines += ["| difference | dir | " + " | ".join(heads) + " |", "| --- | --- |" + " ---: |" * len(heads)]
-    for other in ("no_gat", "gcn"):
+    for first, other in PAIRS:
         for key, name in DIRECTIONS:
             cells = []
             for z, d, n in columns:
                 diffs = []
                 for s in seeds:
-                    a, b = lookup(rows, preset_cfg, s, "egath", z, d, n), lookup(rows, preset_cfg, s, other, z, d, n)
+                    a, b = lookup(rows, preset_cfg, s, first, z, d, n), lookup(rows, preset_cfg, s, other, z, d, n)
                     if a and b:
                         diffs.append(a[key] - b[key])
                 cells.append(_diff(diffs))
-            lines.append(f"| egath − {other} | {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {first} − {other} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
