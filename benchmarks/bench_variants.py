@@ -72,26 +72,23 @@ def prepare_seed(preset: str, runs_root: str, seed: int, dataset: str, device: s
 
 
 def run_cell(
-    preset: str, runs_root: str, seed: int, dataset: str, device: str, variant: str, bits: int
+    preset: str, runs_root: str, seed: int, dataset: str, device: str, variant: str, bits: int, **overrides: Any
 ) -> dict[str, Any]:
-    """Train (or load) one variant at one bit length and evaluate it on the query split."""
+    """Train (or load) one variant at one bit length (config ``overrides`` applied) and evaluate it on the query split."""
     import torch
 
     torch.set_num_threads(1)
     from egath_lite.codes import ensure_codes
-    from egath_lite.metrics import mean_average_precision
 
-    cfg = _cfg(preset, runs_root, seed, dataset, device, variant=variant)
+    cfg = _cfg(preset, runs_root, seed, dataset, device, variant=variant, **overrides)
     t0 = time.perf_counter()
     payload = ensure_codes(cfg, bits, progress=False)
     t, m = payload["tensors"], payload["meta"]
-    qL, rL = t["query_labels"], t["retrieval_labels"]
     return dict(
         seed=seed,
         method=variant,
         bits=bits,
-        i2t=float(mean_average_precision(t["query_image_codes"], t["retrieval_text_codes"], qL, rL, backend="numpy")),
-        t2i=float(mean_average_precision(t["query_text_codes"], t["retrieval_image_codes"], qL, rL, backend="numpy")),
+        **query_maps(t),
         val_map=m["val_map"],
         best_epoch=m["best_epoch"],
         epochs_run=m["epochs_run"],
@@ -100,6 +97,17 @@ def run_cell(
         train_seconds=m["train_seconds"],
         cache_hit=payload["cache_hit"],
         wall=time.perf_counter() - t0,
+    )
+
+
+def query_maps(t: dict[str, Any]) -> dict[str, float]:
+    """{"i2t", "t2i"}: mAP@all of the query codes against the retrieval codes (numpy kernel)."""
+    from egath_lite.metrics import mean_average_precision
+
+    qL, rL = t["query_labels"], t["retrieval_labels"]
+    return dict(
+        i2t=float(mean_average_precision(t["query_image_codes"], t["retrieval_text_codes"], qL, rL, backend="numpy")),
+        t2i=float(mean_average_precision(t["query_text_codes"], t["retrieval_image_codes"], qL, rL, backend="numpy")),
     )
 
 

@@ -176,6 +176,18 @@ def edges_vs_zeta(D: np.ndarray, zetas: Sequence[float]) -> np.ndarray:
     return np.array([int(((D >= z) & off).sum()) for z in zetas], dtype=np.int64)
 
 
+def edge_counts(labels: np.ndarray, zetas: Sequence[float]) -> np.ndarray:
+    """Directed edges between distinct labels of the graph of ``labels`` (n, C) at each ζ: int64 (len(zetas),).
+
+    The count of pairs i ≠ j with D_ij = C_ij / N_i ≥ ζ, out of C(C − 1); e.g. GCDH's NUS-WIDE
+    TC-10 training split has 83 of 90 at ζ = 0.01 and 14 at 0.3.
+    """
+    zetas = np.asarray(zetas, dtype=np.float64).ravel()
+    if zetas.size == 0 or not np.isfinite(zetas).all() or (zetas <= 0).any() or (zetas > 1).any():
+        raise ValueError(f"zetas must be a non-empty list of thresholds in (0, 1], got {zetas.tolist()}")
+    return edges_vs_zeta(conditional_probabilities(*cooccurrence(labels)), zetas)
+
+
 @dataclass
 class LabelGraph:
     """The label graph of one training label matrix; arrays are numpy, edges are torch (PyG)."""

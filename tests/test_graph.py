@@ -509,3 +509,48 @@ def test_gallery_titles_stay_short_with_many_labels():
         == "tennis racket,\nbaseball glove, sports …"
     )
     assert label_caption([]) == "(no label)"
+
+
+# ----------------------------------------------------------------------------- edges against ζ
+def _edge_counts_by_loop(Y: np.ndarray, zetas) -> list[int]:
+    """The formula written out: pairs i != j with (sum_k Y_ki Y_kj) / (sum_k Y_ki) >= zeta."""
+    n, c = Y.shape
+    out = []
+    for z in zetas:
+        edges = 0
+        for i in range(c):
+            n_i = sum(int(Y[k, i]) for k in range(n))
+            for j in range(c):
+                if i != j and n_i > 0:
+                    both = sum(int(Y[k, i]) * int(Y[k, j]) for k in range(n))
+                    edges += both / n_i >= z
+        out.append(edges)
+    return out
+
+
+def test_edge_counts_by_hand_and_against_a_plain_loop():
+    # Y_HAND: off-diagonal D values .5 .5 .667 .333 1 .5 (see above)
+    np.testing.assert_array_equal(G.edge_counts(Y_HAND, [0.01, 1 / 3, 0.6, 1.0]), [6, 6, 2, 1])
+    rng = np.random.default_rng(11)
+    Y = (rng.random((80, 6)) < 0.35).astype(np.uint8)
+    Y[Y.sum(1) == 0, 2] = 1
+    zetas = [0.01, 0.1, 0.25, 0.3, 0.5, 0.75, 1.0]
+    got = G.edge_counts(Y, zetas)
+    assert got.dtype == np.int64
+    assert got.tolist() == _edge_counts_by_loop(Y, zetas)
+
+
+def test_edge_counts_on_the_real_nus_labels(nus_labels):
+    """GCDH's NUS-WIDE training split: nearly complete at its own ζ = 0.01 (83 of 90), 14 edges at 0.3."""
+    train = make_split(len(nus_labels), **G.GCDH_NUS_SPLIT).train
+    np.testing.assert_array_equal(G.edge_counts(nus_labels[train], [0.01, 0.3, 0.4]), [83, 14, 10])
+    np.testing.assert_array_equal(G.edge_counts(nus_labels, [0.01, 0.3]), [86, 14])  # all 186,577 rows
+    # the loop on a slice of the real labels agrees as well
+    sub = nus_labels[train[:400]]
+    assert G.edge_counts(sub, [0.01, 0.3]).tolist() == _edge_counts_by_loop(sub, [0.01, 0.3])
+
+
+@pytest.mark.parametrize("zetas", [[], [0.0], [1.5], [float("nan")], [-0.1, 0.3]])
+def test_edge_counts_rejects_bad_thresholds(zetas):
+    with pytest.raises(ValueError, match="zetas must be"):
+        G.edge_counts(Y_HAND, zetas)

@@ -134,13 +134,19 @@ def plot_edges_vs_zeta(
     zeta: float | None = None,
     num_labels: int | None = None,
     ax: plt.Axes | None = None,
+    marks: Mapping[str, float] | None = None,
+    log_x: bool = False,
 ) -> Figure:
-    """Directed off-diagonal edge count against ζ, one line per graph (e.g. toy train, NUS train)."""
+    """Directed off-diagonal edge count against ζ, one line per graph; ``marks`` {name: ζ} draws labelled lines."""
     fig, ax = _figure(ax, (6.0, 3.8))
     for name, counts in curves.items():
         ax.step(zetas, counts, where="post", label=name, lw=1.8)
     if zeta is not None:
         ax.axvline(zeta, color="grey", ls="--", lw=1, label=f"ζ = {zeta:g}")
+    for k, (name, z) in enumerate((marks or {}).items()):
+        ax.axvline(z, color=f"C{k + 3}", ls=":", lw=1.4, label=f"{name}: ζ = {z:g}")
+    if log_x:
+        ax.set_xscale("log")
     if num_labels is not None:
         ax.axhline(num_labels * (num_labels - 1), color="lightgrey", lw=1)
         ax.text(min(zetas), num_labels * (num_labels - 1), " complete graph", va="bottom", fontsize=8, color="grey")

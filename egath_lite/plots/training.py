@@ -192,3 +192,72 @@ def plot_code_distribution(h_continuous: Any, codes: Any, title: str = "codes be
     ax_b.set(xlabel="bit", ylabel="fraction of +1", ylim=(0, 1), title="bit balance (0.5 = each bit splits the data)")
     fig.tight_layout()
     return fig
+
+
+def attention_edges(edge_index: Any, alpha: Any, cond_prob: Any) -> dict[str, np.ndarray]:
+    """Per edge j → i of one GAT layer (self-loops included): α_ij next to what co-occurrence alone would give.
+
+    Returns int (M,) ``target``, ``source``, bool ``self_loop`` and float (M,) ``alpha`` (heads averaged, as in
+    ``attention_matrix``), ``cond_prob`` D_ij = P(j | i) (1 on a self-loop) and ``cond_prob_normalised``
+    D̃_ij = D_ij / Σ_k D_ik over the same neighbourhood k ∈ N(i) ∪ {i}, which sums to 1 per target like α.
+    """
+    D = _np(cond_prob).astype(float).copy()
+    np.fill_diagonal(D, 1.0)  # P(i | i)
+    M = attention_matrix(edge_index, alpha, D.shape[0])
+    on = M > 0
+    target, source = np.nonzero(on)
+    D_on = np.where(on, D, 0.0)
+    D_norm = D_on / D_on.sum(1, keepdims=True).clip(min=1e-12)
+    return {
+        "target": target.astype(np.int64),
+        "source": source.astype(np.int64),
+        "self_loop": target == source,
+        "alpha": M[target, source],
+        "cond_prob": D[target, source],
+        "cond_prob_normalised": D_norm[target, source],
+    }
+
+
+def plot_attention_vs_cond_prob(
+    edge_index: Any, alpha: Any, cond_prob: Any, label_names: Sequence[str], title: str = "trained GAT"
+):
+    """Learned α_ij, the co-occurrence weights D̃_ij on the same edges, and α against D̃ per edge (y = x: α copies D̃)."""
+    plt = _plt()
+    C = len(label_names)
+    e = attention_edges(edge_index, alpha, cond_prob)
+    A, Dn = np.full((C, C), np.nan), np.full((C, C), np.nan)
+    A[e["target"], e["source"]] = e["alpha"]
+    Dn[e["target"], e["source"]] = e["cond_prob_normalised"]
+    fig, (ax_a, ax_d, ax_s) = plt.subplots(1, 3, figsize=(15, 4.6))
+    for ax, mat, name in ((ax_a, A, "attention α_ij"), (ax_d, Dn, "D̃_ij = D_ij / Σ_k D_ik")):
+        im = ax.imshow(mat, cmap="viridis", vmin=0, vmax=1)
+        ax.set_xticks(range(C), label_names, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(C), label_names, fontsize=8)
+        ax.set(xlabel="source j", ylabel="target i", title=f"{title}: {name}")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    loop = e["self_loop"]
+    ax_s.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="α = D̃")
+    ax_s.scatter(e["cond_prob_normalised"][~loop], e["alpha"][~loop], s=24, label="edge j → i, i ≠ j")
+    ax_s.scatter(e["cond_prob_normalised"][loop], e["alpha"][loop], s=30, marker="x", label="self-loop i → i")
+    ax_s.set(xlabel="D̃_ij (co-occurrence, normalised per target)", ylabel="α_ij", xlim=(0, 1.02), ylim=(0, 1.02))
+    ax_s.set_title("attention against co-occurrence")
+    ax_s.grid(alpha=0.3)
+    ax_s.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_scarcity_curve(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str = "labelled training items"):
+    """Mean AP against the number of labelled items: {name: {"sizes": (K,), "map_image": (K,), "map_text": (K,)}}."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, key, label in ((axes[0], "map_image", "image features"), (axes[1], "map_text", "text features")):
+        for name, c in curves.items():
+            ax.plot(_np(c["sizes"]), _np(c[key]), marker="o", label=name)
+        ax.set_xscale("log")
+        ax.set(xlabel="labelled training items (log scale)", title=f"{title}: {label}")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean per-label AP, query split")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
