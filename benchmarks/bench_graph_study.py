@@ -113,28 +113,17 @@ def train_scarce(cfg: Any, num_train: int, bits: int) -> tuple[Any, dict[str, An
 
     Returns (model, history, tensors with the query/retrieval codes and labels).
     """
-    import torch
-
+    from egath_lite.codes import split_codes
     from egath_lite.features import ensure_features
     from egath_lite.graph import ensure_graph
     from egath_lite.hashing import train_egath
-    from egath_lite.utils import cpu_threads
 
     features = ensure_features(cfg, progress=False)
     cfg_n = cfg.replace(num_train=num_train)
     data = scarce_data(cfg_n, features)
     graph = ensure_graph(cfg_n)  # the graph of the smaller training split's labels
     model, hist = train_egath(cfg_n, bits, data, graph["tensors"], None, progress=False)
-    q, r = data.split["query"], data.split["retrieval"]
-    with cpu_threads(1):
-        tensors = {
-            "query_image_codes": model.encode(data.image[q], "image"),
-            "query_text_codes": model.encode(data.text[q], "text"),
-            "retrieval_image_codes": model.encode(data.image[r], "image"),
-            "retrieval_text_codes": model.encode(data.text[r], "text"),
-            "query_labels": data.labels[q].to(torch.uint8),
-            "retrieval_labels": data.labels[r].to(torch.uint8),
-        }
+    tensors = split_codes(model, data)
     info = dict(num_edges=int(graph["meta"]["num_edges"]), train_items=len(data.split["train"]))
     return model, {**hist, **info}, tensors
 

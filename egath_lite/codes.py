@@ -101,6 +101,20 @@ CODES_STAGE = Stage(
 )
 
 
+def split_codes(model: EGATH, data: Any) -> dict[str, torch.Tensor]:
+    """Codes int8 (n, bits) of both modalities and labels uint8 (n, C) of the query and retrieval rows of ``data``."""
+    q, r = data.split["query"], data.split["retrieval"]
+    with cpu_threads(1):
+        return {
+            "query_image_codes": model.encode(data.image[q], "image"),
+            "query_text_codes": model.encode(data.text[q], "text"),
+            "retrieval_image_codes": model.encode(data.image[r], "image"),
+            "retrieval_text_codes": model.encode(data.text[r], "text"),
+            "query_labels": data.labels[q].to(torch.uint8),
+            "retrieval_labels": data.labels[r].to(torch.uint8),
+        }
+
+
 def ensure_codes(cfg: Config, bits: int, force: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train (or reuse) ``cfg.variant`` at ``bits`` bits; the payload holds the model and the codes."""
     if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
@@ -116,16 +130,7 @@ def ensure_codes(cfg: Config, bits: int, force: bool = False, progress: bool = T
         data = hash_data(cfg, features, backbone)
         gt = graph["tensors"]
         model, hist = train_egath(cfg, bits, data, gt, backbone, progress, resume_path=resume, resume_key=key)
-        q, r = data.split["query"], data.split["retrieval"]
-        with cpu_threads(1):
-            tensors = {
-                "query_image_codes": model.encode(data.image[q], "image"),
-                "query_text_codes": model.encode(data.text[q], "text"),
-                "retrieval_image_codes": model.encode(data.image[r], "image"),
-                "retrieval_text_codes": model.encode(data.text[r], "text"),
-                "query_labels": data.labels[q].to(torch.uint8),
-                "retrieval_labels": data.labels[r].to(torch.uint8),
-            }
+        tensors = split_codes(model, data)
         tensors.update({f"state.{k}": v for k, v in model.state_dict().items()})
         for name in (
             "loss",

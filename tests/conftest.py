@@ -59,3 +59,24 @@ def mirflickr_tiny_config(folder: Path, checkpoint: Path, **options):
         device="cpu",
     )
     return get_config("tiny", **{**fields, **options}), info
+
+
+def readme_command(marker: str) -> list[str]:
+    """The README's driver command in the bash block under ``<!-- marker -->``, as argv after ``-m egath_lite.reproduce``."""
+    import re
+    import shlex
+
+    block = re.search(rf"<!-- {marker} -->\s*```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    assert block, f"README.md lost its {marker} block"
+    argv = shlex.split(block[1].replace("\\\n", " "))
+    assert argv[:3] == ["python", "-m", "egath_lite.reproduce"], argv
+    return argv[3:]
+
+
+def replace_option(argv: list[str], option: str, values: list[str]) -> list[str]:
+    """argv with ``option``'s values replaced (the option must be there)."""
+    i = argv.index(option)
+    j = i + 1
+    while j < len(argv) and not argv[j].startswith("--"):
+        j += 1
+    return argv[:i] + [option, *values] + argv[j:]

@@ -8,12 +8,12 @@ import json
 import math
 import os
 import re
-import shlex
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import readme_command, replace_option
 
 from egath_lite import get_config, reproduce
 from egath_lite.config import RUN_NAME_PATTERN, ConfigError
@@ -350,24 +350,6 @@ def test_many_missing_images_are_counted_and_the_first_few_listed(small):
 
 
 # ----------------------------------------------------------------------------- (a, b) the driver on own data
-def readme_command() -> list[str]:
-    """The README's own-data driver command, as argv (the block under 'Your own data')."""
-    text = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- own-data-command -->\s*```bash\n(.*?)```", text, flags=re.S)
-    assert block, "README.md lost its own-data command block"
-    argv = shlex.split(block[1].replace("\\\n", " "))
-    assert argv[:3] == ["python", "-m", "egath_lite.reproduce"], argv
-    return argv[3:]
-
-
-def _replace(argv: list[str], option: str, values: list[str]) -> list[str]:
-    i = argv.index(option)
-    j = i + 1
-    while j < len(argv) and not argv[j].startswith("--"):
-        j += 1
-    return argv[:i] + [option, *values] + argv[j:]
-
-
 @pytest.fixture(scope="module")
 def own_runs(tmp_path_factory):
     """The README command on a 300-JPEG tags manifest (.csv, no split) and a captions manifest (.jsonl, split)."""
@@ -380,13 +362,13 @@ def own_runs(tmp_path_factory):
     print(f"manifests with {300 + 160} JPEGs written in {time.perf_counter() - t0:.1f} s")
     model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
     ckpt = save_clip_checkpoint(model, tmp / "weights" / "clip_random_init.pt")
-    argv = readme_command()
+    argv = readme_command("own-data-command")
     os.chdir(tmp)  # the manifests given relative to the working directory, as a user types them
     try:
-        argv = _replace(argv, "--datasets", ["photos/manifest.csv", "captioned/captions.jsonl"])
-        argv = _replace(argv, "--clip-model", ["egath-tiny-clip"])
-        argv = _replace(argv, "--clip-pretrained", [str(ckpt)])
-        argv = _replace(argv, "--device", ["cpu"])
+        argv = replace_option(argv, "--datasets", ["photos/manifest.csv", "captioned/captions.jsonl"])
+        argv = replace_option(argv, "--clip-model", ["egath-tiny-clip"])
+        argv = replace_option(argv, "--clip-pretrained", [str(ckpt)])
+        argv = replace_option(argv, "--device", ["cpu"])
         runs = tmp / "runs"
         argv += ["--preset", "tiny", "--runs-root", str(runs), *SIZES]
         t0 = time.perf_counter()

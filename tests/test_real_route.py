@@ -1,13 +1,12 @@
 """The real-data route as a researcher runs it: the driver on fixtures in the release layouts of all three
 benchmarks (real JPEGs of varied sizes), with CLIP weights loaded from a checkpoint file by path."""
 
-import re
-import shlex
 import time
 from pathlib import Path
 
 import pytest
 import scipy.io
+from conftest import readme_command, replace_option
 
 from egath_lite import reproduce
 from egath_lite.data.fixtures import write_mirflickr_raw, write_mscoco_json, write_nuswide_gcdh_mat
@@ -32,25 +31,6 @@ SIZES = [
 ]
 
 
-def readme_command() -> list[str]:
-    """The README's real-benchmark driver command, as argv (the block under 'Real benchmarks')."""
-    text = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- real-benchmarks-command -->\s*```bash\n(.*?)```", text, flags=re.S)
-    assert block, "README.md lost its real-benchmarks command block"
-    argv = shlex.split(block[1].replace("\\\n", " "))
-    assert argv[:3] == ["python", "-m", "egath_lite.reproduce"], argv
-    return argv[3:]
-
-
-def _replace(argv: list[str], option: str, values: list[str]) -> list[str]:
-    """argv with ``option``'s values replaced (the option must be there)."""
-    i = argv.index(option)
-    j = i + 1
-    while j < len(argv) and not argv[j].startswith("--"):
-        j += 1
-    return argv[:i] + [option, *values] + argv[j:]
-
-
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory):
     """The README command, pointed at fixtures of all three sets and a random-init tiny CLIP checkpoint file."""
@@ -67,15 +47,15 @@ def real_runs(tmp_path_factory):
     print(f"fixtures written in {time.perf_counter() - t0:.1f} s")
     model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
     ckpt = save_clip_checkpoint(model, tmp / "weights" / "clip_random_init.pt")
-    argv = readme_command()
-    argv = _replace(argv, "--preset", ["tiny"])
-    argv = _replace(argv, "--datasets", list(DATASETS))
-    argv = _replace(argv, "--data-root", [str(data)])
-    argv = _replace(argv, "--clip-model", ["egath-tiny-clip"])  # a small open_clip model: CPU-sized
-    argv = _replace(argv, "--clip-pretrained", [str(ckpt)])
-    argv = _replace(argv, "--variants", ["egath"])
-    argv = _replace(argv, "--seeds", ["0"])
-    argv = _replace(argv, "--device", ["cpu"])
+    argv = readme_command("real-benchmarks-command")
+    argv = replace_option(argv, "--preset", ["tiny"])
+    argv = replace_option(argv, "--datasets", list(DATASETS))
+    argv = replace_option(argv, "--data-root", [str(data)])
+    argv = replace_option(argv, "--clip-model", ["egath-tiny-clip"])  # a small open_clip model: CPU-sized
+    argv = replace_option(argv, "--clip-pretrained", [str(ckpt)])
+    argv = replace_option(argv, "--variants", ["egath"])
+    argv = replace_option(argv, "--seeds", ["0"])
+    argv = replace_option(argv, "--device", ["cpu"])
     runs = tmp / "runs"
     argv += ["--runs-root", str(runs), *SIZES]
     t0 = time.perf_counter()
@@ -129,8 +109,8 @@ def test_editing_a_label_file_recomputes_the_features_and_changes_the_table(real
     dog, sky = (ann / "dog.txt").read_text(), (ann / "sky.txt").read_text()
     (ann / "dog.txt").write_text(sky)
     (ann / "sky.txt").write_text(dog)
-    argv = _replace(real_runs["argv"], "--datasets", ["mirflickr25k"])
-    argv = _replace(argv, "--data-root", [str(real_runs["data"] / "mirflickr25k")])
+    argv = replace_option(real_runs["argv"], "--datasets", ["mirflickr25k"])
+    argv = replace_option(argv, "--data-root", [str(real_runs["data"] / "mirflickr25k")])
     assert reproduce.main(argv) == 0
     out = capsys.readouterr().out
     assert "done before" not in out  # the cell is not reused: its key follows the edited file
