@@ -248,7 +248,7 @@ def scarcity_curve(
     Returns {kind: {"sizes", "map_image", "map_text", "val_map", "num_edges"}}; at the full training
     size it reproduces ``ensure_label_classifier`` (tested).
     """
-    from .graph import build_label_graph
+    from .graph import graph_from_labels
 
     unknown = [k for k in kinds if k not in CLASSIFIER_KINDS]
     if unknown:
@@ -256,14 +256,12 @@ def scarcity_curve(
     ft, gt = features["tensors"], graph["tensors"]
     split = training_split(features)
     img, txt, L = ft["image_emb"].float(), ft["text_emb"].float(), ft["labels"].float()
+    labels_u8 = ft["labels"].numpy().astype("uint8")
     q = split["query"]
     out = {k: {"sizes": [], "map_image": [], "map_text": [], "val_map": [], "num_edges": []} for k in kinds}
     for size in sizes:
         train, val = scarce_subsets(split["train"], split["val"], size, cfg.seed)
-        rows = torch.cat([train, val]).unique()
-        g = build_label_graph(
-            L[rows].numpy().astype("uint8"), cfg.zeta, None, cfg.self_loops, cfg.reweight, cfg.reweight_p
-        )
+        g = graph_from_labels(labels_u8, None, q.numpy(), train.numpy(), val.numpy(), cfg)  # train ∪ val rows
         g_t = {"label_emb": gt["label_emb"], "edge_index": g.edge_index, "edge_weight": g.edge_weight}
         X = {"train": torch.cat([img[train], txt[train]]), "val": torch.cat([img[val], txt[val]])}
         Y = {"train": torch.cat([L[train], L[train]]), "val": torch.cat([L[val], L[val]])}

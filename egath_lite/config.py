@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import types
 import typing
@@ -349,8 +350,8 @@ def _validate(f: dataclasses.Field, hint: Any, value: Any) -> Any:
 
 
 def is_manifest_path(value: Any) -> bool:
-    """A data set given as a manifest file (.csv / .jsonl) instead of a registered name."""
-    return isinstance(value, str) and Path(value).suffix.lower() in MANIFEST_SUFFIXES
+    """A data set given as a manifest file (.csv / .jsonl) instead of a registered name, whether or not it exists."""
+    return isinstance(value, (str, os.PathLike)) and Path(value).suffix.lower() in MANIFEST_SUFFIXES
 
 
 def _check_existing_file(name: str, value: str, suffixes: tuple[str, ...], what: str) -> str:

@@ -199,13 +199,13 @@ def cell_configs(
     from .data import dataset_label, is_manifest_path
 
     cells = []
+    num_real = sum(d != "toy_nuswide" and not is_manifest_path(d) for d in datasets)  # sets read from a data root
     for dataset in datasets:
         opts = dict(options)
         if is_manifest_path(dataset):
             dataset = str(Path(dataset).expanduser().resolve())  # notebooks run in notebooks/: an absolute path
             opts.pop("data_root", None)  # a manifest names its images itself
         elif dataset != "toy_nuswide":
-            num_real = sum(d != "toy_nuswide" and not is_manifest_path(d) for d in datasets)
             opts["data_root"] = str(data_root_of(dataset, options.get("data_root"), num_real))
         for seed in seeds:
             for variant in variants:

@@ -33,10 +33,9 @@ import torch
 from .artifacts import ArtifactError
 from .clip_weights import ClipWeightsError, load_clip, weights_fingerprint
 from .config import Config, ConfigError
-from .metrics.inputs import pack_codes
+from .metrics.inputs import pack_codes, popcount
 
 MODALITIES = ("image", "text")
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int32)  # set bits per byte value
 
 
 class SearchError(ValueError):
@@ -65,9 +64,7 @@ def hamming_ranking(query_code: Any, packed: np.ndarray, k: int) -> tuple[np.nda
     q = pack_codes(np.asarray(query_code).reshape(1, -1), "query code", pad=True)
     if q.shape[1] != packed.shape[1]:
         raise SearchError(f"the query code has {q.shape[1]} bytes, the retrieval codes {packed.shape[1]}")
-    xor = np.bitwise_xor(packed, q)
-    # numpy >= 2.0 counts bits in place (uint8 per byte); older numpy looks each byte up (int32 per byte)
-    dist = (np.bitwise_count(xor) if hasattr(np, "bitwise_count") else _POPCOUNT[xor]).sum(axis=1, dtype=np.int64)
+    dist = popcount(np.bitwise_xor(packed, q)).sum(axis=1, dtype=np.int64)
     k = min(k, len(dist))
     if k < len(dist):  # only the k nearest need sorting: everything closer than the k-th distance, then ties
         kth = np.partition(dist, k - 1)[k - 1]

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import MANIFEST_SUFFIXES, TEXT_KINDS
+from ..config import TEXT_KINDS, is_manifest_path
 from .dataset import DatasetError, DatasetNotFoundError, MultiModalDataset, Split, SplitDefaults
 from .fingerprint import file_digest
 from .vocabulary import ENGLISH_STOP_WORDS, tokenize
@@ -44,11 +44,6 @@ _LISTED = 5  # bad rows named in one error message
 _FIX_FORMAT = ("a manifest has the columns image (path relative to the manifest's folder), text (tags or a caption), "
                "labels (names separated by ';') and optionally split (query / train / retrieval); see README, "
                "'Your own data'")
-
-
-def is_manifest_path(name: Any) -> bool:
-    """True when ``name`` names a manifest file by its suffix (.csv / .jsonl), whether or not it exists."""
-    return isinstance(name, (str, os.PathLike)) and Path(name).suffix.lower() in MANIFEST_SUFFIXES
 
 
 def manifest_label(path: str | os.PathLike) -> str:

@@ -10,21 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .inputs import popcount
+
 # Bytes of temporaries per (query, retrieval) pair in a chunk; keeps a chunk near 64 MB.
 _CHUNK_BYTES = 64 * 2**20
 _BYTES_PER_PAIR = 48
-
-if hasattr(np, "bitwise_count"):  # numpy >= 2.0
-
-    def _popcount(words: np.ndarray) -> np.ndarray:
-        return np.bitwise_count(words)
-
-else:  # numpy 1.x: a byte lookup table
-    _BYTE_POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.uint8)
-
-    def _popcount(words: np.ndarray) -> np.ndarray:
-        as_bytes = words.view(np.uint8).reshape(*words.shape, 8)
-        return _BYTE_POPCOUNT[as_bytes].sum(axis=-1, dtype=np.uint8)
 
 
 def stripes(num_query: int) -> int:
@@ -48,7 +38,7 @@ def _distances_and_relevance(qc, rc, ql, rl):
     """Hamming distances uint16 (c, n) and relevance bool (c, n) for a chunk of queries."""
     dist = np.zeros((qc.shape[0], rc.shape[0]), np.uint16)
     for w in range(qc.shape[1]):
-        dist += _popcount(qc[:, None, w] ^ rc[None, :, w])
+        dist += popcount(qc[:, None, w] ^ rc[None, :, w])
     return dist, relevance(ql, rl)
 
 

@@ -136,6 +136,20 @@ def pack_codes(codes: Any, name: str = "codes", pad: bool = False) -> np.ndarray
     return pack_code_bytes(bits)
 
 
+_BYTE_POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.uint8)  # set bits per byte value
+
+
+def popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits of each element of an unsigned-integer array (uint8 per element, same shape).
+
+    numpy >= 2.0 counts in place (``np.bitwise_count``); older numpy looks each byte up in a table.
+    """
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words)
+    as_bytes = np.ascontiguousarray(words).view(np.uint8).reshape(*words.shape, words.dtype.itemsize)
+    return _BYTE_POPCOUNT[as_bytes].sum(axis=-1, dtype=np.uint8)
+
+
 def pack_bits(bits: np.ndarray) -> np.ndarray:
     """Bool (n, b) -> uint64 (n, ceil(b / 64)); bit i of a row is bit i % 64 of word i // 64, padding zero."""
     n, b = bits.shape
