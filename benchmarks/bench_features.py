@@ -16,14 +16,15 @@ import platform
 import numpy as np
 import torch
 
-from egath_lite.artifacts import run_dir, write_json
-from egath_lite.clip_weights import load_clip
-from egath_lite.config import get_config
+from egath_lite.clip.encode import extract_features
+from egath_lite.clip.weights import load_clip
 from egath_lite.data import dataset_from_config
-from egath_lite.encode import extract_features
-from egath_lite.features import ensure_features
+from egath_lite.files import write_json
 from egath_lite.metrics import map_from_embeddings
-from egath_lite.tiny_clip import ensure_tiny_clip
+from egath_lite.pipeline.artifacts import run_dir
+from egath_lite.pipeline.config import get_config
+from egath_lite.pipeline.features import ensure_features
+from egath_lite.pipeline.tiny_clip import ensure_tiny_clip
 
 
 def retrieval_maps(

@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from egath_lite.codes import ensure_codes
-    from egath_lite.config import get_config
     from egath_lite.metrics import mean_average_precision
+    from egath_lite.pipeline.codes import ensure_codes
+    from egath_lite.pipeline.config import get_config
 
     rows = []
     for seed in args.seeds:

@@ -7,7 +7,7 @@
 Two grids at one bit length (``--bits``, 32), every cell one whole training of one seed:
 
 - **ablation**: egath, no_gat, gcn × ζ ∈ {0.01, 0.3} × gat_dropout ∈ {0.0, 0.2}, at the preset's training size.
-  Not every variant reads every knob (``egath_lite.models``): ``no_gat`` (``IndependentClassifier``) reads neither
+  Not every variant reads every knob (``egath_lite.core.models``): ``no_gat`` (``IndependentClassifier``) reads neither
   the graph nor the GAT, so it is trained once per seed; ``gcn`` (``GCNClassifier``) reads the graph but not
   ``gat_dropout`` (it drops node features by ``gat_input_dropout``), so it is trained once per seed and ζ.
   The codes stage keys every cell by all of those fields anyway; ``tests/test_graph_study.py`` checks on the
@@ -22,7 +22,7 @@ Two grids at one bit length (``--bits``, 32), every cell one whole training of o
 
 Rows go to ``--results`` (JSON lines, one per cell, appended as each finishes); a rerun skips the cells it finds.
 Ablation cells are cached by ``ensure_codes`` in the run folders shared with ``bench_variants.py`` and
-``egath_lite.reproduce``; scarcity cells keep only their row. Reuses ``bench_variants``' machinery.
+``egath_lite.driver.cli``; scarcity cells keep only their row. Reuses ``bench_variants``' machinery.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ ZETAS = (0.01, 0.3)
 DROPOUTS = (0.0, 0.2)
 NUM_TRAINS = (250, 500, 1000, 5000)
 GRIDS = ("ablation", "scarcity")
-# The knobs each variant's classifier ignores (read from egath_lite.models; checked in tests/test_graph_study.py).
+# The knobs each variant's classifier ignores (read from egath_lite.core.models; checked in tests/test_graph_study.py).
 IGNORES = {"egath": (), "no_gat": ("zeta", "gat_dropout"), "gcn": ("gat_dropout",)}
 
 
@@ -85,7 +85,7 @@ def scarce_data(cfg_n: Any, features: dict[str, Any]):
     import torch
 
     from egath_lite.data import dataset_from_config, split_from_config
-    from egath_lite.hashing import HashData, hash_data
+    from egath_lite.pipeline.engine import HashData, hash_data
 
     t = features["tensors"]
     ds = dataset_from_config(cfg_n)
@@ -113,10 +113,10 @@ def train_scarce(cfg: Any, num_train: int, bits: int) -> tuple[Any, dict[str, An
 
     Returns (model, history, tensors with the query/retrieval codes and labels).
     """
-    from egath_lite.codes import split_codes
-    from egath_lite.features import ensure_features
-    from egath_lite.graph import ensure_graph
-    from egath_lite.hashing import train_egath
+    from egath_lite.pipeline.codes import split_codes
+    from egath_lite.pipeline.engine import train_egath
+    from egath_lite.pipeline.features import ensure_features
+    from egath_lite.pipeline.graph import ensure_graph
 
     features = ensure_features(cfg, progress=False)
     cfg_n = cfg.replace(num_train=num_train)
@@ -140,7 +140,7 @@ def run_graph_cell(
     knobs = dict(zeta=zeta, gat_dropout=gat_dropout, num_train=num_train, ignores=list(IGNORES[method]))
     if num_train == base.num_train:
         row = bv.run_cell(preset, runs_root, seed, dataset, device, method, bits, zeta=zeta, gat_dropout=gat_dropout)
-        from egath_lite.graph import ensure_graph
+        from egath_lite.pipeline.graph import ensure_graph
 
         row["num_edges"] = int(ensure_graph(base)["meta"]["num_edges"])
         return {**row, **knobs}

@@ -1,4 +1,4 @@
-"""Benchmark of the image pipeline: decode + preprocess images/s, old serial PIL path vs egath_lite.images, side by side.
+"""Benchmark of the image pipeline: decode + preprocess images/s, old serial PIL path vs egath_lite.clip.images, side by side.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_images.py            # 600 JPEGs, 500x375, quality 85
 
@@ -32,10 +32,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from egath_lite.clip_weights import load_clip
-from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
-from egath_lite.encode import encode_images, select_images
-from egath_lite.images import (
+from egath_lite.clip.encode import encode_images, select_images
+from egath_lite.clip.images import (
     ImageItems,
     Preprocess,
     available_cores,
@@ -43,7 +41,9 @@ from egath_lite.images import (
     make_image_loader,
     to_model_input,
 )
-from egath_lite.sharded import encode_images_sharded
+from egath_lite.clip.sharded import encode_images_sharded
+from egath_lite.clip.weights import load_clip
+from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
 
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities", category=DeprecationWarning)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

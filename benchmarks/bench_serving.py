@@ -1,4 +1,4 @@
-"""Serving 64-bit codes at 1 M and 10 M: faiss flat (exact), IVF and HNSW through egath_lite.index.HammingIndex.
+"""Serving 64-bit codes at 1 M and 10 M: faiss flat (exact), IVF and HNSW through egath_lite.serve.index.HammingIndex.
 
     nice -n 10 python benchmarks/bench_serving.py                        # the RESULTS.md table
     python benchmarks/bench_serving.py --sizes 100000 --hnsw-sizes 100000 # a quick look
@@ -10,7 +10,7 @@ items of the same distribution. The database of a smaller size is the prefix of 
 
 Per index and size: build seconds (IVF: k-means training + adding), queries/s for all queries in one
 call, recall@100 against the exact ranking of the flat index (tie-aware: any item at the exact 100th
-distance counts, see ``egath_lite.index.tie_aware_recall``; and the plain id overlap with the stable
+distance counts, see ``egath_lite.serve.index.tie_aware_recall``; and the plain id overlap with the stable
 order, lower because of the ties), index bytes (faiss's serialised size) and the resident-memory growth
 of the process while building. HNSW built 1 M codes in ~10 minutes here (one thread, loaded machine), so 10 M
 would take hours: it runs at ``--hnsw-sizes`` and the growth between them is reported instead. One faiss thread (``--threads``).
@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from egath_lite.index import HammingIndex, default_nlist, tie_aware_recall  # noqa: E402
+from egath_lite.serve.index import HammingIndex, default_nlist, tie_aware_recall  # noqa: E402
 
 BITS, NUM_LABELS, LABEL_RATE, NOISE = 64, 24, 0.15, 1.5
 CHUNK = 1_000_000

@@ -7,7 +7,7 @@
 One seed is one whole pipeline: the toy data set, the tiny CLIP, the features, the label
 graph and the hash training all draw from it, so the spread over seeds includes the data.
 Run folders are ``<runs_root>/<preset>-<dataset>-s<seed>/``, the same as
-``egath_lite.reproduce``, so the two share their cached artifacts.
+``egath_lite.driver.cli``, so the two share their cached artifacts.
 
 Resumable: every trained (seed, variant, bits) cell is cached by ``ensure_codes`` and its
 row is appended to ``--results`` (JSON lines) as soon as it is done; a rerun skips the
@@ -55,9 +55,9 @@ def prepare_seed(preset: str, runs_root: str, seed: int, dataset: str, device: s
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("BENCH_PREP_THREADS", "1"))))
-    from egath_lite.baselines import clip_continuous_map, lsh_map
-    from egath_lite.features import ensure_features
-    from egath_lite.graph import ensure_graph
+    from egath_lite.pipeline.baselines import clip_continuous_map, lsh_map
+    from egath_lite.pipeline.features import ensure_features
+    from egath_lite.pipeline.graph import ensure_graph
 
     cfg = _cfg(preset, runs_root, seed, dataset, device)
     t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def run_cell(
     import torch
 
     torch.set_num_threads(1)
-    from egath_lite.codes import ensure_codes
+    from egath_lite.pipeline.codes import ensure_codes
 
     cfg = _cfg(preset, runs_root, seed, dataset, device, variant=variant, **overrides)
     t0 = time.perf_counter()

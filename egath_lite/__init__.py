@@ -9,4 +9,11 @@ __version__ = "0.1.0"
 # The workqueue layer parks them. Set before numba starts its first parallel region.
 _os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
-from .config import Config, get_config  # noqa: E402,F401
+
+def __getattr__(name: str):
+    """``egath_lite.Config`` and ``egath_lite.get_config``, imported on first use (``egath_lite.core`` stays light)."""
+    if name in ("Config", "get_config"):
+        from egath_lite.pipeline import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module 'egath_lite' has no attribute {name!r}")

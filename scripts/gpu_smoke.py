@@ -4,9 +4,9 @@
     python scripts/gpu_smoke.py --device cpu --images 300 --model egath-tiny-clip   # a CPU rehearsal
 
 Stages (each prints one line; a JSON summary closes the run):
-1. write N MIRFlickr-layout JPEGs of 500x375 / 375x500 / 640x480 / 320x240 (egath_lite.data.fixtures);
+1. write N MIRFlickr-layout JPEGs of 500x375 / 375x500 / 640x480 / 320x240 (egath_lite.testing.fixtures);
 2. save a random-init open_clip model to a checkpoint file and load it back by path (no download);
-3. extract the features through the sharded DataLoader pipeline (egath_lite.features);
+3. extract the features through the sharded DataLoader pipeline (egath_lite.pipeline.features);
 4. one end-to-end fine-tuning epoch on 10,000 training images streamed from disk (finetune_clip);
 5. hash training on the frozen features;
 6. evaluation at NUS-WIDE scale: Hamming mAP and the continuous-cosine mAP, 2,100 x 184,477.
@@ -37,13 +37,13 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from egath_lite.clip_weights import load_clip, save_clip_checkpoint
-    from egath_lite.codes import ensure_codes
-    from egath_lite.config import get_config
-    from egath_lite.data.fixtures import write_mirflickr_raw
-    from egath_lite.features import ensure_features
-    from egath_lite.graph import ensure_graph
+    from egath_lite.clip.weights import load_clip, save_clip_checkpoint
     from egath_lite.metrics import map_from_embeddings, mean_average_precision
+    from egath_lite.pipeline.codes import ensure_codes
+    from egath_lite.pipeline.config import get_config
+    from egath_lite.pipeline.features import ensure_features
+    from egath_lite.pipeline.graph import ensure_graph
+    from egath_lite.testing.fixtures import write_mirflickr_raw
 
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():

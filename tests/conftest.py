@@ -22,7 +22,7 @@ def tiny_runs(tmp_path_factory):
     """The driver once on the tiny preset (all five notebooks), shared by the notebook and docs-site tests."""
     import time
 
-    from egath_lite import reproduce
+    from egath_lite.driver import cli as reproduce
 
     runs = tmp_path_factory.mktemp("runs")
     start = time.perf_counter()
@@ -34,7 +34,7 @@ def tiny_runs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def random_clip_checkpoint(tmp_path_factory) -> Path:
     """A random-init tiny open_clip model saved to a file: the weights a real-layout test loads by path."""
-    from egath_lite.clip_weights import load_clip, save_clip_checkpoint
+    from egath_lite.clip.weights import load_clip, save_clip_checkpoint
 
     model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=0)
     return save_clip_checkpoint(model, tmp_path_factory.mktemp("weights") / "clip_random_init.pt")
@@ -43,8 +43,8 @@ def random_clip_checkpoint(tmp_path_factory) -> Path:
 def mirflickr_tiny_config(folder: Path, checkpoint: Path, **options):
     """A 120-item MIRFlickr raw fixture (real JPEGs) under ``folder`` and a tiny-preset config that reads it
     with the weights of ``checkpoint``; ``options`` override the config. Returns (cfg, fixture info)."""
-    from egath_lite.config import get_config
-    from egath_lite.data.fixtures import write_mirflickr_raw
+    from egath_lite.pipeline.config import get_config
+    from egath_lite.testing.fixtures import write_mirflickr_raw
 
     info = write_mirflickr_raw(folder / "mir", 120, seed=0, min_label_count=2)
     fields = dict(

@@ -11,16 +11,10 @@ import time
 import pytest
 import torch
 
-from egath_lite.artifacts import (
-    ArtifactError,
-    atomic_write_bytes,
-    file_lock,
-    read_json,
-    run_dir,
-    write_json,
-)
-from egath_lite.config import Config, ConfigError, get_config, parse_value
-from egath_lite.stages import FORMAT, Stage, checksum, read_index, shape_problems
+from egath_lite.files import ArtifactError, atomic_write_bytes, file_lock, read_json, write_json
+from egath_lite.pipeline.artifacts import run_dir
+from egath_lite.pipeline.config import Config, ConfigError, get_config, parse_value
+from egath_lite.pipeline.stages import FORMAT, Stage, checksum, read_index, shape_problems
 
 
 # --------------------------------------------------------------------------- config
@@ -231,7 +225,7 @@ def test_orphan_temp_files_are_removed_and_files_respect_the_umask(tmp_path):
     target = tmp_path / "a.json"
     # a write killed with SIGKILL leaves its temp file behind
     code = (
-        "import os, sys; from egath_lite.artifacts import atomic_write_bytes\n"
+        "import os, sys; from egath_lite.files import atomic_write_bytes\n"
         "atomic_write_bytes(sys.argv[1], lambda f: (f.write(b'half'), f.flush(), os.kill(os.getpid(), 9)))"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(target)], check=False)

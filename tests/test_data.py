@@ -271,7 +271,7 @@ def test_dataset_fingerprint_tracks_data_parameters_and_files(tmp_path):
     before = dataset_fingerprint(real)
     (tmp_path / "label.mat").write_bytes(b"x")
     assert dataset_fingerprint(real) != before
-    from egath_lite.config import ConfigError
+    from egath_lite.pipeline.config import ConfigError
 
     with pytest.raises(ConfigError, match="not a registered data set"):  # refused when the config is built
         base.replace(dataset="cifar")

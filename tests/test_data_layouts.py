@@ -1,4 +1,4 @@
-"""Every supported release layout, written by egath_lite.data.fixtures, loads with the right items and labels;
+"""Every supported release layout, written by egath_lite.testing.fixtures, loads with the right items and labels;
 every placement mistake users make gets a message naming what was found and the fix; the fingerprint sees every file."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
-from egath_lite.config import get_config
 from egath_lite.data import DatasetError, DatasetNotFoundError, dataset_fingerprint, dataset_from_config, load_dataset
-from egath_lite.data import fixtures as fx
 from egath_lite.data.nuswide import image_entry, read_binary_matrix, tc10_selection
 from egath_lite.data.reference import MIRFLICKR25K_LABELS, MSCOCO_LABELS, MSCOCO_LABELS_BY_ID, NUS_TC10_LABELS
+from egath_lite.pipeline.config import get_config
+from egath_lite.testing import fixtures as fx
 
 N = 120  # items per fixture (small: each is written in about a second)
 

@@ -5,19 +5,20 @@ import pytest
 import torch
 from PIL import Image
 
-from egath_lite import features as F
-from egath_lite import tiny_clip as T
-from egath_lite.clip_weights import (
+from egath_lite.clip.encode import encode_images, encode_texts, extract_features, images_to_tensor, preprocess_config
+from egath_lite.clip.tiny import train_tiny_clip
+from egath_lite.clip.weights import (
     ClipWeightsError,
     hub_cache_dir,
     load_clip,
     save_clip_checkpoint,
     weights_fingerprint,
 )
-from egath_lite.config import get_config
-from egath_lite.encode import encode_images, encode_texts, extract_features, images_to_tensor, preprocess_config
-from egath_lite.features import FEATURES_STAGE
-from egath_lite.tiny_clip import TINY_CLIP_STAGE, train_tiny_clip
+from egath_lite.pipeline import features as F
+from egath_lite.pipeline import tiny_clip as T
+from egath_lite.pipeline.config import get_config
+from egath_lite.pipeline.features import FEATURES_STAGE
+from egath_lite.pipeline.tiny_clip import TINY_CLIP_STAGE
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from conftest import mirflickr_tiny_config
 
-from egath_lite.features import ensure_features, shard_folder, shard_key
-from egath_lite.sharded import UnreadableImagesError
+from egath_lite.clip.sharded import UnreadableImagesError
+from egath_lite.pipeline.features import ensure_features, shard_folder, shard_key
 
 
 @pytest.fixture()

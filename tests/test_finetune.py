@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import mirflickr_tiny_config
 
-from egath_lite.codes import ensure_codes, resume_path
-from egath_lite.features import ensure_features
+from egath_lite.pipeline.codes import ensure_codes, resume_path
+from egath_lite.pipeline.features import ensure_features
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ def test_an_interrupted_finetuning_resumes_from_its_epoch_to_the_same_result(mir
     other = cfg.replace(run_name="b")
     ensure_features(other, progress=False)  # the interrupted process starts at the hash training
     code = (
-        "import json, sys; from egath_lite.config import Config; from egath_lite.codes import ensure_codes\n"
+        "import json, sys; from egath_lite.pipeline.config import Config; from egath_lite.pipeline.codes import ensure_codes\n"
         "ensure_codes(Config.from_dict(json.loads(sys.argv[1])), 16, progress=False)"
     )
     proc = subprocess.Popen(

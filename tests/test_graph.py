@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from egath_lite import graph as G
-from egath_lite.config import get_config
+from egath_lite.core import label_graph as LG
 from egath_lite.data import make_split
 from egath_lite.data.reference import NUS_TC10_LABELS, load_glove, load_nus_tc10_labels, load_released_adjacency
+from egath_lite.pipeline import graph as G
+from egath_lite.pipeline.config import get_config
+from egath_lite.studies import released as R
 
 # Five items, three labels. By hand: N = (4, 3, 2); C01 = 2 (rows 0, 2), C02 = 2 (rows 2, 4),
 # C12 = 1 (row 2); D = [[1, 1/2, 1/2], [2/3, 1, 1/3], [1, 1/2, 1]].
@@ -27,18 +29,18 @@ def nus_labels():
 
 # ----------------------------------------------------------------------------- statistics
 def test_cooccurrence_and_conditional_probabilities_by_hand():
-    C, N = G.cooccurrence(Y_HAND)
+    C, N = LG.cooccurrence(Y_HAND)
     np.testing.assert_array_equal(C, C_HAND)
     np.testing.assert_array_equal(N, [4, 3, 2])
     assert C.dtype == np.int64
-    np.testing.assert_allclose(G.conditional_probabilities(C, N), D_HAND, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(LG.conditional_probabilities(C, N), D_HAND, rtol=0, atol=1e-15)
 
 
 def test_cooccurrence_matches_a_plain_loop():
     rng = np.random.default_rng(3)
     Y = (rng.random((60, 7)) < 0.3).astype(np.uint8)
     Y[Y.sum(1) == 0, 0] = 1
-    C, N = G.cooccurrence(Y)
+    C, N = LG.cooccurrence(Y)
     for i in range(7):
         assert N[i] == sum(int(row[i]) for row in Y)
         for j in range(7):
@@ -51,27 +53,27 @@ def test_cooccurrence_matches_a_plain_loop():
     [(1 / 3, 6), (0.4, 5), (0.5, 5), (0.6, 2), (1.0, 1)],
 )
 def test_adjacency_threshold_is_inclusive_and_counts_edges(zeta, expected_edges):
-    A = G.adjacency(D_HAND, zeta)
+    A = LG.adjacency(D_HAND, zeta)
     assert int(A.sum() - np.trace(A)) == expected_edges
     np.testing.assert_array_equal(np.diag(A), 1)
-    assert G.edges_vs_zeta(D_HAND, [zeta])[0] == expected_edges
-    np.testing.assert_array_equal(np.diag(G.adjacency(D_HAND, zeta, self_loops=False)), 0)
+    assert LG.edges_vs_zeta(D_HAND, [zeta])[0] == expected_edges
+    np.testing.assert_array_equal(np.diag(LG.adjacency(D_HAND, zeta, self_loops=False)), 0)
 
 
 def test_adjacency_by_hand_is_directed():
     # ζ = 0.6 keeps only 1→0 (2/3) and 2→0 (1): labels 1 and 2 listen to label 0, not back.
     expected = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1]], dtype=np.float32)
-    np.testing.assert_array_equal(G.adjacency(D_HAND, 0.6), expected)
+    np.testing.assert_array_equal(LG.adjacency(D_HAND, 0.6), expected)
 
 
 def test_edges_vs_zeta_never_rises(nus_labels):
-    D = G.conditional_probabilities(*G.cooccurrence(nus_labels[:5000]))
-    counts = G.edges_vs_zeta(D, np.linspace(0.05, 1.0, 20))
+    D = LG.conditional_probabilities(*LG.cooccurrence(nus_labels[:5000]))
+    counts = LG.edges_vs_zeta(D, np.linspace(0.05, 1.0, 20))
     assert (np.diff(counts) <= 0).all() and counts[0] > counts[-1]
 
 
 def test_to_edge_index_by_hand():
-    edge_index, edge_weight = G.to_edge_index(G.adjacency(D_HAND, 0.6))
+    edge_index, edge_weight = LG.to_edge_index(LG.adjacency(D_HAND, 0.6))
     # A's non-zeros (row i = target, column j = source), ordered by target then source
     assert edge_index.dtype == torch.int64
     assert edge_index.tolist() == [[0, 0, 1, 0, 2], [0, 1, 1, 2, 2]]
@@ -92,46 +94,46 @@ def test_pyg_message_passing_computes_A_times_X():
         def message(self, x_j, edge_weight):
             return edge_weight[:, None] * x_j
 
-    A = G.reweight_adjacency(G.adjacency(D_HAND, 0.5), 0.2)
+    A = LG.reweight_adjacency(LG.adjacency(D_HAND, 0.5), 0.2)
     X = torch.tensor([[1.0, 10.0], [100.0, 1000.0], [1e4, 1e5]])
-    out = WeightedSum()(X, *G.to_edge_index(A))
+    out = WeightedSum()(X, *LG.to_edge_index(A))
     torch.testing.assert_close(out, torch.from_numpy(A) @ X)
     # ζ = 0.6: label 1 listens to label 0 only; label 0 hears nobody but itself
-    out = WeightedSum()(X, *G.to_edge_index(G.adjacency(D_HAND, 0.6, self_loops=False)))
+    out = WeightedSum()(X, *LG.to_edge_index(LG.adjacency(D_HAND, 0.6, self_loops=False)))
     torch.testing.assert_close(out, torch.tensor([[0.0, 0.0], [1.0, 10.0], [1.0, 10.0]]))
 
 
 def test_reweight_by_hand():
     # ζ = 0.5: node 0 → {1, 2}, node 1 → {0}, node 2 → {0, 1}; p = 0.2 shared among neighbours.
     expected = np.array([[0.8, 0.1, 0.1], [0.2, 0.8, 0.0], [0.1, 0.1, 0.8]], dtype=np.float32)
-    A = G.reweight_adjacency(G.adjacency(D_HAND, 0.5), 0.2)
+    A = LG.reweight_adjacency(LG.adjacency(D_HAND, 0.5), 0.2)
     np.testing.assert_allclose(A, expected, atol=1e-7)
     # ζ = 0.6: node 0 has no neighbour and keeps weight 1 on itself
-    A = G.reweight_adjacency(G.adjacency(D_HAND, 0.6), 0.2)
+    A = LG.reweight_adjacency(LG.adjacency(D_HAND, 0.6), 0.2)
     np.testing.assert_allclose(A, [[1.0, 0, 0], [0.2, 0.8, 0], [0.2, 0, 0.8]], atol=1e-7)
     np.testing.assert_allclose(A.sum(1), 1.0, atol=1e-6)
 
 
 def test_build_label_graph_fields():
-    g = G.build_label_graph(Y_HAND, 0.5, ["a", "b", "c"])
+    g = LG.build_label_graph(Y_HAND, 0.5, ["a", "b", "c"])
     assert g.num_labels == 3 and g.num_edges == 5 and g.num_items == 5
     assert g.num_mutual_pairs == 2  # a↔b, a↔c; b→c missing (1/3 < 0.5)
     assert g.edge_index.shape == (2, 8)  # 5 edges + 3 self-loops
     assert g.isolated_labels == []
-    assert G.build_label_graph(Y_HAND, 0.6, ["a", "b", "c"]).isolated_labels == []
+    assert LG.build_label_graph(Y_HAND, 0.6, ["a", "b", "c"]).isolated_labels == []
     with pytest.warns(UserWarning, match="never occur"):
-        assert G.build_label_graph(Y_HAND[:2], 0.5, ["a", "b", "c"]).isolated_labels == ["c"]
+        assert LG.build_label_graph(Y_HAND[:2], 0.5, ["a", "b", "c"]).isolated_labels == ["c"]
     assert ("b", "c") in g.edge_list() and ("c", "b") not in g.edge_list()  # c listens to b: D[c,b] = 1/2
 
 
 def test_label_absent_from_training_gets_zero_row_and_warning():
     Y = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0]])
-    C, N = G.cooccurrence(Y)
-    D = G.conditional_probabilities(C, N)
+    C, N = LG.cooccurrence(Y)
+    D = LG.conditional_probabilities(C, N)
     assert np.isfinite(D).all()
     np.testing.assert_array_equal(D[2], 0)
     with pytest.warns(UserWarning, match=r"\['z'\] never occur"):
-        g = G.build_label_graph(Y, 0.4, ["x", "y", "z"])
+        g = LG.build_label_graph(Y, 0.4, ["x", "y", "z"])
     assert g.adjacency[2].tolist() == [0, 0, 1] and g.adjacency[:, 2].tolist() == [0, 0, 1]
 
 
@@ -147,22 +149,22 @@ def test_label_absent_from_training_gets_zero_row_and_warning():
 )
 def test_bad_label_matrices_raise(Y, match):
     with pytest.raises(ValueError, match=match):
-        G.cooccurrence(Y)
+        LG.cooccurrence(Y)
 
 
 def test_bad_graph_arguments_raise():
     with pytest.raises(ValueError, match="zeta"):
-        G.adjacency(D_HAND, 0.0)
+        LG.adjacency(D_HAND, 0.0)
     with pytest.raises(ValueError, match="zeta"):
-        G.adjacency(D_HAND, 1.5)
+        LG.adjacency(D_HAND, 1.5)
     with pytest.raises(ValueError, match="square"):
-        G.adjacency(D_HAND[:2], 0.4)
+        LG.adjacency(D_HAND[:2], 0.4)
     with pytest.raises(ValueError, match="inconsistent counts"):
-        G.conditional_probabilities(np.array([[1, 5], [5, 9]]), np.array([1, 9]))
+        LG.conditional_probabilities(np.array([[1, 5], [5, 9]]), np.array([1, 9]))
     with pytest.raises(ValueError, match="binary"):
-        G.reweight_adjacency(np.full((2, 2), 0.5), 0.2)
+        LG.reweight_adjacency(np.full((2, 2), 0.5), 0.2)
     with pytest.raises(ValueError, match="label names"):
-        G.build_label_graph(Y_HAND, 0.4, ["a", "b"])
+        LG.build_label_graph(Y_HAND, 0.4, ["a", "b"])
 
 
 # ----------------------------------------------------------------------------- embeddings
@@ -205,7 +207,7 @@ def test_released_nus_adj_is_all_row_counts_mod_256(nus_labels):
     assert true[0, 1] == 45347 and released[0, 1] == 45347 % 256
     np.testing.assert_array_equal(num.astype(np.int64), Y.sum(0))  # num = N_i, exact
 
-    report = G.released_counts_explained(zeta=0.4)
+    report = R.released_counts_explained(zeta=0.4)
     s = report.summary
     assert s["released_equals_all_rows_mod_256"] and not s["released_equals_all_rows"]
     assert s["released_num_equals_all_label_counts"] and s["num_wrapped_entries"] == 82
@@ -215,7 +217,7 @@ def test_released_nus_adj_is_all_row_counts_mod_256(nus_labels):
 
 
 def test_released_counts_train_rows_are_gcdh_split(nus_labels):
-    report = G.released_counts_explained(zeta=0.3)
+    report = R.released_counts_explained(zeta=0.3)
     np.random.seed(7)
     perm = np.random.permutation(len(nus_labels))
     train = nus_labels[perm[2100:12600]].astype(np.int64)
@@ -251,7 +253,7 @@ def test_query_labels_do_not_influence_the_graph(nus_labels):
 
 def test_overlapping_query_and_train_raise():
     with pytest.raises(ValueError, match="query row"):
-        G.graph_training_rows(np.array([1, 2]), np.array([2, 3]), np.array([4]))
+        LG.graph_training_rows(np.array([1, 2]), np.array([2, 3]), np.array([4]))
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -274,7 +276,7 @@ def test_ensure_graph_caches_and_keys(tmp_path, monkeypatch, nus_labels):
     path = G.GRAPH_STAGE.path(cfg)
     assert first["cache_hit"] is False and first["path"] == str(path) and path.is_file()
     t = first["tensors"]
-    expected = G.build_label_graph(labels[500:3000], 0.3, NUS_TC10_LABELS)
+    expected = LG.build_label_graph(labels[500:3000], 0.3, NUS_TC10_LABELS)
     np.testing.assert_array_equal(t["counts"].numpy(), expected.counts)
     assert torch.equal(t["edge_index"], expected.edge_index)
     assert t["label_emb"].shape == (10, 300) and t["label_emb"].dtype == torch.float32
@@ -286,7 +288,7 @@ def test_ensure_graph_caches_and_keys(tmp_path, monkeypatch, nus_labels):
     assert G.ensure_graph(cfg.replace(zeta=0.5))["cache_hit"] is False
     assert G.ensure_graph(cfg.replace(zeta=0.5), force=True)["cache_hit"] is False
     rebuilt = G.graph_from_payload(G.ensure_graph(cfg.replace(zeta=0.5)))
-    assert rebuilt.num_edges == G.build_label_graph(labels[500:3000], 0.5).num_edges
+    assert rebuilt.num_edges == LG.build_label_graph(labels[500:3000], 0.5).num_edges
 
     # a corrupt cache is rebuilt, not trusted
     path.write_bytes(b"not a torch file")
@@ -308,7 +310,7 @@ def test_graph_key_depends_on_clip_fields_only_for_clip():
 
 def test_clip_label_embeddings_are_prompt_embeddings():
     """Random-init tiny CLIP (no training, offline): C unit vectors that depend on the prompt template."""
-    from egath_lite.features import encode_label_prompts
+    from egath_lite.pipeline.features import encode_label_prompts
 
     cfg = get_config("tiny", clip_pretrained=None, device="cpu")
     E = G.label_embeddings("clip", "toy_nuswide", NUS_TC10_LABELS, cfg)
@@ -369,7 +371,7 @@ def test_label_heatmaps_name_both_axes_and_keep_their_scales():
 
 # ----------------------------------------------------------------------------- every set's released file
 def test_released_file_facts_show_each_sets_own_pitfall():
-    nus, mir, coco = (G.released_file_facts(d, zeta=0.3) for d in ("nuswide_tc10", "mirflickr25k", "mscoco"))
+    nus, mir, coco = (R.released_file_facts(d, zeta=0.3) for d in ("nuswide_tc10", "mirflickr25k", "mscoco"))
     # NUS-WIDE: uint8, all 45 pairs could overflow, counts far above the 10,500 training items, no edge left
     assert nus["released_dtype"] == "uint8" and nus["pairs_that_may_have_wrapped"] == 45 == nus["pairs"]
     assert nus["counts_exceed_training_split"] and nus["max_label_count"] == 74_190 and nus["edges_released"] == 0
@@ -396,7 +398,7 @@ def test_released_counts_explained_on_a_sets_own_labels():
     Y[Y.sum(1) == 0, 0] = 1
     names = list(G.MIR_LABELS)
     perm = rng.permutation(24)
-    report = G.released_counts_explained(
+    report = R.released_counts_explained(
         zeta=0.3,
         dataset="mirflickr25k",
         labels=Y[:, perm],
@@ -407,14 +409,14 @@ def test_released_counts_explained_on_a_sets_own_labels():
     np.testing.assert_array_equal(report.counts_train, Y[:1000].T.astype(np.int64) @ Y[:1000])
     assert report.summary["released_equals_all_rows"] is False and report.num_train == 1000
     with pytest.raises(ValueError, match="needs that set's real labels: pass labels=ds.labels"):
-        G.released_counts_explained(dataset="mscoco")
+        R.released_counts_explained(dataset="mscoco")
     with pytest.raises(ValueError, match="must name the 80 labels"):
-        G.released_counts_explained(dataset="mscoco", labels=np.ones((5, 80)), label_names=names)
+        R.released_counts_explained(dataset="mscoco", labels=np.ones((5, 80)), label_names=names)
     coco = np.zeros((20, 80), np.uint8)
     coco[:, 0] = 1
     from egath_lite.data.reference import MSCOCO_LABELS_BY_ID
 
-    rep = G.released_counts_explained(
+    rep = R.released_counts_explained(
         dataset="mscoco", labels=coco, label_names=MSCOCO_LABELS_BY_ID, train_rows=np.arange(10)
     )
     assert rep.counts_all[rep.label_names.index("person"), rep.label_names.index("person")] == 20
@@ -447,12 +449,12 @@ def test_figures_stay_readable_at_10_24_and_80_labels(C):
     rng = np.random.default_rng(C)
     Y = (rng.random((300, C)) < 0.2).astype(np.uint8)
     Y[Y.sum(1) == 0, 0] = 1
-    D = G.conditional_probabilities(*G.cooccurrence(Y))
+    D = LG.conditional_probabilities(*LG.cooccurrence(Y))
     figs = {
         "cond_prob": gplots.plot_conditional_probabilities(D, names, zeta=0.3),
         "difference": gplots.plot_cond_prob_difference(D, D.T, names, "D - D^T"),
         "similarity": gplots.plot_embedding_similarity(rng.normal(size=(C, 8)), names),
-        "graph": gplots.plot_label_graph(G.adjacency(D, 0.3), names, Y.sum(0), D),
+        "graph": gplots.plot_label_graph(LG.adjacency(D, 0.3), names, Y.sum(0), D),
         "frequencies": gplots.plot_label_frequencies({"a": Y.mean(0), "b": Y[:100].mean(0)}, names),
         "cooccurrence": dplots.cooccurrence_comparison(Y, Y[:150], names),
     }
@@ -489,7 +491,7 @@ def test_released_file_figure_for_every_set():
     from egath_lite.plots import graph as gplots
 
     for dataset in ("nuswide_tc10", "mirflickr25k", "mscoco"):
-        facts = G.released_file_facts(dataset, zeta=0.3)
+        facts = R.released_file_facts(dataset, zeta=0.3)
         fig = gplots.plot_released_file(facts)
         fig.canvas.draw()
         bars = fig.axes[0].patches
@@ -530,27 +532,27 @@ def _edge_counts_by_loop(Y: np.ndarray, zetas) -> list[int]:
 
 def test_edge_counts_by_hand_and_against_a_plain_loop():
     # Y_HAND: off-diagonal D values .5 .5 .667 .333 1 .5 (see above)
-    np.testing.assert_array_equal(G.edge_counts(Y_HAND, [0.01, 1 / 3, 0.6, 1.0]), [6, 6, 2, 1])
+    np.testing.assert_array_equal(LG.edge_counts(Y_HAND, [0.01, 1 / 3, 0.6, 1.0]), [6, 6, 2, 1])
     rng = np.random.default_rng(11)
     Y = (rng.random((80, 6)) < 0.35).astype(np.uint8)
     Y[Y.sum(1) == 0, 2] = 1
     zetas = [0.01, 0.1, 0.25, 0.3, 0.5, 0.75, 1.0]
-    got = G.edge_counts(Y, zetas)
+    got = LG.edge_counts(Y, zetas)
     assert got.dtype == np.int64
     assert got.tolist() == _edge_counts_by_loop(Y, zetas)
 
 
 def test_edge_counts_on_the_real_nus_labels(nus_labels):
     """GCDH's NUS-WIDE training split: nearly complete at its own ζ = 0.01 (83 of 90), 14 edges at 0.3."""
-    train = make_split(len(nus_labels), **G.GCDH_NUS_SPLIT).train
-    np.testing.assert_array_equal(G.edge_counts(nus_labels[train], [0.01, 0.3, 0.4]), [83, 14, 10])
-    np.testing.assert_array_equal(G.edge_counts(nus_labels, [0.01, 0.3]), [86, 14])  # all 186,577 rows
+    train = make_split(len(nus_labels), **R.GCDH_NUS_SPLIT).train
+    np.testing.assert_array_equal(LG.edge_counts(nus_labels[train], [0.01, 0.3, 0.4]), [83, 14, 10])
+    np.testing.assert_array_equal(LG.edge_counts(nus_labels, [0.01, 0.3]), [86, 14])  # all 186,577 rows
     # the loop on a slice of the real labels agrees as well
     sub = nus_labels[train[:400]]
-    assert G.edge_counts(sub, [0.01, 0.3]).tolist() == _edge_counts_by_loop(sub, [0.01, 0.3])
+    assert LG.edge_counts(sub, [0.01, 0.3]).tolist() == _edge_counts_by_loop(sub, [0.01, 0.3])
 
 
 @pytest.mark.parametrize("zetas", [[], [0.0], [1.5], [float("nan")], [-0.1, 0.3]])
 def test_edge_counts_rejects_bad_thresholds(zetas):
     with pytest.raises(ValueError, match="zetas must be"):
-        G.edge_counts(Y_HAND, zetas)
+        LG.edge_counts(Y_HAND, zetas)

@@ -24,7 +24,7 @@ SMALL = dict(toy_size=300, num_query=50, num_train=200, clip_epochs=1)
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
     """A runs root whose tiny seed-0 run has its features (tiny CLIP included) computed once."""
-    from egath_lite.features import ensure_features
+    from egath_lite.pipeline.features import ensure_features
 
     root = tmp_path_factory.mktemp("graph_study_runs")
     ensure_features(_cfg(root), progress=False)
@@ -36,7 +36,7 @@ def _cfg(root, **kw):
 
 
 def _codes(root, **kw):
-    from egath_lite.codes import ensure_codes
+    from egath_lite.pipeline.codes import ensure_codes
 
     return ensure_codes(_cfg(root, epochs=2, **kw), BITS, progress=False)["tensors"]
 
@@ -66,7 +66,7 @@ def test_scarce_training_at_the_preset_size_reproduces_ensure_codes(tiny_root):
 
 
 def test_scarce_split_keeps_query_and_retrieval_and_shrinks_train_and_val(tiny_root):
-    from egath_lite.features import ensure_features
+    from egath_lite.pipeline.features import ensure_features
 
     cfg = _cfg(tiny_root)
     features = ensure_features(cfg, progress=False)
@@ -90,9 +90,10 @@ def test_scarce_split_keeps_query_and_retrieval_and_shrinks_train_and_val(tiny_r
 
 
 def test_scarcity_curve_at_full_size_reproduces_the_cached_classifiers(tiny_root):
-    from egath_lite.classifier import ensure_label_classifier, scarcity_curve
-    from egath_lite.features import ensure_features, training_split
-    from egath_lite.graph import ensure_graph
+    from egath_lite.pipeline.classifier import ensure_label_classifier
+    from egath_lite.pipeline.features import ensure_features, training_split
+    from egath_lite.pipeline.graph import ensure_graph
+    from egath_lite.studies.scarcity import scarcity_curve
 
     cfg = _cfg(tiny_root)
     features, graph = ensure_features(cfg, progress=False), ensure_graph(cfg)
@@ -110,7 +111,7 @@ def test_scarcity_curve_at_full_size_reproduces_the_cached_classifiers(tiny_root
 
 
 def test_scarce_subsets_are_nested_seeded_and_keep_order():
-    from egath_lite.classifier import scarce_subsets
+    from egath_lite.studies.scarcity import scarce_subsets
 
     train, val = torch.arange(100, 200), torch.arange(300, 320)
     t10, v10 = scarce_subsets(train, val, 10, seed=3)

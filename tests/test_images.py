@@ -1,4 +1,4 @@
-"""The image pipeline (egath_lite.images) and sharded extraction (egath_lite.sharded) on real image files.
+"""The image pipeline (egath_lite.clip.images) and sharded extraction (egath_lite.clip.sharded) on real image files.
 
 References: open_clip's own PIL preprocess, torchvision's RandomResizedCrop.get_params, the old
 ``encode.images_to_tensor`` path, and a clean single extraction run.
@@ -18,10 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from egath_lite.clip_weights import load_clip
-from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
-from egath_lite.encode import images_to_tensor
-from egath_lite.images import (
+from egath_lite.clip.encode import images_to_tensor
+from egath_lite.clip.images import (
     EpochBatches,
     ImageItems,
     Preprocess,
@@ -34,12 +32,9 @@ from egath_lite.images import (
     to_model_input,
     train_crop,
 )
-from egath_lite.sharded import (
-    UnreadableImagesError,
-    cleanup_shards,
-    encode_images_sharded,
-    shard_path,
-)
+from egath_lite.clip.sharded import UnreadableImagesError, cleanup_shards, encode_images_sharded, shard_path
+from egath_lite.clip.weights import load_clip
+from egath_lite.data.dataset import MultiModalDataset, SplitDefaults
 
 SIZES = [(500, 375), (375, 500), (320, 240)]
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -378,9 +373,9 @@ import signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 import torch
-from egath_lite.clip_weights import load_clip
-from egath_lite.images import ImageItems
-from egath_lite.sharded import encode_images_sharded
+from egath_lite.clip.weights import load_clip
+from egath_lite.clip.images import ImageItems
+from egath_lite.clip.sharded import encode_images_sharded
 
 class SlowItems(ImageItems):
     def load(self, pos, epoch=0):

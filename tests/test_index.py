@@ -1,4 +1,4 @@
-"""egath_lite.index (faiss Hamming search) against a plain stable sort, and its tie rule."""
+"""egath_lite.serve.index (faiss Hamming search) against a plain stable sort, and its tie rule."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from egath_lite import metrics
-from egath_lite.index import HammingIndex, hamming_top_k
+from egath_lite.serve.index import HammingIndex, hamming_top_k
 
 
 def _reference_top_k(qB, rB, k):

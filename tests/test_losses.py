@@ -1,11 +1,11 @@
-"""egath_lite.losses: hand-computed values, an independent loop reference, and bad input."""
+"""egath_lite.core.losses: hand-computed values, an independent loop reference, and bad input."""
 
 import math
 
 import pytest
 import torch
 
-from egath_lite.losses import (
+from egath_lite.core.losses import (
     classification_loss,
     cosine_similarity_loss,
     discrete_code_step,

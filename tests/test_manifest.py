@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from conftest import readme_command, replace_option
 
-from egath_lite import get_config, reproduce
-from egath_lite.config import RUN_NAME_PATTERN, ConfigError
+from egath_lite import get_config
 from egath_lite.data import (
     DatasetError,
     DatasetNotFoundError,
@@ -28,10 +27,12 @@ from egath_lite.data import (
     manifest_label,
     split_from_config,
 )
-from egath_lite.data.fixtures import OWN_LABELS, write_jpeg, write_manifest
 from egath_lite.data.vocabulary import ENGLISH_STOP_WORDS
-from egath_lite.graph import label_embedding_source, label_embeddings
-from egath_lite.runs import load_results
+from egath_lite.driver import cli as reproduce
+from egath_lite.pipeline.config import RUN_NAME_PATTERN, ConfigError
+from egath_lite.pipeline.graph import label_embedding_source, label_embeddings
+from egath_lite.pipeline.runs import load_results
+from egath_lite.testing.fixtures import OWN_LABELS, write_jpeg, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = ["--set", "vocab_size=64", "--set", "gat_epochs=2", "--epochs", "2", "--bits", "16"]
@@ -353,7 +354,7 @@ def test_many_missing_images_are_counted_and_the_first_few_listed(small):
 @pytest.fixture(scope="module")
 def own_runs(tmp_path_factory):
     """The README command on a 300-JPEG tags manifest (.csv, no split) and a captions manifest (.jsonl, split)."""
-    from egath_lite.clip_weights import load_clip, save_clip_checkpoint
+    from egath_lite.clip.weights import load_clip, save_clip_checkpoint
 
     tmp = tmp_path_factory.mktemp("own")
     t0 = time.perf_counter()
@@ -428,7 +429,7 @@ def test_the_tags_manifest_ran_every_notebook_with_its_own_labels_and_split(own_
 @pytest.mark.notebooks
 @pytest.mark.slow
 def test_the_captions_manifest_kept_its_split_and_left_stop_words_out_of_the_vocabulary(own_runs):
-    from egath_lite.features import FEATURES_STAGE
+    from egath_lite.pipeline.features import FEATURES_STAGE
 
     cfg = _cfg(own_runs, "caps")
     marks = np.array(own_runs["infos"]["caps"].extra["splits"])

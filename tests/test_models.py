@@ -1,14 +1,17 @@
-"""egath_lite.models: shapes, a hand-written GAT reference, masking, graph use, and bad input."""
+"""egath_lite.core.models: shapes, a hand-written GAT reference, masking, graph use, and bad input."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from egath_lite.models import (
+from egath_lite.core.models import (
     EGATH,
     CLIPTrans,
+    EncoderConfig,
     GATClassifier,
+    GATConfig,
     GCNClassifier,
+    HashConfig,
     HashHead,
     IndependentClassifier,
     TransFC,
@@ -155,9 +158,18 @@ def test_hash_head_fusions_and_binarize():
 def _egath(**kw):
     E = torch.randn(C, FEAT)
     ei = _graph([(0, 1), (1, 0), (2, 3)])
-    args = dict(hidden_dim=16, trans_tokens=4, trans_width=8, trans_heads=2, gat_hidden=8)
-    args.update(kw)
-    return EGATH(16, 20, E, ei, None, 12, **args)
+    return EGATH(
+        16,
+        20,
+        E,
+        ei,
+        None,
+        12,
+        HashConfig(hidden_dim=16),
+        EncoderConfig(tokens=4, width=8, heads=2),
+        GATConfig(hidden=8),
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("classifier", ["gat", "gcn", "independent"])
@@ -333,28 +345,12 @@ def test_bad_gat_options_raise(kwargs, match):
 
 def test_egath_passes_the_gat_options_to_its_classifier():
     E, ei = torch.randn(C, FEAT), _graph([(1, 0), (0, 1)])
-    model = EGATH(
-        8,
-        10,
-        E,
-        ei,
-        None,
-        bits=16,
-        hidden_dim=12,
-        trans_tokens=2,
-        trans_width=8,
-        trans_heads=2,
-        gat_hidden=8,
-        gat_bias=True,
-        gat_input_dropout=0.1,
-        gat_init_gain=None,
-        gat_label_bias=True,
-    )
+    small = dict(hash_cfg=HashConfig(hidden_dim=12), encoder=EncoderConfig(tokens=2, width=8, heads=2))
+    gat = GATConfig(hidden=8, bias=True, input_dropout=0.1, init_gain=None, label_bias=True)
+    model = EGATH(8, 10, E, ei, None, 16, gat=gat, **small)
     clf = model.classifier
     assert all(conv.bias is not None for conv in clf.convs)
     assert clf.input_dropout == 0.1 and clf.bias.shape == (C,)
-    default = EGATH(
-        8, 10, E, ei, None, bits=16, hidden_dim=12, trans_tokens=2, trans_width=8, trans_heads=2, gat_hidden=8
-    ).classifier
+    default = EGATH(8, 10, E, ei, None, 16, gat=GATConfig(hidden=8), **small).classifier
     assert all(conv.bias is None for conv in default.convs) and default.input_dropout == 0.0
     assert default.bias is None

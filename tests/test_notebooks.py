@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from egath_lite import reproduce
-from egath_lite.graph import GRAPH_STAGE
-from egath_lite.runs import load_results
-from egath_lite.stages import read_index
+from egath_lite.driver import cli as reproduce
+from egath_lite.pipeline.graph import GRAPH_STAGE
+from egath_lite.pipeline.runs import load_results
+from egath_lite.pipeline.stages import read_index
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 RUN = "tiny-toy_nuswide-s0"
@@ -149,8 +149,8 @@ def _papermill(name: str, runs: Path, run_name: str, out_dir: Path, **params):
 
 
 def test_weights_given_to_01_reach_02_to_05_and_a_new_zeta_in_03_builds_its_own_graph(tmp_path):
-    from egath_lite.clip_weights import load_clip, save_clip_checkpoint
-    from egath_lite.runs import load_run_config
+    from egath_lite.clip.weights import load_clip, save_clip_checkpoint
+    from egath_lite.pipeline.runs import load_run_config
 
     runs = tmp_path / "runs"
     model, _, _ = load_clip("egath-tiny-clip", None, "cpu", seed=3)  # random init, saved as a checkpoint file

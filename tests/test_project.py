@@ -78,14 +78,14 @@ def test_notebook_is_stripped_and_follows_the_template(path):
 
 
 def test_architecture_doc_holds_the_current_stage_table(repo_root):
-    from egath_lite.pipeline import stage_table_markdown
+    from egath_lite.pipeline.table import stage_table_markdown
 
     assert stage_table_markdown() in (repo_root / "docs" / "architecture.md").read_text()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_opens_with_one_setup_call_and_the_one_repository_url(path):
-    from egath_lite.notebook import REPOSITORY_URL
+    from egath_lite.pipeline.notebook import REPOSITORY_URL
 
     cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     colab = [c for c in cells if "google.colab" in c]

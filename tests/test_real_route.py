@@ -8,9 +8,9 @@ import pytest
 import scipy.io
 from conftest import readme_command, replace_option
 
-from egath_lite import reproduce
-from egath_lite.data.fixtures import write_mirflickr_raw, write_mscoco_json, write_nuswide_gcdh_mat
-from egath_lite.runs import load_results
+from egath_lite.driver import cli as reproduce
+from egath_lite.pipeline.runs import load_results
+from egath_lite.testing.fixtures import write_mirflickr_raw, write_mscoco_json, write_nuswide_gcdh_mat
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ SIZES = [
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory):
     """The README command, pointed at fixtures of all three sets and a random-init tiny CLIP checkpoint file."""
-    from egath_lite.clip_weights import load_clip, save_clip_checkpoint
+    from egath_lite.clip.weights import load_clip, save_clip_checkpoint
 
     tmp = tmp_path_factory.mktemp("real")
     data = tmp / "data"

@@ -5,7 +5,7 @@ import json
 import nbformat
 import pytest
 
-from egath_lite import reproduce
+from egath_lite.driver import cli as reproduce
 
 
 def _rows(seed, variant, i2t):
@@ -64,8 +64,8 @@ def test_failing_notebook_names_notebook_cell_and_error(tmp_path, monkeypatch):
 
 def fake_notebooks(monkeypatch, calls):
     """Stand-in for papermill: each notebook records its call and 04/05 write results for their own config."""
-    from egath_lite.config import get_config
-    from egath_lite.runs import save_results
+    from egath_lite.pipeline.config import get_config
+    from egath_lite.pipeline.runs import save_results
 
     def run(name, executed_dir, parameters, kernel="python3", log_path=None):
         cfg = get_config(

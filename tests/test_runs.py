@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from egath_lite.artifacts import ArtifactError
-from egath_lite.config import ConfigError
-from egath_lite.notebook import setup
-from egath_lite.runs import load_results, load_run_config, resolve_run_config, run_config_path, save_results
+from egath_lite.files import ArtifactError
+from egath_lite.pipeline.config import ConfigError
+from egath_lite.pipeline.notebook import setup
+from egath_lite.pipeline.runs import load_results, load_run_config, resolve_run_config, run_config_path, save_results
 
 
 def test_first_notebook_records_and_later_ones_inherit(tmp_path, capsys):

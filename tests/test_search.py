@@ -1,4 +1,4 @@
-"""One query against a finished run (egath_lite.search): on the tiny driver run, the single-query API ranks
+"""One query against a finished run (egath_lite.serve.search): on the tiny driver run, the single-query API ranks
 exactly as the evaluation does, encodes the stored query items to their stored codes, and refuses bad input."""
 
 import json
@@ -14,9 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from egath_lite import metrics, search
-from egath_lite.codes import CODES_STAGE, codes_in_run, describe_codes
-from egath_lite.search import Searcher, SearchError, hamming_ranking
+from egath_lite import metrics
+from egath_lite.pipeline.codes import CODES_STAGE, codes_in_run, describe_codes
+from egath_lite.serve import search
+from egath_lite.serve.search import Searcher, SearchError, hamming_ranking
 
 RUN = "tiny-toy_nuswide-s0"  # the run folder of the tiny driver run (tests/conftest.py: tiny_runs)
 slow = pytest.mark.slow  # these need the tiny driver run (minutes, shared with the notebook tests)
@@ -329,8 +330,8 @@ def test_deleted_clip_weights_are_named(tiny_runs, tmp_path):
 @slow
 def test_a_clip_text_model_encodes_free_text_with_the_runs_clip(tiny_runs, tmp_path):
     """The clip_text ablation reads CLIP text vectors: its query codes come from the run's CLIP, any words work."""
-    from egath_lite.codes import ensure_codes
-    from egath_lite.runs import load_run_config
+    from egath_lite.pipeline.codes import ensure_codes
+    from egath_lite.pipeline.runs import load_run_config
 
     root = _copy_run(tiny_runs, tmp_path)
     cfg = load_run_config(str(root), RUN).replace(variant="clip_text")

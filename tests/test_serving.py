@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from egath_lite import metrics
-from egath_lite import milvus_export as mx
-from egath_lite.index import HammingIndex, default_nlist, tie_aware_recall
 from egath_lite.metrics import _numpy_kernels
 from egath_lite.metrics.inputs import pack_bits, prepare_inputs
+from egath_lite.serve import milvus_export as mx
+from egath_lite.serve.index import HammingIndex, default_nlist, tie_aware_recall
 
 
 def _label_correlated(n, bits, rng, num_labels=10, noise=1.0):

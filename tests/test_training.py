@@ -1,4 +1,4 @@
-"""Classifier and hash training (egath_lite.classifier, hashing, codes) and egath_lite.baselines on synthetic
+"""Classifier and hash training (egath_lite.pipeline.classifier, hashing, codes) and egath_lite.pipeline.baselines on synthetic
 features with planted label structure.
 
 The stage inputs (features, label graph) are replaced by small synthetic payloads (monkeypatched
@@ -12,17 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from egath_lite import classifier as classifier_mod
-from egath_lite import codes as codes_mod
 from egath_lite import get_config
-from egath_lite.artifacts import ArtifactError
-from egath_lite.baselines import lsh_codes, lsh_cross_modal_codes
-from egath_lite.classifier import CLASSIFIER_STAGE, ensure_gat
-from egath_lite.codes import CODES_STAGE, ensure_codes, load_egath
-from egath_lite.features import training_split as _split
-from egath_lite.hashing import HashData, retrieval_map, train_egath
+from egath_lite.core.lsh import lsh_codes
+from egath_lite.core.models import CLIPImageBackbone
+from egath_lite.files import ArtifactError
 from egath_lite.metrics.classification import label_average_precision
-from egath_lite.models import CLIPImageBackbone
+from egath_lite.pipeline import classifier as classifier_mod
+from egath_lite.pipeline import codes as codes_mod
+from egath_lite.pipeline.baselines import lsh_cross_modal_codes
+from egath_lite.pipeline.classifier import CLASSIFIER_STAGE, ensure_gat
+from egath_lite.pipeline.codes import CODES_STAGE, ensure_codes, load_egath
+from egath_lite.pipeline.engine import HashData, retrieval_map, train_egath
+from egath_lite.pipeline.features import training_split as _split
 
 N, C, D, V = 420, 5, 16, 30
 
@@ -283,8 +284,8 @@ def test_lsh_cross_modal_codes_shapes():
 def test_finetune_clip_trains_the_image_tower_from_pixels(inputs, tmp_path, monkeypatch):
     """End-to-end path with a stand-in tower (the real one is open_clip's visual, same interface): images stream
     through the image pipeline (here an in-memory uint8 array, the toy route) and the tower itself trains."""
-    from egath_lite import hashing
-    from egath_lite.images import Preprocess
+    from egath_lite.clip.images import Preprocess
+    from egath_lite.pipeline import engine as hashing
 
     features, _ = inputs
     torch.manual_seed(0)

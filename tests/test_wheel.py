@@ -81,8 +81,8 @@ def test_wheel_installs_and_works_outside_the_checkout(tmp_path):
         names = set(z.namelist())
     missing = [f for f in REFERENCE if f"egath_lite/data/reference_files/{f}" not in names]
     assert not missing, f"reference files not packaged: {missing}"
-    assert "egath_lite/model_configs/egath-tiny-clip.json" in names or any(
-        n.startswith("egath_lite/model_configs/") for n in names
+    assert "egath_lite/clip/model_configs/egath-tiny-clip.json" in names or any(
+        n.startswith("egath_lite/clip/model_configs/") for n in names
     )
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     """Print the dataset summary and write a grid of example images with their tags."""
-    from . import available_datasets, is_manifest_path, load_dataset
+    from egath_lite.data import available_datasets, is_manifest_path, load_dataset
 
     parser = argparse.ArgumentParser(prog="python -m egath_lite.data", description=__doc__)
     parser.add_argument("--dataset", default="toy_nuswide",
@@ -44,7 +44,7 @@ def write_example_grid(ds, out: str | Path, examples: int = 24) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..plots.data import example_grid
+    from egath_lite.plots.data import example_grid
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,12 +13,12 @@ Nothing here falls back to other data.
 """
 from __future__ import annotations
 
-from . import mirflickr, mscoco, nuswide
-from .layouts import HOW_TO, Layout
-from .mirflickr import MIR_ANNOTATIONS, load_mirflickr25k
-from .mscoco import load_mscoco
-from .nuswide import GCDH_LAYOUT, load_nuswide_tc10
-from .release import MAT_LAYOUT, SPLITS
+from egath_lite.data import mirflickr, mscoco, nuswide
+from egath_lite.data.layouts import HOW_TO, Layout
+from egath_lite.data.mirflickr import MIR_ANNOTATIONS, load_mirflickr25k
+from egath_lite.data.mscoco import load_mscoco
+from egath_lite.data.nuswide import GCDH_LAYOUT, load_nuswide_tc10
+from egath_lite.data.release import MAT_LAYOUT, SPLITS
 
 LAYOUTS: dict[str, tuple[Layout, ...]] = {"mirflickr25k": mirflickr.LAYOUTS, "nuswide_tc10": nuswide.LAYOUTS,
                                           "mscoco": mscoco.LAYOUTS}

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import atomic_write_bytes
-from .dataset import DatasetError
+from egath_lite.files import atomic_write_bytes
+from egath_lite.data.dataset import DatasetError
 
 MAGIC = b"EGATH-BUNDLE/1\n"
 _ALLOWED = {"uint8", "int8", "int16", "int32", "int64", "float32", "float64", "bool"}

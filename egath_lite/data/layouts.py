@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .dataset import DatasetError, DatasetNotFoundError
+from egath_lite.data.dataset import DatasetError, DatasetNotFoundError
 
 HOW_TO = "See data/README.md for where to download it and how to lay the files out."
 _MAX_LISTED = 12  # top entries named in an error message

@@ -32,10 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ..config import TEXT_KINDS, is_manifest_path
-from .dataset import DatasetError, DatasetNotFoundError, MultiModalDataset, Split, SplitDefaults
-from .fingerprint import file_digest
-from .vocabulary import ENGLISH_STOP_WORDS, tokenize
+from egath_lite.data.dataset import DatasetError, DatasetNotFoundError, MultiModalDataset, Split, SplitDefaults
+from egath_lite.data.fingerprint import file_digest
+from egath_lite.data.vocabulary import ENGLISH_STOP_WORDS, tokenize
 
 REQUIRED_COLUMNS = ("image", "text", "labels")
 OPTIONAL_COLUMNS = ("split",)
@@ -44,6 +43,15 @@ _LISTED = 5  # bad rows named in one error message
 _FIX_FORMAT = ("a manifest has the columns image (path relative to the manifest's folder), text (tags or a caption), "
                "labels (names separated by ';') and optionally split (query / train / retrieval); see README, "
                "'Your own data'")
+
+
+TEXT_KINDS = ("auto", "tags", "caption")  # how a manifest's text cells are read: tags | caption | detect
+MANIFEST_SUFFIXES = (".csv", ".jsonl")  # a data set given as a file: own data
+
+
+def is_manifest_path(value: Any) -> bool:
+    """A data set given as a manifest file (.csv / .jsonl) instead of a registered name, whether or not it exists."""
+    return isinstance(value, (str, os.PathLike)) and Path(value).suffix.lower() in MANIFEST_SUFFIXES
 
 
 def manifest_label(path: str | os.PathLike) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .dataset import DatasetError, DatasetNotFoundError
+from egath_lite.data.dataset import DatasetError, DatasetNotFoundError
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import DatasetError, DatasetNotFoundError, MultiModalDataset
-from .layouts import HOW_TO, Layout, Requirement, file_mistake, image_folder_mistake, resolve_layout
-from .matfiles import read_lines
-from .reference import MIRFLICKR25K_LABELS
-from .release import MAT_LAYOUT, MAT_REQUIREMENTS, existing, finish_dataset, read_mat_triple
+from egath_lite.data.dataset import DatasetError, DatasetNotFoundError, MultiModalDataset
+from egath_lite.data.layouts import HOW_TO, Layout, Requirement, file_mistake, image_folder_mistake, resolve_layout
+from egath_lite.data.matfiles import read_lines
+from egath_lite.data.reference import MIRFLICKR25K_LABELS
+from egath_lite.data.release import MAT_LAYOUT, MAT_REQUIREMENTS, existing, finish_dataset, read_mat_triple
 
 MIR_ANNOTATIONS = "mirflickr25k_annotations_v080"
 TAG_DIRS = ("mirflickr/meta/tags", "meta/tags")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import DatasetError, DatasetNotFoundError, MultiModalDataset
-from .layouts import HOW_TO, Layout, Requirement, image_folder_mistake, resolve_layout
-from .reference import MSCOCO_LABELS, MSCOCO_LABELS_BY_ID
-from .release import MAT_LAYOUT, MAT_REQUIREMENTS, existing, finish_dataset, read_mat_triple
+from egath_lite.data.dataset import DatasetError, DatasetNotFoundError, MultiModalDataset
+from egath_lite.data.layouts import HOW_TO, Layout, Requirement, image_folder_mistake, resolve_layout
+from egath_lite.data.reference import MSCOCO_LABELS, MSCOCO_LABELS_BY_ID
+from egath_lite.data.release import MAT_LAYOUT, MAT_REQUIREMENTS, existing, finish_dataset, read_mat_triple
 
 YEARS = (2014, 2017)
 SPLIT_NAMES = ("train", "val")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import DatasetError, DatasetNotFoundError, MultiModalDataset
-from .layouts import HOW_TO, Layout, Requirement, image_folder_mistake, resolve_layout
-from .matfiles import load_mat, mat_field, mat_matrix, mat_strings, read_lines, require_files
-from .reference import NUS_TC10_LABELS
-from .release import existing, finish_dataset
+from egath_lite.data.dataset import DatasetError, DatasetNotFoundError, MultiModalDataset
+from egath_lite.data.layouts import HOW_TO, Layout, Requirement, image_folder_mistake, resolve_layout
+from egath_lite.data.matfiles import load_mat, mat_field, mat_matrix, mat_strings, read_lines, require_files
+from egath_lite.data.reference import NUS_TC10_LABELS
+from egath_lite.data.release import existing, finish_dataset
 
 GCDH_LAYOUT = ("imgList.mat", "tagList.mat", "labelList.mat")
 NUM_CONCEPTS = 10
@@ -104,7 +104,7 @@ def _nuswide_gcdh(root: Path, tag_list, image_dir, drop_unlabeled: bool, check_i
     names = mat_strings(mat_field(load_mat(img_file), ["FAll", "imgs", "index"], img_file), img_file, "FAll")
     tags = mat_matrix(mat_field(load_mat(tag_file), ["YAll", "tags"], tag_file), tag_file, "YAll")
     labels = mat_matrix(mat_field(load_mat(label_file), ["LAll", "labels"], label_file), label_file, "LAll")
-    from .dataset import check_same_length
+    from egath_lite.data.dataset import check_same_length
 
     check_same_length(f"nuswide_tc10 (GCDH layout, {root})", imgList_FAll=names, tagList_YAll=tags,
                       labelList_LAll=labels)

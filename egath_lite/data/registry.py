@@ -10,12 +10,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .benchmarks import LAYOUTS, load_mirflickr25k, load_mscoco, load_nuswide_tc10
-from .dataset import DatasetError, DatasetNotFoundError, MultiModalDataset
-from .fingerprint import inputs_digest
-from .layouts import HOW_TO, Layout
-from .manifest import is_manifest_path, load_manifest, manifest_fingerprint, manifest_label
-from .toy_cache import load_toy_nuswide
+from egath_lite.data.benchmarks import LAYOUTS, load_mirflickr25k, load_mscoco, load_nuswide_tc10
+from egath_lite.data.dataset import DatasetError, DatasetNotFoundError, MultiModalDataset
+from egath_lite.data.fingerprint import inputs_digest
+from egath_lite.data.layouts import HOW_TO, Layout
+from egath_lite.data.manifest import is_manifest_path, load_manifest, manifest_fingerprint, manifest_label
+from egath_lite.data.toy_cache import load_toy_nuswide
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def dataset_fingerprint(cfg, images: bool = True) -> str:
     if is_manifest_path(cfg.dataset):
         parts = ["manifest", manifest_fingerprint(cfg.dataset, images=images), cfg.text_kind, bool(cfg.drop_unlabeled)]
     elif cfg.dataset == "toy_nuswide":
-        from .toy_nuswide import GENERATOR_VERSION, generator_fingerprint
+        from egath_lite.data.toy_nuswide import GENERATOR_VERSION, generator_fingerprint
 
         parts: Any = ["toy_nuswide", GENERATOR_VERSION, generator_fingerprint(), cfg.toy_size, cfg.seed, cfg.image_size]
     else:

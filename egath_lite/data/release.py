@@ -6,10 +6,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .dataset import DatasetNotFoundError, MultiModalDataset, SplitDefaults, candidate_image_paths, check_labels, \
+from egath_lite.data.dataset import DatasetNotFoundError, MultiModalDataset, SplitDefaults, candidate_image_paths, check_labels, \
     check_same_length
-from .layouts import HOW_TO, Requirement
-from .matfiles import load_mat, mat_field, mat_matrix, mat_strings, require_files
+from egath_lite.data.layouts import HOW_TO, Requirement
+from egath_lite.data.matfiles import load_mat, mat_field, mat_matrix, mat_strings, require_files
 
 # GCDH's benchmark splits (egath_lite/data/reference_files/README.md): sizes and numpy seeds.
 SPLITS = {

@@ -1,13 +1,16 @@
-"""The toy_nuswide stage: the generated data set cached as one byte-deterministic bundle per key.
+"""The toy_nuswide cache: the generated data set stored as one byte-deterministic bundle per key.
 
 The bundle lives in ``<runs_root>/shared-cache/`` (shared by every run of a runs root); its key
-covers (size, seed, image size, generator version) and the generator's source digest, so an edit
-of the generator regenerates it. Kept apart from the generator so that editing this caching code
-does not invalidate the data.
+digests (size, seed, image size), the generator's version and the digest of the generator's own
+source, so an edit of the generator regenerates it. The cache is the data layer's own (atomic write,
+lock file, a checksum per array, the key recorded inside): ``egath_lite.data`` knows no stages or
+configs. Kept apart from the generator so that editing this caching code does not invalidate the data.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -15,12 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from ..stages import Stage, shape_problems, shared_folder
-from .bundle import BundleError, read_bundle, write_bundle
-from .dataset import DatasetError, MultiModalDataset, SplitDefaults
-from .reference import NUS_TC10_LABELS
-from .toy_nuswide import (GENERATOR_VERSION, SPLIT_QUERY_FRACTION, SPLIT_SEED, SPLIT_TRAIN_FRACTION,
-                          generate_toy_nuswide, generator_fingerprint, resolve_size)
+from egath_lite.data.bundle import BundleError, read_bundle, write_bundle
+from egath_lite.data.dataset import DatasetError, MultiModalDataset, SplitDefaults
+from egath_lite.data.reference import NUS_TC10_LABELS
+from egath_lite.data.toy_nuswide import (
+    GENERATOR_VERSION,
+    SPLIT_QUERY_FRACTION,
+    SPLIT_SEED,
+    SPLIT_TRAIN_FRACTION,
+    generate_toy_nuswide,
+    generator_fingerprint,
+    resolve_size,
+)
+from egath_lite.files import file_lock
+
+CACHE_FORMAT = "egath_lite.toy_bundle/1"
+SHARED_DIR = "shared-cache"  # under the runs root: artifacts shared by every run of it
 
 
 def default_cache_dir() -> Path:
@@ -29,49 +42,55 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.cwd() / "runs"
 
 
-def _toy_config(cache_dir: str | os.PathLike, size: int, seed: int, image_size: int):
-    from ..config import Config
-
-    return Config.from_dict({"toy_size": size, "seed": seed, "image_size": image_size, "runs_root": str(cache_dir)})
+def cache_key(size: int, seed: int, image_size: int) -> str:
+    """16 hex digits over the parameters, the generator's version and its source digest."""
+    parts = {"format": CACHE_FORMAT, "version": GENERATOR_VERSION, "generator": generator_fingerprint(),
+             "params": {"toy_size": int(size), "seed": int(seed), "image_size": int(image_size)}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cache_path(cache_dir: str | os.PathLike, size: int, seed: int, image_size: int) -> Path:
     """The bundle of (size, seed, image_size, generator version) under ``<cache_dir>/shared-cache/``."""
-    return TOY_STAGE.path(_toy_config(cache_dir, size, seed, image_size))
+    key = cache_key(size, seed, image_size)
+    return Path(cache_dir).resolve() / SHARED_DIR / f"toy_nuswide-{key}.bundle"
 
 
-def _write_bundle(path: Path, payload: dict[str, Any]) -> None:
-    # no creation time in the file: the same parameters always give the same bytes
-    arrays = {k: v.numpy() for k, v in payload["tensors"].items()}
-    write_bundle(path, arrays, {k: v for k, v in payload.items() if k not in ("tensors", "created", "compute_seconds")})
+def _problems(arrays: dict[str, np.ndarray], meta: dict[str, Any], key: str, n: int, s: int) -> list[str]:
+    if meta.get("format") != CACHE_FORMAT:
+        return [f"not a toy_nuswide bundle (format {meta.get('format')!r})"]
+    if meta.get("key") != key:
+        return [f"made by another configuration (key {meta.get('key')} != {key})"]
+    want = {"images": ((n, s, s, 3), np.uint8), "labels": ((n, len(NUS_TC10_LABELS)), np.uint8),
+            "label_rows": ((n,), np.int64), "texts_utf8": (None, np.uint8)}
+    out = []
+    for name, (shape, dtype) in want.items():
+        a = arrays.get(name)
+        if a is None:
+            out.append(f"lacks array {name!r}")
+        elif (shape is not None and a.shape != shape) or a.dtype != dtype:
+            out.append(f"{name} has {a.dtype} {a.shape}, the key promises {np.dtype(dtype)} {shape or '(*,)'}")
+    return out
 
 
-def _read_bundle(path: Path) -> dict[str, Any]:
-    import torch
-
-    arrays, meta = read_bundle(path)
-    return {**meta, "created": None, "tensors": {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}}
-
-
-def _expect(cfg: Any, params: dict[str, Any], payload: dict[str, Any]) -> list[str]:
-    import torch
-
-    n, s = cfg.toy_size, cfg.image_size
-    return shape_problems(payload["tensors"], {
-        "images": ((n, s, s, 3), torch.uint8), "labels": ((n, len(NUS_TC10_LABELS)), torch.uint8),
-        "label_rows": ((n,), torch.int64), "texts_utf8": ((None,), torch.uint8)})
-
-
-def _generator(cfg: Any) -> str:
-    """the generator's source digest"""
-    return generator_fingerprint()
-
-
-TOY_STAGE = Stage(
-    "toy_nuswide", fields=("toy_size", "seed", "image_size"), version=str(GENERATOR_VERSION), extra=_generator,
-    codec=(_write_bundle, _read_bundle), suffix=".bundle", location=shared_folder, expect=_expect,
-    description="the embedded toy data set (images, labels, tags), shared by every run of a runs root",
-)
+def _cached(path: Path, key: str, n: int, image_size: int, compute: Any) -> tuple[dict[str, np.ndarray], bool, float]:
+    """(arrays, cache_hit, seconds): the valid bundle at ``path``, else ``compute()`` written there (under a lock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path, f"toy_nuswide bundle {path.name}"):
+        if path.is_file():
+            try:
+                arrays, meta = read_bundle(path)
+                problems = _problems(arrays, meta, key, n, image_size)
+            except BundleError as exc:
+                problems = [str(exc)]
+            if not problems:
+                print(f"[toy_nuswide] reusing {path}")
+                return arrays, True, 0.0
+            print(f"[toy_nuswide] recomputing: {path.name}: {'; '.join(problems)}")
+        start = time.perf_counter()
+        arrays = compute()
+        # no creation time in the file: the same parameters always give the same bytes
+        write_bundle(path, arrays, {"format": CACHE_FORMAT, "key": key})
+        return arrays, False, time.perf_counter() - start
 
 
 def load_toy_nuswide(size: int | str = "default", seed: int = 0, image_size: int = 64,
@@ -81,33 +100,30 @@ def load_toy_nuswide(size: int | str = "default", seed: int = 0, image_size: int
     A cache file that is unreadable, truncated, altered or made by other parameters is
     reported on stdout and regenerated (it is a pure function of the parameters).
     """
-    import torch
-
     n = resolve_size(size)
 
-    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+    def compute() -> dict[str, np.ndarray]:
         data = generate_toy_nuswide(n, seed, image_size, progress=progress)
         if any("\n" in t for t in data["texts"]):  # guards the newline-joined storage format
             raise DatasetError("a generated tag contains a newline; this is a bug in toy_tags")
         text_bytes = np.frombuffer("\n".join(data["texts"]).encode("utf-8"), dtype=np.uint8).copy()
-        tensors = {"images": data["images"], "labels": data["labels"], "label_rows": data["label_rows"],
-                   "texts_utf8": text_bytes}
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}, {}
+        arrays = {"images": data["images"], "labels": data["labels"], "label_rows": data["label_rows"],
+                  "texts_utf8": text_bytes}
+        return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
     if cache_dir is False:
         start = time.perf_counter()
-        tensors, _ = compute()
-        path, cache_hit, seconds = None, False, time.perf_counter() - start
+        arrays, path, cache_hit = compute(), None, False
+        seconds = time.perf_counter() - start
     else:
         root = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
-        payload = TOY_STAGE.run(_toy_config(root, n, seed, image_size), compute)
-        tensors, path, cache_hit = payload["tensors"], payload["path"], payload["cache_hit"]
-        seconds = 0.0 if cache_hit else payload["compute_seconds"]
-    texts = tensors["texts_utf8"].numpy().tobytes().decode("utf-8").split("\n")
+        path = cache_path(root, n, seed, image_size)
+        arrays, cache_hit, seconds = _cached(path, cache_key(n, seed, image_size), n, image_size, compute)
+    texts = arrays["texts_utf8"].tobytes().decode("utf-8").split("\n")
     if len(texts) != n:
         raise BundleError(f"{path}: {len(texts)} texts for {n} items; delete {path} and rerun")
-    data = {"images": tensors["images"].numpy(), "labels": tensors["labels"].numpy(),
-            "label_rows": tensors["label_rows"].numpy(), "texts": texts}
+    data = {"images": arrays["images"], "labels": arrays["labels"], "label_rows": arrays["label_rows"],
+            "texts": texts}
     meta = {"dataset": "toy_nuswide", "generator_version": GENERATOR_VERSION, "generator_fingerprint":
             generator_fingerprint(), "num_items": n, "seed": int(seed), "image_size": int(image_size),
             "label_names": list(NUS_TC10_LABELS)}

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import DatasetError
-from .reference import load_nus_tc10_labels
+from egath_lite.data.dataset import DatasetError
+from egath_lite.data.reference import load_nus_tc10_labels
 
 # Bump when the output changes on purpose (it names the cache file); any source edit is also caught by
 # generator_fingerprint(), recorded in the cache file.
@@ -43,10 +43,10 @@ def resolve_size(size: int | str) -> int:
 def generate_toy_nuswide(size: int | str = "default", seed: int = 0, image_size: int = 64,
                          progress: bool = True) -> dict[str, Any]:
     """No cache: {"images" uint8 (N,S,S,3), "labels" uint8 (N,10), "label_rows" int64 (N,), "texts", "seconds"}."""
-    from ..progress import tqdm
+    from egath_lite.progress import tqdm
 
-    from .toy_render import SceneRenderer
-    from .toy_tags import sample_tags
+    from egath_lite.data.toy_render import SceneRenderer
+    from egath_lite.data.toy_tags import sample_tags
 
     n = resolve_size(size)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import toy_raster as R
-from .reference import NUS_TC10_LABELS
+from egath_lite.data import toy_raster as R
+from egath_lite.data.reference import NUS_TC10_LABELS
 
 SKY_KINDS = ("none", "day", "overcast", "dusk")  # attrs["sky_kind"] indexes this
 ANIMAL_KINDS = ("dog", "cat", "horse", "cow", "bird")  # attrs["animal_kind"] indexes this (-1: none)

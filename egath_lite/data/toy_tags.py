@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reference import NUS_TC10_LABELS
-from .toy_render import ANIMAL_KINDS
+from egath_lite.data.reference import NUS_TC10_LABELS
+from egath_lite.data.toy_render import ANIMAL_KINDS
 
 # Per label: the synonym list (first entry = the label's own word) and each entry's tag rate when present.
 SYNONYMS: dict[str, list[tuple[str, float]]] = {

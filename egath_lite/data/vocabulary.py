@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .dataset import DatasetError
+from egath_lite.data.dataset import DatasetError
 
 _TOKEN = re.compile(r"[^\W_][\w'\-]*", re.UNICODE)  # a word: letters/digits, inner _ ' - allowed
 

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import PackedInputs, check_ks, check_topk, pack_codes, prepare_inputs
+from egath_lite.metrics.inputs import PackedInputs, check_ks, check_topk, pack_codes, prepare_inputs
 
 __all__ = [
     "average_precisions",
@@ -78,7 +78,7 @@ def _backend(name: str):
         raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
     if name in ("auto", "numba"):
         try:
-            from . import _numba_kernels
+            from egath_lite.metrics import _numba_kernels
         except ImportError as exc:
             if name == "numba":
                 raise ImportError(
@@ -86,7 +86,7 @@ def _backend(name: str):
                 ) from exc
         else:
             return _numba_kernels
-    from . import _numpy_kernels
+    from egath_lite.metrics import _numpy_kernels
 
     return _numpy_kernels
 
@@ -98,7 +98,7 @@ def _prepare(query_codes, retrieval_codes, query_labels, retrieval_labels) -> Pa
     if packed.num_retrieval >= 2**47:  # the kernels pack (position in distance group) << 16 | d into an int64
         raise ValueError(
             f"{packed.num_retrieval} retrieval items are more than the kernels can rank (2**47); "
-            f"use egath_lite.index.HammingIndex for top-K search at that scale"
+            f"use egath_lite.serve.index.HammingIndex for top-K search at that scale"
         )
     return packed
 
@@ -123,7 +123,7 @@ def _chunked(
         progress = nq * n > _PROGRESS_PAIRS
     starts = range(0, nq, chunk_size)
     if progress:
-        from ..progress import tqdm
+        from egath_lite.progress import tqdm
 
         starts = tqdm(starts, desc=desc, unit="chunk", total=len(starts))
     parts = []
@@ -397,4 +397,4 @@ def evaluate_retrieval(
     }
 
 
-from ._embeddings import embedding_average_precisions, map_from_embeddings  # noqa: E402
+from egath_lite.metrics._embeddings import embedding_average_precisions, map_from_embeddings  # noqa: E402

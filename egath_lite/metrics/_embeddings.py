@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ._numpy_kernels import ap_from_sorted_relevance, relevance
-from .inputs import check_label_pairing, check_topk, label_bits, pack_bits, to_numpy
+from egath_lite.metrics._numpy_kernels import ap_from_sorted_relevance, relevance
+from egath_lite.metrics.inputs import check_label_pairing, check_topk, label_bits, pack_bits, to_numpy
 
 _CHUNK_BYTES = 64 * 2**20  # similarity, order and relevance temporaries of one query chunk (reference)
 _SCORE_CHUNK_BYTES = 128 * 2**20  # float32 scores of one query chunk per worker (numba route); BLAS needs rows
@@ -92,7 +92,7 @@ def _score_kernel(backend: str):
         try:
             import numba
 
-            from . import _cosine_numba
+            from egath_lite.metrics import _cosine_numba
         except ImportError as exc:
             if backend == "numba":
                 raise ImportError(
@@ -214,7 +214,7 @@ def _embedding_average_precisions_reference(
     if progress is None:
         progress = nq * n > 20_000_000
     if progress:
-        from ..progress import tqdm
+        from egath_lite.progress import tqdm
 
         starts = tqdm(starts, desc="cosine mAP (reference)", unit="chunk", total=len(starts))
     ap = np.zeros(nq, np.float64)

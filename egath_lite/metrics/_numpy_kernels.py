@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inputs import popcount
+from egath_lite.metrics.inputs import popcount
 
 # Bytes of temporaries per (query, retrieval) pair in a chunk; keeps a chunk near 64 MB.
 _CHUNK_BYTES = 64 * 2**20

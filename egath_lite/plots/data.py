@@ -48,7 +48,7 @@ def label_frequencies(ds, reference: np.ndarray | None = None):
     """Bar chart of per-label frequency (fraction of items), beside a reference label matrix's when given."""
     import matplotlib.pyplot as plt
 
-    from .graph import set_label_ticks
+    from egath_lite.plots.graph import set_label_ticks
 
     freq = ds.labels.mean(axis=0)
     if reference is not None and np.shape(reference)[1:] != (ds.num_labels,):
@@ -88,7 +88,7 @@ def cooccurrence_comparison(
     """Heatmaps of P(j | i) for a label matrix and a reference, and their difference. Returns the Figure."""
     import matplotlib.pyplot as plt
 
-    from .graph import set_label_ticks
+    from egath_lite.plots.graph import set_label_ticks
 
     p, q = conditional_probability(labels), conditional_probability(reference)
     C = len(label_names)

@@ -1,0 +1,517 @@
+"""Papermill driver: run the notebooks in order over datasets x variants x seeds and tabulate.
+
+    python -m egath_lite.reproduce                      # the main job: preset "default"
+    python -m egath_lite.reproduce --preset tiny        # minutes (CI)
+    python -m egath_lite.reproduce --preset paper --datasets mirflickr25k --data-root /data/mirflickr \
+        --clip-model ViT-B-32-quickgelu --clip-pretrained /weights/vit_b_32.bin \
+        --variants egath no_gat --seeds 0 1 2 --device cuda
+    python -m egath_lite.reproduce --datasets my_data/manifest.csv --clip-model ViT-B-32 --clip-pretrained openai
+
+One grid cell is (dataset, seed, variant) with every other option; its whole configuration is
+resolved and validated before anything runs. A cell runs the five notebooks in the run folder
+``<runs_root>/<preset>-<dataset>-s<seed>/`` (a manifest: ``<stem>-<8 hex of its path>`` for <dataset>) with that
+configuration; the stages inside reuse
+whatever artifact of the same key exists (so cells of one run share features, graph and
+classifiers). A cell is reused only when a result of exactly its configuration and inputs
+exists; ``--force`` recomputes every stage. Two drivers on one runs root wait for each other's
+artifacts instead of mixing them. A failing notebook stops the driver with the notebook, cell
+and error; finished results stay intact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from egath_lite.files import ArtifactError, atomic_write_bytes, write_json
+from egath_lite.pipeline.artifacts import run_dir
+from egath_lite.pipeline.config import LOCATION_FIELDS, PRESETS, Config, ConfigError, get_config, parse_value
+from egath_lite.pipeline.runs import CELL_STAGE, load_results, record_run_config
+from egath_lite.pipeline.variants import VARIANTS
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOKS = (
+    "01_feature_extraction",
+    "02_label_graph",
+    "03_gat_classification",
+    "04_hash_learning",
+    "05_pr_curve_evaluation",
+)
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names the notebook, the cell and the error."""
+
+
+@dataclass
+class Cell:
+    """One point of the grid: its validated configuration."""
+
+    cfg: Config
+
+    @property
+    def label(self) -> str:
+        from egath_lite.data import dataset_label
+
+        return f"{dataset_label(self.cfg.dataset)} seed {self.cfg.seed} variant {self.cfg.variant}"
+
+
+def run_notebook(
+    name: str, executed_dir: Path, parameters: dict[str, Any], kernel: str = "python3", log_path: Path | None = None
+) -> float:
+    """Execute ``notebooks/<name>.ipynb`` with papermill, streaming its output; return wall seconds or raise NotebookFailed."""
+    import papermill as pm
+
+    src = NOTEBOOK_DIR / f"{name}.ipynb"
+    if not src.is_file():
+        raise FileNotFoundError(
+            f"notebook {src} not found; run the driver from a clone of the repository "
+            f"(the notebooks are not part of the installed package)"
+        )
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    out = executed_dir / f"{name}.ipynb"
+    start = time.perf_counter()
+    with _streamed(name, log_path):
+        try:
+            pm.execute_notebook(
+                str(src),
+                str(out),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(NOTEBOOK_DIR),
+                progress_bar=False,
+                log_output=True,
+            )
+        except pm.PapermillExecutionError as exc:
+            first_line = (exc.source or "").strip().splitlines()[:1]
+            raise NotebookFailed(
+                f"{name} failed in cell {_source_cell_index(src, exc.cell_index)} "
+                f"(counting from 0; starts {first_line[0] if first_line else '?'!r}): "
+                f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {out}"
+            ) from None
+    return time.perf_counter() - start
+
+
+class _NotebookLines(logging.Handler):
+    """Papermill's cell output, one line at a time, to the terminal and the run's log file."""
+
+    def __init__(self, name: str, log_path: Path | None):
+        super().__init__(logging.INFO)
+        self.name_, self.file = name, open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text.startswith(
+            (
+                "Executing notebook",
+                "Executing Cell",
+                "Ending Cell",
+                "Input Notebook",
+                "Output Notebook",
+                "Black is not installed",
+            )
+        ):
+            return
+        for line in text.replace("\r", "\n").splitlines():
+            if line.strip():
+                print(f"      | {line}", flush=True)
+                if self.file:
+                    self.file.write(f"{time.strftime('%H:%M:%S')} {self.name_} | {line}\n")
+                    self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+        super().close()
+
+
+class _streamed:
+    def __init__(self, name: str, log_path: Path | None):
+        self.handler, self.logger = _NotebookLines(name, log_path), logging.getLogger("papermill")
+
+    def __enter__(self):
+        # text progress bars in the kernel (egath_lite.progress): widget updates never reach the stream
+        self.env = {k: os.environ.get(k) for k in ("EGATH_PROGRESS", "MPLBACKEND")}
+        os.environ["EGATH_PROGRESS"] = "log"
+        # kernels draw inline figures into the executed copy (the docs site shows them); a
+        # non-interactive MPLBACKEND inherited from the shell (scripts/test.sh: Agg) would drop them
+        os.environ.pop("MPLBACKEND", None)
+        self.saved = (self.logger.level, self.logger.propagate)
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        self.logger.addHandler(self.handler)
+
+    def __exit__(self, *exc):
+        for k, v in self.env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.saved[0])
+        self.logger.propagate = self.saved[1]
+        self.handler.close()
+
+
+def _source_cell_index(src: Path, executed_index: int) -> int:
+    """Map a cell index of the executed copy back to the source notebook (papermill injects one cell)."""
+    import nbformat
+
+    cells = nbformat.read(src, as_version=4).cells
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    return executed_index - 1 if tagged and executed_index > tagged[0] else executed_index
+
+
+def cell_configs(
+    preset: str,
+    datasets: Sequence[str],
+    seeds: Sequence[int],
+    variants: Sequence[str],
+    runs_root: Path,
+    options: dict[str, Any],
+) -> list[Cell]:
+    """Every grid cell's configuration, validated (ConfigError before anything runs)."""
+    from egath_lite.data import dataset_label, is_manifest_path
+
+    cells = []
+    num_real = sum(d != "toy_nuswide" and not is_manifest_path(d) for d in datasets)  # sets read from a data root
+    for dataset in datasets:
+        opts = dict(options)
+        if is_manifest_path(dataset):
+            dataset = str(Path(dataset).expanduser().resolve())  # notebooks run in notebooks/: an absolute path
+            opts.pop("data_root", None)  # a manifest names its images itself
+        elif dataset != "toy_nuswide":
+            opts["data_root"] = str(data_root_of(dataset, options.get("data_root"), num_real))
+        for seed in seeds:
+            for variant in variants:
+                cfg = get_config(
+                    preset,
+                    **{
+                        **opts,
+                        "dataset": dataset,
+                        "seed": seed,
+                        "variant": variant,
+                        "runs_root": str(runs_root),
+                        "run_name": f"{preset}-{dataset_label(dataset)}-s{seed}",
+                    },
+                )
+                cells.append(Cell(cfg))
+    return cells
+
+
+def data_root_of(dataset: str, given: str | None, num_datasets: int) -> Path:
+    """A real set's folder, absolute (notebooks run in notebooks/): ``--data-root`` itself for one real data set,
+    ``<--data-root>/<name>`` for several (manifests not counted), else ``$EGATH_DATA/<name>`` or ``./data/<name>``."""
+    from egath_lite.data import default_data_root
+
+    if given is None:
+        return default_data_root(dataset)
+    return Path(given).resolve() / dataset if num_datasets > 1 else Path(given).resolve()
+
+
+def _rows_from_results(cfg: Config, res05: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flatten notebook 05's ``map`` table ({method: {bits: {i2t, t2i}}}) into table rows (a manifest: its label)."""
+    from egath_lite.data import dataset_label
+
+    rows = []
+    table = res05.get("map")
+    if not isinstance(table, dict) or not table:
+        raise NotebookFailed(f"05_pr_curve_evaluation wrote no 'map' table for {cfg.run_name}/{cfg.variant}")
+    for method, by_bits in table.items():
+        for bits, vals in by_bits.items():
+            rows.append(
+                {
+                    "dataset": dataset_label(cfg.dataset),
+                    "seed": cfg.seed,
+                    "method": method,
+                    "bits": int(bits),
+                    "i2t": float(vals["i2t"]),
+                    "t2i": float(vals["t2i"]),
+                }
+            )
+    return rows
+
+
+def describe_dataset(cfg, png: Path) -> Path:
+    """Print the data set's summary (items, labels, per-label counts, tags per item); save example images."""
+    from egath_lite.data import dataset_from_config
+    from egath_lite.data.__main__ import write_example_grid
+
+    ds = dataset_from_config(cfg)
+    print(ds.format_summary())
+    path = write_example_grid(ds, png)
+    print(f"example images with their tags: {path}")
+    return path
+
+
+def notebook_parameters(cfg: Config, force: bool) -> dict[str, Any]:
+    """What every notebook of a cell gets: the run's location, the whole configuration, FORCE."""
+    overrides = {k: v for k, v in cfg.to_dict().items() if k not in LOCATION_FIELDS and k != "preset"}
+    return {
+        "PRESET": cfg.preset,
+        "RUN_NAME": cfg.run_name,
+        "RUNS_ROOT": cfg.runs_root,
+        "OVERRIDES": overrides,
+        "FORCE": bool(force),
+    }
+
+
+def run_cell(cell: Cell, force: bool, log=print) -> dict[str, Any]:
+    """Run (or reuse) one grid cell; returns its result (``cache_hit`` True when reused)."""
+    cfg = cell.cfg
+    record_run_config(cfg)
+    key = CELL_STAGE.key(cfg, variant=cfg.variant)
+    executed = run_dir(cfg) / "executed" / f"{cfg.variant}-{key}"
+    log_path = run_dir(cfg) / "driver.log"
+
+    def compute():
+        params = notebook_parameters(cfg, force)
+        stages: dict[str, float] = {}
+        for name in NOTEBOOKS:
+            log(f"    {name} ...", flush=True)
+            stages[name] = run_notebook(name, executed, params, log_path=log_path)
+            log(f"    {name:<28} {stages[name]:7.1f} s", flush=True)
+        try:
+            res04, res05 = load_results(cfg, "04_hash_learning"), load_results(cfg, "05_pr_curve_evaluation")
+        except ArtifactError as exc:
+            raise NotebookFailed(
+                f"the notebooks ran but their results for this configuration are missing: {exc}"
+            ) from None
+        meta = {
+            "dataset": cfg.dataset,
+            "seed": cfg.seed,
+            "variant": cfg.variant,
+            "preset": cfg.preset,
+            "stage_seconds": stages,
+            "rows": _rows_from_results(cfg, res05),
+            "notebook_results": {"04": res04, "05": res05},
+            "executed": str(executed),
+        }
+        return None, meta
+
+    payload = CELL_STAGE.run(cfg, compute, force=force, log=log, variant=cfg.variant)
+    return {
+        **payload["meta"],
+        "cache_hit": payload["cache_hit"],
+        "path": payload["path"],
+        "created": payload["created"],
+    }
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and std over seeds of every (dataset, method, bits)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for res in results:
+        for row in res["rows"]:
+            groups.setdefault((row["dataset"], row["method"], row["bits"]), []).append(row)
+    table = []
+    for (dataset, method, bits), rows in sorted(groups.items()):
+        seeds = sorted({r["seed"] for r in rows})
+        # Baseline rows repeat across variants of one seed: average per seed first.
+        per_seed = {s: [r for r in rows if r["seed"] == s] for s in seeds}
+        i2t = [sum(r["i2t"] for r in rs) / len(rs) for rs in per_seed.values()]
+        t2i = [sum(r["t2i"] for r in rs) / len(rs) for rs in per_seed.values()]
+        table.append(
+            {
+                "dataset": dataset,
+                "method": method,
+                "bits": bits,
+                "seeds": len(seeds),
+                "i2t_mean": _mean(i2t),
+                "i2t_std": _std(i2t),
+                "t2i_mean": _mean(t2i),
+                "t2i_std": _std(t2i),
+            }
+        )
+    return table
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def _std(xs: list[float]) -> float:
+    if len(xs) < 2:
+        return 0.0
+    m = _mean(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def format_markdown(table: list[dict[str, Any]]) -> str:
+    """The results table as Markdown: one row per (dataset, method), columns per bits."""
+    bits = sorted({r["bits"] for r in table})
+    head = (
+        "| dataset | method | "
+        + " | ".join(f"I→T {b}" for b in bits)
+        + " | "
+        + " | ".join(f"T→I {b}" for b in bits)
+        + " |"
+    )
+    sep = "|" + "---|" * (2 + 2 * len(bits))
+    lines = [head, sep]
+    keys = sorted({(r["dataset"], r["method"]) for r in table})
+    by = {(r["dataset"], r["method"], r["bits"]): r for r in table}
+
+    def fmt(r: dict[str, Any] | None, d: str) -> str:
+        if r is None:
+            return "–"
+        return f"{r[d + '_mean']:.4f}" + (f" ± {r[d + '_std']:.4f}" if r["seeds"] > 1 else "")
+
+    for dataset, method in keys:
+        cells = [fmt(by.get((dataset, method, b)), "i2t") for b in bits] + [
+            fmt(by.get((dataset, method, b)), "t2i") for b in bits
+        ]
+        lines.append(f"| {dataset} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(table: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
+    """Write results.csv and results.md atomically; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / "results.csv", out_dir / "results.md"
+    fields = ["dataset", "method", "bits", "seeds", "i2t_mean", "i2t_std", "t2i_mean", "t2i_std"]
+
+    def write_csv(f):
+        import io
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=fields)
+        w.writeheader()
+        w.writerows(table)
+        f.write(buf.getvalue().encode())
+
+    atomic_write_bytes(csv_path, write_csv)
+    md = format_markdown(table)
+    atomic_write_bytes(md_path, lambda f: f.write(md.encode()))
+    return csv_path, md_path
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: use KEY=VALUE, e.g. --set zeta=0.1")
+        name, text = item.split("=", 1)
+        name = name.strip()
+        if name in LOCATION_FIELDS or name in ("dataset", "seed", "variant", "preset"):
+            raise ConfigError(
+                f"--set {name}=...: use the driver's own option for {name} (--runs-root, --datasets, "
+                f"--seeds, --variants, --preset)"
+            )
+        out[name] = parse_value(name, text)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit code."""
+    p = argparse.ArgumentParser(
+        prog="python -m egath_lite.reproduce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--preset", default="default", choices=PRESETS)
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=None,
+        help="registered names and/or paths of own-data manifests (.csv / .jsonl); default: the preset's",
+    )
+    p.add_argument("--variants", nargs="+", default=["egath"], choices=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--bits", nargs="+", type=int, default=None, help="default: the preset's bits")
+    p.add_argument("--epochs", type=int, default=None, help="hash-learning epochs; default: the preset's")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding a real data set's release files (with several "
+        "data sets: the folder holding one sub-folder per data set); default $EGATH_DATA/<name> or ./data/<name>",
+    )
+    p.add_argument("--clip-model", default=None, help="open_clip model name, e.g. ViT-B-32")
+    p.add_argument("--clip-pretrained", default=None, help="a pretrained tag (openai, ...) or a checkpoint path")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config field, parsed with its type (repeatable), e.g. --set zeta=0.1",
+    )
+    p.add_argument("--runs-root", default=os.environ.get("EGATH_RUNS_ROOT", "runs"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true", help="recompute every stage of every cell")
+    args = p.parse_args(argv)
+
+    runs_root = Path(args.runs_root).resolve()
+    options: dict[str, Any] = {"device": args.device}
+    for name, value in (
+        ("bits", args.bits),
+        ("epochs", args.epochs),
+        ("data_root", args.data_root),
+        ("clip_model", args.clip_model),
+        ("clip_pretrained", args.clip_pretrained),
+    ):
+        if value is not None:
+            options[name] = value
+    if options.get("clip_pretrained") and Path(options["clip_pretrained"]).exists():
+        options["clip_pretrained"] = str(Path(options["clip_pretrained"]).resolve())
+    try:
+        options.update(_parse_sets(args.set))
+        datasets = args.datasets or [get_config(args.preset, **options).dataset]
+        cells = cell_configs(args.preset, datasets, args.seeds, args.variants, runs_root, options)
+    except ConfigError as exc:
+        print(f"egath_lite.driver.cli: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"egath_lite.driver.cli: preset {args.preset}, {len(cells)} grid cell(s) "
+        f"[datasets {datasets} x seeds {args.seeds} x variants {args.variants}], runs in {runs_root}"
+    )
+    t0 = time.perf_counter()
+    for dataset in dict.fromkeys(c.cfg.dataset for c in cells):  # what the notebooks will work on, before minutes
+        first = next(c.cfg for c in cells if c.cfg.dataset == dataset)
+        describe_dataset(first, run_dir(first) / "data_examples.png")
+    results = []
+    for i, cell in enumerate(cells, 1):
+        print(f"[{i}/{len(cells)}] {cell.label}")
+        try:
+            res = run_cell(cell, args.force)
+        except NotebookFailed as exc:
+            print(f"\nFAILED: {exc}\nFinished cells keep their results; rerun to resume.", file=sys.stderr)
+            return 1
+        if res["cache_hit"]:
+            print(f"    done before ({res['created']}), reusing {res['path']}")
+        results.append(res)
+    table = summarize(results)
+    out_dir = runs_root / f"reproduce-{args.preset}"
+    csv_path, md_path = write_tables(table, out_dir)
+    stage_totals: dict[str, float] = {}
+    for res in results:
+        if not res["cache_hit"]:  # only what ran in this invocation
+            for k, v in res.get("stage_seconds", {}).items():
+                stage_totals[k] = stage_totals.get(k, 0.0) + v
+    write_json(
+        out_dir / "timings.json",
+        {
+            "stage_seconds": stage_totals,
+            "wall_seconds": time.perf_counter() - t0,
+            "cells_run": sum(not r["cache_hit"] for r in results),
+            "cells_reused": sum(r["cache_hit"] for r in results),
+        },
+    )
+    print("\nmAP@all (Hamming ranking; queries without a relevant item skipped)\n")
+    print(format_markdown(table))
+    if stage_totals:
+        print("wall time per stage (this invocation): " + ", ".join(f"{k} {v:.0f} s" for k, v in stage_totals.items()))
+    else:
+        print("every cell was reused: no notebook ran in this invocation")
+    print(f"results: {csv_path}\n         {md_path}\ntotal {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

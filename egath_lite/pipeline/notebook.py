@@ -1,0 +1,79 @@
+"""The one setup call every notebook makes: configuration from the run + parameters, offline switch, seed, device.
+
+S = setup("03_gat_classification", PRESET, RUN_NAME, RUNS_ROOT, OVERRIDES, FORCE, zeta=ZETA, ...)
+S.cfg, S.device, S.force, S.save_results(RESULTS)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from egath_lite.pipeline.artifacts import run_dir
+from egath_lite.pipeline.config import Config
+from egath_lite.pipeline.runs import resolve_run_config, save_results
+from egath_lite.utils import resolve_device, seed_everything
+
+# The repository the notebooks' Colab cell installs from (one place; tests check the cells use it).
+REPOSITORY_URL = "https://github.com/egath-lite/egath_lite"
+
+
+@dataclass
+class Session:
+    """What a notebook works with: the resolved config, the device, and whether to recompute its own stages."""
+
+    notebook: str
+    cfg: Config
+    recorded: Config
+    device: torch.device
+    force: bool
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder."""
+        return run_dir(self.cfg)
+
+    def save_results(self, results: dict[str, Any]) -> Path:
+        """Write this notebook's RESULTS for its configuration (the driver reads exactly this file)."""
+        path = save_results(self.cfg, self.notebook, results)
+        print(f"wrote {path}")
+        return path
+
+
+def setup(
+    notebook: str,
+    preset: str | None = None,
+    run_name: str = "default",
+    runs_root: str = "../runs",
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    offline: bool = True,
+    **params: Any,
+) -> Session:
+    """Resolve the notebook's config (recorded run config + named ``params`` + ``overrides``), seed, pick the device.
+
+    ``params`` are config fields given as notebook parameters (None: inherit from the run);
+    ``overrides`` any other fields (what the driver's options and ``--set`` pass). ``force``
+    recomputes this notebook's own stages. ``offline`` makes the Hugging Face hub serve cached
+    files only (notebooks after 01 download nothing).
+    """
+    if offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not isinstance(force, bool):
+        raise TypeError(f"FORCE must be True or False, got {force!r}")
+    given = {**params, **(overrides or {})}
+    cfg, recorded = resolve_run_config(preset, run_name, runs_root, given)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    import egath_lite
+
+    print(
+        f"egath_lite {egath_lite.__version__} | torch {torch.__version__} | {notebook} | run {cfg.run_name!r} in "
+        f"{Path(cfg.runs_root).resolve()} | preset {cfg.preset} | dataset {cfg.dataset} | device {device}"
+        + (" | FORCE: recomputing this notebook's stages" if force else "")
+    )
+    return Session(notebook, cfg, recorded, device, force)

@@ -1,0 +1,348 @@
+"""The one mechanism behind every cached step: a ``Stage`` declares what it reads, and this module
+keys, names, locks, validates, reuses or recomputes, and indexes its artifact.
+
+A stage's key digests: its name and format version, the config fields it reads (their values),
+its call parameters (e.g. ``bits``), the keys of its upstream stages, and extra inputs that live
+outside the config (the data set's fingerprint, a weights file's digest). The artifact's file
+name carries the key — ``<stage>[-<params>]-<key>.pt`` — so two configurations never overwrite
+each other. Loading checks the format, the key, a sha256 checksum of the payload and what the
+key promises about the tensors (row counts, widths, dtypes); any mismatch prints
+``[<stage>] recomputing: <file>: <reason>`` and recomputes: never a silent hit. A per-artifact
+lock file makes a second process wait for the first instead of computing the same thing twice
+or mixing results. Each run folder holds ``index.json``: what it contains (stage, key, params,
+config subset, time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from egath_lite.files import ArtifactError, atomic_write_bytes, file_lock, plain, read_json, versions, write_json
+from egath_lite.pipeline.artifacts import run_dir
+from egath_lite.pipeline.config import Config, digest
+
+FORMAT = "egath_lite.artifact/2"
+SHARED_DIR = "shared-cache"  # under the runs root: artifacts that do not belong to one run (the toy data)
+
+
+def shared_folder(cfg: Config) -> Path:
+    """``<runs_root>/shared-cache``: where artifacts shared by every run of a runs root live."""
+    return Path(cfg.runs_root).resolve() / SHARED_DIR
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One cached step: what it reads (config fields, params, upstream stages, extra inputs) and how it is stored.
+
+    ``expect(cfg, params, payload)`` returns a list of problems (empty when the payload is what the
+    key promises). ``codec`` is ``"torch"`` (tensors + meta in one ``torch.save`` file), ``"json"``
+    (meta only), or a ``(save, load)`` pair for formats other tools must read (the tiny CLIP
+    checkpoint, which open_clip loads by path).
+    """
+
+    name: str
+    fields: Any  # tuple[str, ...] or cfg -> tuple[str, ...]
+    version: str = "1"
+    params: tuple[str, ...] = ()
+    upstream: Any = ()  # tuple[Stage, ...] or cfg -> tuple[Stage, ...]
+    extra: Callable[[Config], Any] | None = None
+    tensors: tuple[str, ...] = ()
+    expect: Callable[[Config, dict[str, Any], dict[str, Any]], list[str]] | None = None
+    codec: Any = "torch"
+    suffix: str = ".pt"
+    location: Callable[[Config], Path] | None = None  # folder of the artifacts; None: the run folder
+    description: str = ""
+
+    # ------------------------------------------------------------------ keys and paths
+    def field_names(self, cfg: Config) -> tuple[str, ...]:
+        """The config fields this stage reads for ``cfg``."""
+        return tuple(self.fields(cfg) if callable(self.fields) else self.fields)
+
+    def upstream_stages(self, cfg: Config) -> tuple[Stage, ...]:
+        """The stages whose artifacts this one reads, for ``cfg``."""
+        return tuple(self.upstream(cfg) if callable(self.upstream) else self.upstream)
+
+    def key_parts(self, cfg: Config, **params: Any) -> dict[str, Any]:
+        """Everything the key digests, as a JSON-able dict (printed by ``explain``)."""
+        self._check_params(params)
+        values = cfg.to_dict()
+        return {
+            "stage": self.name,
+            "version": self.version,
+            "format": FORMAT,
+            "config": {f: values[f] for f in sorted(self.field_names(cfg))},
+            "params": {p: params[p] for p in self.params},
+            "upstream": {
+                u.name: u.key(cfg, **{p: params[p] for p in u.params if p in params}) for u in self.upstream_stages(cfg)
+            },
+            "extra": self.extra(cfg) if self.extra is not None else None,
+        }
+
+    def key(self, cfg: Config, **params: Any) -> str:
+        """16-hex key of this stage's artifact for ``cfg`` and ``params``."""
+        return digest(self.key_parts(cfg, **params))
+
+    def folder(self, cfg: Config) -> Path:
+        """Where this stage's artifacts live: the run folder unless the stage says otherwise."""
+        if self.location is None:
+            return run_dir(cfg)
+        path = self.location(cfg)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def path(self, cfg: Config, key: str | None = None, **params: Any) -> Path:
+        """``<folder>/<stage>[-<param values>]-<key><suffix>``."""
+        key = key or self.key(cfg, **params)
+        tag = "".join(f"-{params[p]}" for p in self.params)
+        return self.folder(cfg) / f"{self.name}{tag}-{key}{self.suffix}"
+
+    def _check_params(self, params: dict[str, Any]) -> None:
+        missing, unknown = set(self.params) - set(params), set(params) - set(self.params)
+        if missing or unknown:
+            raise TypeError(
+                f"stage {self.name!r} takes params {self.params}; missing {sorted(missing)}, unknown {sorted(unknown)}"
+            )
+
+    # ------------------------------------------------------------------ load / save / run
+    def load(self, cfg: Config, **params: Any) -> dict[str, Any]:
+        """The valid artifact of ``cfg``/``params``, or ArtifactError saying why it cannot be used."""
+        key = self.key(cfg, **params)
+        return self._load_valid(self.path(cfg, key, **params), cfg, key, params)
+
+    def try_load(self, cfg: Config, log: Callable[[str], None] = print, **params: Any) -> dict[str, Any] | None:
+        """The valid artifact, or None (printing why an existing file is not used)."""
+        key = self.key(cfg, **params)
+        path = self.path(cfg, key, **params)
+        if not path.is_file():
+            return None
+        try:
+            return self._load_valid(path, cfg, key, params)
+        except ArtifactError as exc:
+            log(f"[{self.name}] recomputing: {exc}")
+            return None
+
+    def save(
+        self,
+        cfg: Config,
+        tensors: dict[str, Any] | None,
+        meta: dict[str, Any],
+        compute_seconds: float | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """Validate and atomically write an artifact; returns its payload (``cache_hit`` False)."""
+        key = self.key(cfg, **params)
+        path = self.path(cfg, key, **params)
+        payload = self._payload(cfg, key, params, tensors or {}, meta)
+        payload["compute_seconds"] = compute_seconds  # outside the checksum: how long it took is not content
+        problems = self._problems(cfg, params, payload)
+        if problems:  # a bug in the stage's computation: never write what a later load would refuse
+            raise ArtifactError(f"[{self.name}] refusing to write {path.name}: " + "; ".join(problems))
+        self._writer()(path, payload)
+        _index_add(self, cfg, path, payload)
+        return {**payload, "path": str(path), "cache_hit": False}
+
+    def run(
+        self,
+        cfg: Config,
+        compute: Callable[[], tuple[dict[str, Any] | None, dict[str, Any]]],
+        force: bool = False,
+        log: Callable[[str], None] = print,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """Reuse the valid artifact of this key, else ``compute()`` → ``(tensors, meta)``, save, return the payload.
+
+        The check and the computation run under the artifact's lock: a second process asking for
+        the same artifact waits, then reuses it. ``force`` recomputes even a valid artifact.
+        """
+        key = self.key(cfg, **params)
+        path = self.path(cfg, key, **params)
+        with file_lock(path, f"{self.name} artifact {path.name}", log):
+            if path.is_file():
+                if force:
+                    log(f"[{self.name}] recomputing: {path.name}: forced")
+                else:
+                    try:
+                        payload = self._load_valid(path, cfg, key, params)
+                        log(f"[{self.name}] reusing {path}")
+                        return payload
+                    except ArtifactError as exc:
+                        log(f"[{self.name}] recomputing: {exc}")
+            start = time.perf_counter()
+            tensors, meta = compute()
+            return self.save(cfg, tensors, meta, compute_seconds=time.perf_counter() - start, **params)
+
+    def explain(self, cfg: Config, **params: Any) -> str:
+        """Human-readable account of the key: fields, params, upstream keys, extra inputs."""
+        return json.dumps(self.key_parts(cfg, **params), indent=2, sort_keys=True, default=str)
+
+    # ------------------------------------------------------------------ internals
+    def _payload(
+        self, cfg: Config, key: str, params: dict[str, Any], tensors: dict[str, Any], meta: dict[str, Any]
+    ) -> dict[str, Any]:
+        import torch
+
+        clean = {}
+        for name, t in tensors.items():
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"[{self.name}] tensor {name!r} is a {type(t).__name__}, not a torch.Tensor")
+            clean[name] = t.detach().cpu().contiguous()
+        values = cfg.to_dict()
+        payload = {
+            "format": FORMAT,
+            "stage": self.name,
+            "key": key,
+            "params": plain(params),
+            "config": {f: values[f] for f in sorted(self.field_names(cfg))},
+            "versions": versions(),
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "meta": plain(meta),
+            "tensors": clean,
+        }
+        payload["checksum"] = checksum(payload)
+        return payload
+
+    def _writer(self) -> Callable[[Path, dict[str, Any]], None]:
+        if self.codec == "torch":
+            import torch
+
+            return lambda path, payload: atomic_write_bytes(path, lambda f: torch.save(payload, f))
+        if self.codec == "json":
+            return lambda path, payload: write_json(path, {k: v for k, v in payload.items() if k != "tensors"})
+        return self.codec[0]
+
+    def _reader(self) -> Callable[[Path], dict[str, Any]]:
+        if self.codec == "torch":
+            return _read_torch
+        if self.codec == "json":
+            return lambda path: {**read_json(path), "tensors": {}}
+        return self.codec[1]
+
+    def _load_valid(self, path: Path, cfg: Config, key: str, params: dict[str, Any]) -> dict[str, Any]:
+        if not path.is_file():
+            raise ArtifactError(f"{path.name}: no such file in {path.parent}")
+        try:
+            payload = self._reader()(path)
+        except ArtifactError as exc:
+            raise ArtifactError(f"{path.name}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - any failure to read means a corrupt file
+            raise ArtifactError(f"{path.name}: unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ArtifactError(
+                f"{path.name}: not an egath_lite {self.name} artifact (format "
+                f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})"
+            )
+        if payload.get("stage") != self.name:
+            raise ArtifactError(f"{path.name}: holds a {payload.get('stage')!r} artifact, not {self.name!r}")
+        if payload.get("key") != key:
+            raise ArtifactError(f"{path.name}: made by another configuration (key {payload.get('key')} != {key})")
+        if payload.get("checksum") != checksum(payload):
+            raise ArtifactError(f"{path.name}: checksum mismatch (the file was altered or damaged)")
+        problems = self._problems(cfg, params, payload)
+        if problems:
+            raise ArtifactError(f"{path.name}: " + "; ".join(problems))
+        return {**payload, "path": str(path), "cache_hit": True}
+
+    def _problems(self, cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> list[str]:
+        import torch
+
+        tensors = payload.get("tensors")
+        if not isinstance(tensors, dict):
+            return ["no tensors"]
+        problems = [f"lacks tensor {name!r}" for name in self.tensors if name not in tensors]
+        for name, t in tensors.items():
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+                problems.append(f"tensor {name!r} contains NaN or Inf")
+        if not problems and self.expect is not None:
+            problems += self.expect(cfg, params, payload)
+        return problems
+
+
+def checksum(payload: dict[str, Any]) -> str:
+    """sha256 over the meta (as JSON) and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    h.update(json.dumps(payload.get("meta"), sort_keys=True).encode())
+    for name in sorted(payload.get("tensors") or {}):
+        t = payload["tensors"][name]
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        flat = t.detach().cpu().contiguous().reshape(-1)
+        if flat.numel():
+            h.update(flat.view(__import__("torch").uint8).numpy())  # the bytes, without a copy
+    return h.hexdigest()
+
+
+def _read_torch(path: Path) -> dict[str, Any]:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --------------------------------------------------------------------------- expectations
+def shape_problems(tensors: dict[str, Any], spec: dict[str, tuple]) -> list[str]:
+    """Compare tensors with ``{name: (shape, dtype)}``; ``None`` in a shape or dtype matches anything."""
+    out = []
+    for name, (shape, dtype) in spec.items():
+        t = tensors.get(name)
+        if t is None:
+            out.append(f"lacks tensor {name!r}")
+            continue
+        if len(shape) != t.dim() or any(s is not None and s != d for s, d in zip(shape, t.shape)):
+            out.append(
+                f"{name} has shape {tuple(t.shape)}, the key promises {tuple('*' if s is None else s for s in shape)}"
+            )
+        if dtype is not None and t.dtype != dtype:
+            out.append(f"{name} has dtype {t.dtype}, the key promises {dtype}")
+    return out
+
+
+# --------------------------------------------------------------------------- the run folder's index
+INDEX_NAME = "index.json"
+
+
+def _index_add(stage: Stage, cfg: Config, path: Path, payload: dict[str, Any]) -> None:
+    index = path.parent / INDEX_NAME
+    with file_lock(index, INDEX_NAME, log=lambda s: None):
+        try:
+            entries = read_json(index).get("artifacts", {}) if index.is_file() else {}
+        except ArtifactError:
+            entries = {}  # a damaged index is rebuilt from what is written next; the artifacts stay valid
+        entries = {k: v for k, v in entries.items() if (path.parent / k).is_file()}
+        entries[path.name] = {
+            "stage": stage.name,
+            "key": payload["key"],
+            "params": payload["params"],
+            "config": payload["config"],
+            "created": payload["created"],
+            "bytes": os.path.getsize(path),
+        }
+        write_json(index, {"artifacts": entries})
+
+
+def read_index(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """``{file name: {stage, key, params, config, created, bytes}}`` of a run folder (empty when none)."""
+    index = Path(folder) / INDEX_NAME
+    return read_json(index).get("artifacts", {}) if index.is_file() else {}
+
+
+def stage_table(stages: Sequence[Stage], cfg: Config) -> list[dict[str, Any]]:
+    """One row per stage: name, config fields it reads, upstream stages, artifact name pattern."""
+    rows = []
+    for s in stages:
+        tag = "".join(f"-<{p}>" for p in s.params)
+        rows.append(
+            {
+                "stage": s.name,
+                "fields": s.field_names(cfg),
+                "upstream": [u.name for u in s.upstream_stages(cfg)],
+                "extra": (s.extra.__doc__ or s.extra.__name__).strip() if s.extra else "",
+                "artifact": f"{s.name}{tag}-<key>{s.suffix}",
+                "description": s.description,
+            }
+        )
+    return rows

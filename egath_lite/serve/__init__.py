@@ -1,0 +1,1 @@
+"""Serving codes: single-query search, faiss indexes, Milvus export."""

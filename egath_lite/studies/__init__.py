@@ -1,0 +1,1 @@
+"""Studies around the method: the released files' forensics, the label-scarcity curve."""
