@@ -1,6 +1,6 @@
 """The one setup call every notebook makes: configuration from the run + parameters, offline switch, seed, device.
 
-S = setup("03_gat_classification", PRESET, RUN_NAME, RUNS_ROOT, OVERRIDES, FORCE, zeta=ZETA, ...)
+S = setup_from("03_gat_classification", globals())   # or setup(notebook, PRESET, RUN_NAME, ..., zeta=ZETA)
 S.cfg, S.device, S.force, S.save_results(RESULTS)
 """
 
@@ -42,6 +42,36 @@ class Session:
         path = save_results(self.cfg, self.notebook, results)
         print(f"wrote {path}")
         return path
+
+
+# The parameters cell's names that are not config fields.
+_SESSION_PARAMETERS = ("PRESET", "RUN_NAME", "RUNS_ROOT", "OVERRIDES", "FORCE")
+
+
+def setup_from(notebook: str, namespace: dict[str, Any], offline: bool = True) -> Session:
+    """``setup`` with the notebook's parameters read from its namespace: ``S = setup_from("04_hash_learning", globals())``.
+
+    Reads ``PRESET``, ``RUN_NAME``, ``RUNS_ROOT``, ``OVERRIDES``, ``FORCE`` and every upper-case name of the
+    parameters cell that is a config field in lower case (``ZETA`` → ``zeta``, ``BITS`` → ``bits``); other names
+    are the notebook's own (e.g. ``SHOW``). So the parameters cell is the only place a notebook lists its knobs.
+    """
+    from egath_lite.pipeline.config import FIELD_SECTION
+
+    params = {
+        name.lower(): value
+        for name, value in namespace.items()
+        if name.isupper() and name not in _SESSION_PARAMETERS and name.lower() in FIELD_SECTION
+    }
+    return setup(
+        notebook,
+        namespace.get("PRESET"),
+        namespace.get("RUN_NAME", "default"),
+        namespace.get("RUNS_ROOT", "../runs"),
+        namespace.get("OVERRIDES"),
+        namespace.get("FORCE", False),
+        offline,
+        **params,
+    )
 
 
 def setup(
