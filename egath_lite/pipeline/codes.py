@@ -7,6 +7,7 @@ training history, so the model and its codes can never disagree or go missing ap
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,20 @@ def split_codes(model: EGATH, data: Any) -> dict[str, torch.Tensor]:
         }
 
 
-def ensure_codes(cfg: Config, bits: int, force: bool = False, progress: bool = True) -> Codes:
-    """Train (or reuse) ``cfg.variant`` at ``bits`` bits; the payload holds the model and the codes."""
+def ensure_codes(
+    cfg: Config,
+    bits: int,
+    force: bool = False,
+    progress: bool = True,
+    loss_fn: Callable[..., dict[str, torch.Tensor]] | None = None,
+    model_fn: Callable[..., nn.Module] | None = None,
+) -> Codes:
+    """Train (or reuse) ``cfg.variant`` at ``bits`` bits; the result holds the model and the codes.
+
+    ``loss_fn(out, Y, B) -> {"total", <terms>}`` replaces ``core.losses.egath_loss`` (e.g. a loss written in
+    notebook 04); ``model_fn(cfg, bits, image_dim, text_dim, graph, image_backbone) -> nn.Module`` replaces
+    ``engine.build_egath``. Both are passed to ``engine.train_egath``.
+    """
     if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
         raise ValueError(f"bits must be a positive integer, got {bits!r}")
     variant_settings(cfg)  # unknown variant → clear error before any work
@@ -123,7 +136,18 @@ def ensure_codes(cfg: Config, bits: int, force: bool = False, progress: bool = T
         backbone = clip_image_backbone(cfg) if cfg.finetune_clip else None
         data = hash_data(cfg, features, backbone)
         gt = graph["tensors"]
-        model, hist = train_egath(cfg, bits, data, gt, backbone, progress, resume_path=resume, resume_key=key)
+        model, hist = train_egath(
+            cfg,
+            bits,
+            data,
+            gt,
+            backbone,
+            progress,
+            resume_path=resume,
+            resume_key=key,
+            loss_fn=loss_fn,
+            model_fn=model_fn,
+        )
         tensors = split_codes(model, data)
         tensors.update({f"state.{k}": v for k, v in model.state_dict().items()})
         for name in (
