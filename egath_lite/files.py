@@ -1,9 +1,9 @@
-"""File primitives every stage uses: run folders, atomic writes, lock files, JSON, package versions.
+"""File primitives every cache uses: atomic writes, lock files, JSON, package versions.
 
 A write goes to a temporary file beside its target (named with the writer's pid) and is
 renamed into place, so a crash never leaves half a file; temporary files of writers that
 died are removed by the next write to the same target; files get the umask's permissions.
-What is cached and when it is reused is decided in ``egath_lite.pipeline.stages``.
+Imports nothing else of the package, so ``data/`` and ``clip/`` can use it.
 """
 
 from __future__ import annotations

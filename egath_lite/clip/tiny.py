@@ -1,5 +1,8 @@
-"""The offline tiny CLIP: an open_clip config shipped with the package, trained contrastively on the
-toy training split, saved as an open_clip checkpoint and loaded back by path like real weights.
+"""The offline tiny CLIP's training: open_clip's contrastive loss on the toy training pairs.
+
+``train_tiny_clip`` trains an open_clip model (the shipped ``egath-tiny-clip`` config) from random
+initialisation; ``PREPROCESS_VERSION`` names how pixels and tags become model inputs (part of every
+CLIP stage's key). The stage that caches the checkpoint is ``egath_lite.pipeline.tiny_clip``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""Retrieval without learning: locality-sensitive hashing and the continuous CLIP embeddings.
+"""Locality-sensitive hashing, the untrained baseline: B = sign((X − mean) W), W Gaussian (D × bits).
 
-- ``lsh_codes``: B = sign((X − mean) W), W Gaussian (D × bits) — Charikar's random
-  hyperplanes, the lower reference every learned hash should beat. The mean is taken
-  from the data being hashed unless given (pass the training mean to hash a query set
-  exactly as the database).
-- ``clip_continuous_map``: the CLIP vectors ranked by cosine similarity, no
-  binarisation — the upper reference for what a hash of these features can keep.
+Charikar's random hyperplanes. The mean is taken from the data being hashed unless given (pass the
+training mean to hash a query set exactly as the database).
 """
 
 from __future__ import annotations

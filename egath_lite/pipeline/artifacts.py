@@ -1,9 +1,7 @@
-"""File primitives every stage uses: run folders, atomic writes, lock files, JSON, package versions.
+"""Run folders: where a run's artifacts live (``<runs_root>/<run_name>/``), never outside the runs root.
 
-A write goes to a temporary file beside its target (named with the writer's pid) and is
-renamed into place, so a crash never leaves half a file; temporary files of writers that
-died are removed by the next write to the same target; files get the umask's permissions.
-What is cached and when it is reused is decided in ``egath_lite.pipeline.stages``.
+The file primitives (atomic writes, locks, JSON) are in ``egath_lite.files``; what is cached and when
+it is reused is decided in ``egath_lite.pipeline.stages``.
 """
 
 from __future__ import annotations

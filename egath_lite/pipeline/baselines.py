@@ -1,11 +1,9 @@
-"""Retrieval without learning: locality-sensitive hashing and the continuous CLIP embeddings.
+"""Retrieval without learning, on a run's features: LSH codes and the continuous CLIP embeddings.
 
-- ``lsh_codes``: B = sign((X − mean) W), W Gaussian (D × bits) — Charikar's random
-  hyperplanes, the lower reference every learned hash should beat. The mean is taken
-  from the data being hashed unless given (pass the training mean to hash a query set
-  exactly as the database).
-- ``clip_continuous_map``: the CLIP vectors ranked by cosine similarity, no
-  binarisation — the upper reference for what a hash of these features can keep.
+- ``lsh_cross_modal_codes`` / ``lsh_map``: ``core.lsh.lsh_codes`` of both modalities, one shared
+  projection, each centred by its training mean: the lower reference every learned hash should beat.
+- ``clip_continuous_map`` / ``ensure_clip_baseline``: the CLIP vectors ranked by cosine similarity, no
+  binarisation: the upper reference for what a hash of these features can keep.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Notebook 03: label classifiers (GAT, GCN, independent) on frozen CLIP features, and their stage.
 
+The loop is ``core.train.classifier_epoch``; this module adds the seeding, the model selection and the cache.
+
 One classifier serves both modalities (as in EGATH, H is shared): it is trained on the image
 and the text vectors of the training items together, and the epoch with the best validation
 mAP is kept (never selected on the query set). The artifact ``classifier-<kind>-<key>.pt``

@@ -1,5 +1,5 @@
-"""The offline tiny CLIP: an open_clip config shipped with the package, trained contrastively on the
-toy training split, saved as an open_clip checkpoint and loaded back by path like real weights.
+"""The tiny CLIP stage: the offline CLIP trained on the toy training split (``egath_lite.clip.tiny``), saved
+as an open_clip checkpoint and loaded back by path like real weights.
 """
 
 from __future__ import annotations

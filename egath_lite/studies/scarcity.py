@@ -1,9 +1,8 @@
-"""Notebook 03: label classifiers (GAT, GCN, independent) on frozen CLIP features, and their stage.
+"""Label scarcity: frozen-feature classifiers trained on fewer labelled items (notebook 03, the graph study).
 
-One classifier serves both modalities (as in EGATH, H is shared): it is trained on the image
-and the text vectors of the training items together, and the epoch with the best validation
-mAP is kept (never selected on the query set). The artifact ``classifier-<kind>-<key>.pt``
-holds the model (``state.*``), per-label AP on the query split and the training history.
+Does the label graph help more when labels are scarce? ``scarce_subsets`` draws nested, seeded subsets
+of the training (and validation) items; ``scarcity_curve`` rebuilds the graph from each subset's labels
+and trains each classifier kind on it.
 """
 
 from __future__ import annotations
