@@ -58,6 +58,7 @@ CLASSIFIER_STAGE = Stage(
     version="2",
     tensors=("ap_image", "ap_text", "history_loss", "history_val_map"),
     expect=_expect,
+    code=("egath_lite.core.models", "egath_lite.core.losses", "egath_lite.core.train"),
     description="a label classifier (gat | gcn | independent) trained on frozen CLIP features",
 )
 

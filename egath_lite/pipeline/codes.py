@@ -3,6 +3,10 @@
 One artifact ``codes-<variant>-<bits>-<key>.pt`` holds the trained model (``state.*``), the
 int8 ±1 codes of the query and retrieval items in both modalities, their labels and the
 training history, so the model and its codes can never disagree or go missing apart.
+
+The key digests the source of ``core.models``, ``core.losses`` and ``core.train`` (an edit to the loss
+recomputes, saying so) and of a ``loss_fn``/``model_fn`` passed in, which therefore gets its own
+artifact beside the default's and never overwrites it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from egath_lite.pipeline.engine import build_egath, clip_image_backbone, hash_da
 from egath_lite.pipeline.features import FEATURES_STAGE, ensure_features
 from egath_lite.pipeline.graph import GRAPH_STAGE, ensure_graph
 from egath_lite.pipeline.results import Codes
-from egath_lite.pipeline.stages import Stage, shape_problems
+from egath_lite.pipeline.stages import Stage, code_changes, shape_problems
 from egath_lite.pipeline.variants import variant_settings
 from egath_lite.utils import cpu_threads, resolve_device
 
@@ -92,6 +96,7 @@ CODES_STAGE = Stage(
     version="2",
     tensors=CODE_TENSORS,
     expect=_expect,
+    code=("egath_lite.core.models", "egath_lite.core.losses", "egath_lite.core.train"),
     description="a trained EGATH (or ablation) model and its query/retrieval codes in both modalities",
 )
 
@@ -122,15 +127,21 @@ def ensure_codes(
 
     ``loss_fn(out, Y, B) -> {"total", <terms>}`` replaces ``core.losses.egath_loss`` (e.g. a loss written in
     notebook 04); ``model_fn(cfg, bits, image_dim, text_dim, graph, image_backbone) -> nn.Module`` replaces
-    ``engine.build_egath``. Both are passed to ``engine.train_egath``.
+    ``engine.build_egath``. Both are passed to ``engine.train_egath``, and both key the artifact by their
+    source (``pipeline.code_digest.callable_fingerprint``): a custom loss gets its own file beside the
+    default's, an edit to it recomputes. ``meta["custom"]`` records their names and digests; the history
+    holds ``history_loss_<term>`` for each term the loss returned.
     """
     if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
         raise ValueError(f"bits must be a positive integer, got {bits!r}")
     variant_settings(cfg)  # unknown variant → clear error before any work
+    custom = custom_code(loss_fn, model_fn)  # a lambda → CodeKeyError before any work
     features, graph = ensure_features(cfg), ensure_graph(cfg)
 
-    key = CODES_STAGE.key(cfg, variant=cfg.variant, bits=bits)
-    resume = resume_path(cfg, bits)
+    key = CODES_STAGE.key(cfg, custom, variant=cfg.variant, bits=bits)
+    resume = resume_path(cfg, bits, custom=custom)
+    for role, fp in custom.items():
+        print(f"[codes] {role}={fp['name']} (source digest {fp['digest']}): its own artifact, keyed by its source")
 
     def compute():
         backbone = clip_image_backbone(cfg) if cfg.finetune_clip else None
@@ -150,19 +161,9 @@ def ensure_codes(
         )
         tensors = split_codes(model, data)
         tensors.update({f"state.{k}": v for k, v in model.state_dict().items()})
-        for name in (
-            "loss",
-            "loss_cosine",
-            "loss_triplet",
-            "loss_cls",
-            "loss_quant",
-            "val_map_i2t",
-            "val_map_t2i",
-            "lr",
-            "epoch_seconds",
-            "epoch_cpu_seconds",
-        ):
-            tensors[f"history_{name}"] = torch.tensor(hist[name], dtype=torch.float64)
+        for name, values in hist.items():  # loss, loss_<term> for each term the loss returned, val_map_*, lr, ...
+            if isinstance(values, list):
+                tensors[f"history_{name}"] = torch.tensor(values, dtype=torch.float64)
         meta = dict(
             variant=cfg.variant,
             bits=bits,
@@ -178,19 +179,35 @@ def ensure_codes(
             image_dim=int(features["tensors"]["image_emb"].shape[1]),
             text_dim=int(data.text.shape[1]),
             resumed_after_epoch=hist["resumed_after_epoch"],
+            custom=custom,  # {"loss_fn": {"name", "digest"}} when a loss or model was passed in; {} for the paper's
         )
         return tensors, meta
 
     if force:
         resume.unlink(missing_ok=True)  # force means from scratch, not from the last epoch
-    payload = Codes(CODES_STAGE.run(cfg, compute, force=force, variant=cfg.variant, bits=bits))
+    payload = Codes(CODES_STAGE.run(cfg, compute, force=force, custom=custom, variant=cfg.variant, bits=bits))
     resume.unlink(missing_ok=True)  # the artifact holds the result now
     return payload
 
 
-def resume_path(cfg: Config, bits: int) -> Path:
-    """Where the hash training of ``cfg``/``bits`` keeps its state after each epoch until the codes are written."""
-    key = CODES_STAGE.key(cfg, variant=cfg.variant, bits=bits)
+def custom_code(
+    loss_fn: Callable[..., Any] | None = None, model_fn: Callable[..., Any] | None = None
+) -> dict[str, dict[str, str]]:
+    """``{"loss_fn": {"name", "digest"}, ...}`` of the callables passed in place of the paper's (none: ``{}``)."""
+    return (CODES_STAGE.code_record({"loss_fn": loss_fn, "model_fn": model_fn}) or {}).get("custom", {})
+
+
+def resume_path(
+    cfg: Config,
+    bits: int,
+    loss_fn: Callable[..., Any] | None = None,
+    model_fn: Callable[..., Any] | None = None,
+    custom: dict[str, Any] | None = None,
+) -> Path:
+    """Where the hash training of ``cfg``/``bits`` (with ``loss_fn``/``model_fn``, or their ``custom_code``)
+    keeps its state after each epoch until the codes are written: named by the same key as the codes."""
+    custom = custom_code(loss_fn, model_fn) if custom is None else custom
+    key = CODES_STAGE.key(cfg, custom, variant=cfg.variant, bits=bits)
     return run_dir(cfg) / f"codes-{cfg.variant}-{bits}-{key}.resume.pt"
 
 
@@ -201,10 +218,11 @@ def load_egath(
     image_dim: int,
     text_dim: int,
     image_backbone: nn.Module | None = None,
+    model_fn: Callable[..., nn.Module] | None = None,
 ) -> EGATH:
-    """The trained model stored in an ``ensure_codes`` payload (eval mode)."""
+    """The trained model stored in an ``ensure_codes`` payload (eval mode); ``model_fn``: the one it was trained with."""
     bits = int(payload["params"]["bits"])
-    model = build_egath(cfg, bits, image_dim, text_dim, graph, image_backbone)
+    model = (model_fn or build_egath)(cfg, bits, image_dim, text_dim, graph, image_backbone)
     load_state(model, state_from(payload), f"EGATH model in {payload.get('path')}")
     return model.eval()
 
@@ -213,7 +231,9 @@ def load_egath(
 def codes_in_run(folder: str | Path) -> list[dict[str, Any]]:
     """The codes artifacts a run folder's index lists and that exist: ``[{file, variant, bits, key, config, created}]``.
 
-    Sorted by variant, then bits, then newest first. ``config`` holds the codes stage's own fields as written.
+    Sorted by variant, then bits, then newest first. ``config`` holds the codes stage's own fields as written;
+    ``code`` the digests of the code that trained it. Artifacts trained with a ``loss_fn``/``model_fn`` passed in
+    are left out: their key needs that callable, so the run's configuration alone cannot load them.
     """
     from egath_lite.pipeline.stages import read_index
 
@@ -225,6 +245,8 @@ def codes_in_run(folder: str | Path) -> list[dict[str, Any]]:
             continue
         if not isinstance(params.get("variant"), str) or not isinstance(params.get("bits"), int):
             continue  # an entry this version did not write: the files it names are not trusted either
+        if (entry.get("code") or {}).get("custom"):
+            continue
         out.append(
             {
                 "file": name,
@@ -232,6 +254,7 @@ def codes_in_run(folder: str | Path) -> list[dict[str, Any]]:
                 "bits": params["bits"],
                 "key": entry.get("key"),
                 "config": dict(entry.get("config") or {}),
+                "code": entry.get("code"),
                 "created": str(entry.get("created", "")),
             }
         )
@@ -272,10 +295,17 @@ def load_run_codes(recorded: Config, variant: str, bits: int) -> tuple[Config, d
         if CODES_STAGE.path(cfg, variant=variant, bits=bits).is_file():
             return cfg, CODES_STAGE.load(cfg, variant=variant, bits=bits)
     if entries:
+        current = CODES_STAGE.code_record()
+        changed = [m for e in entries if isinstance(e["code"], dict) for m in code_changes(e["code"], current)]
+        why = (
+            f"the code of {', '.join(dict.fromkeys(changed))} changed"
+            if changed
+            else "the data set, the CLIP weights or an upstream setting changed"
+        )
         raise ArtifactError(
             f"run {recorded.run_name!r} holds {', '.join(e['file'] for e in entries)} but none has the key that its "
-            f"configuration and inputs give now: the data set, the CLIP weights or an upstream setting changed since "
-            f"notebook 04 trained it; rerun notebook 04 (and 01) for this run"
+            f"configuration and inputs give now: {why} since notebook 04 trained it; rerun notebook 04 (and 01) "
+            f"for this run"
         )
     raise ArtifactError(
         f"run {recorded.run_name!r} ({folder}) has no {variant} codes at {bits} bits; it has: "

@@ -176,6 +176,7 @@ GRAPH_STAGE = Stage(
     extra=_graph_inputs,
     tensors=GRAPH_TENSORS,
     expect=_graph_expect,
+    code=("egath_lite.core.label_graph", "egath_lite.core.label_embeddings"),
     description="label co-occurrence, conditional probabilities, adjacency at zeta, label embeddings",
 )
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from egath_lite.files import ArtifactError, file_lock, read_json, versions, write_json
 from egath_lite.pipeline.artifacts import run_dir
+from egath_lite.pipeline.code_digest import CORE_MODULES
 from egath_lite.pipeline.config import FIELD_SECTION, LOCATION_FIELDS, Config, ConfigError, get_config
 from egath_lite.pipeline.stages import Stage
 
@@ -41,6 +42,7 @@ RESULTS_STAGE = Stage(
     codec="json",
     suffix=".json",
     location=_results_folder,
+    code=CORE_MODULES,  # a notebook's results come from the whole paper's code
     description="a notebook's RESULTS dict, per configuration (what the driver reads)",
 )
 
@@ -57,6 +59,7 @@ CELL_STAGE = Stage(
     codec="json",
     suffix=".json",
     location=_cell_folder,
+    code=CORE_MODULES,  # a reused cell must not hide an edit to core/
     description="one grid cell of the driver: its table rows and stage times",
 )
 

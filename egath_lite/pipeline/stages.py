@@ -2,15 +2,19 @@
 keys, names, locks, validates, reuses or recomputes, and indexes its artifact.
 
 A stage's key digests: its name and format version, the config fields it reads (their values),
-its call parameters (e.g. ``bits``), the keys of its upstream stages, and extra inputs that live
-outside the config (the data set's fingerprint, a weights file's digest). The artifact's file
+its call parameters (e.g. ``bits``), the keys of its upstream stages, extra inputs that live
+outside the config (the data set's fingerprint, a weights file's digest), and the code it runs:
+one digest per ``egath_lite.core`` module it declares (``code``) and of any callable a caller passes
+in its place (``custom``; ``egath_lite.pipeline.code_digest``). The artifact's file
 name carries the key — ``<stage>[-<params>]-<key>.pt`` — so two configurations never overwrite
 each other. Loading checks the format, the key, a sha256 checksum of the payload and what the
 key promises about the tensors (row counts, widths, dtypes); any mismatch prints
 ``[<stage>] recomputing: <file>: <reason>`` and recomputes: never a silent hit. A per-artifact
 lock file makes a second process wait for the first instead of computing the same thing twice
 or mixing results. Each run folder holds ``index.json``: what it contains (stage, key, params,
-config subset, time).
+config subset, code digests, time). An artifact missing for its key while the index holds one of the
+same stage, params and config made by other code prints ``[<stage>] recomputing: the code of <module>
+changed``: a code change never recomputes silently.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from egath_lite.files import ArtifactError, atomic_write_bytes, file_lock, plain, read_json, versions, write_json
 from egath_lite.pipeline.artifacts import run_dir
+from egath_lite.pipeline.code_digest import callable_fingerprint, module_digest
 from egath_lite.pipeline.config import Config, digest
 
 FORMAT = "egath_lite.artifact/2"
@@ -42,7 +47,8 @@ class Stage:
     """One cached step: what it reads (config fields, params, upstream stages, extra inputs) and how it is stored.
 
     ``expect(cfg, params, payload)`` returns a list of problems (empty when the payload is what the
-    key promises). ``codec`` is ``"torch"`` (tensors + meta in one ``torch.save`` file), ``"json"``
+    key promises). ``code`` names the ``egath_lite.core`` modules the stage runs: each one's digest is
+    part of the key. ``codec`` is ``"torch"`` (tensors + meta in one ``torch.save`` file), ``"json"``
     (meta only), or a ``(save, load)`` pair for formats other tools must read (the tiny CLIP
     checkpoint, which open_clip loads by path).
     """
@@ -59,6 +65,7 @@ class Stage:
     suffix: str = ".pt"
     location: Callable[[Config], Path] | None = None  # folder of the artifacts; None: the run folder
     description: str = ""
+    code: tuple[str, ...] = ()  # the egath_lite.core modules it runs (their source digests key it)
 
     # ------------------------------------------------------------------ keys and paths
     def field_names(self, cfg: Config) -> tuple[str, ...]:
@@ -69,10 +76,26 @@ class Stage:
         """The stages whose artifacts this one reads, for ``cfg``."""
         return tuple(self.upstream(cfg) if callable(self.upstream) else self.upstream)
 
-    def key_parts(self, cfg: Config, **params: Any) -> dict[str, Any]:
+    def code_record(self, custom: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """``{"modules": {module: digest}, "custom": {role: {name, digest}}}`` of the code this stage runs.
+
+        ``custom``: callables a caller passes in place of the paper's code (``{"loss_fn": my_loss}``), or
+        their ``callable_fingerprint``s; None values are dropped. None when the stage runs no declared code.
+        """
+        fingerprints = {
+            role: fn if isinstance(fn, Mapping) else callable_fingerprint(fn, role)
+            for role, fn in sorted((custom or {}).items())
+            if fn is not None
+        }
+        if not self.code and not fingerprints:
+            return None
+        return {"modules": {m: module_digest(m) for m in self.code}, "custom": fingerprints}
+
+    def key_parts(self, cfg: Config, custom: Mapping[str, Any] | None = None, **params: Any) -> dict[str, Any]:
         """Everything the key digests, as a JSON-able dict (printed by ``explain``)."""
         self._check_params(params)
         values = cfg.to_dict()
+        code = self.code_record(custom)
         return {
             "stage": self.name,
             "version": self.version,
@@ -83,11 +106,12 @@ class Stage:
                 u.name: u.key(cfg, **{p: params[p] for p in u.params if p in params}) for u in self.upstream_stages(cfg)
             },
             "extra": self.extra(cfg) if self.extra is not None else None,
+            **({"code": code} if code is not None else {}),  # stages that run no core code keep their keys
         }
 
-    def key(self, cfg: Config, **params: Any) -> str:
-        """16-hex key of this stage's artifact for ``cfg`` and ``params``."""
-        return digest(self.key_parts(cfg, **params))
+    def key(self, cfg: Config, custom: Mapping[str, Any] | None = None, **params: Any) -> str:
+        """16-hex key of this stage's artifact for ``cfg`` and ``params`` (and ``custom`` code passed in)."""
+        return digest(self.key_parts(cfg, custom, **params))
 
     def folder(self, cfg: Config) -> Path:
         """Where this stage's artifacts live: the run folder unless the stage says otherwise."""
@@ -97,9 +121,9 @@ class Stage:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def path(self, cfg: Config, key: str | None = None, **params: Any) -> Path:
+    def path(self, cfg: Config, key: str | None = None, custom: Mapping[str, Any] | None = None, **params: Any) -> Path:
         """``<folder>/<stage>[-<param values>]-<key><suffix>``."""
-        key = key or self.key(cfg, **params)
+        key = key or self.key(cfg, custom, **params)
         tag = "".join(f"-{params[p]}" for p in self.params)
         return self.folder(cfg) / f"{self.name}{tag}-{key}{self.suffix}"
 
@@ -111,14 +135,20 @@ class Stage:
             )
 
     # ------------------------------------------------------------------ load / save / run
-    def load(self, cfg: Config, **params: Any) -> dict[str, Any]:
+    def load(self, cfg: Config, custom: Mapping[str, Any] | None = None, **params: Any) -> dict[str, Any]:
         """The valid artifact of ``cfg``/``params``, or ArtifactError saying why it cannot be used."""
-        key = self.key(cfg, **params)
+        key = self.key(cfg, custom, **params)
         return self._load_valid(self.path(cfg, key, **params), cfg, key, params)
 
-    def try_load(self, cfg: Config, log: Callable[[str], None] = print, **params: Any) -> dict[str, Any] | None:
+    def try_load(
+        self,
+        cfg: Config,
+        log: Callable[[str], None] = print,
+        custom: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> dict[str, Any] | None:
         """The valid artifact, or None (printing why an existing file is not used)."""
-        key = self.key(cfg, **params)
+        key = self.key(cfg, custom, **params)
         path = self.path(cfg, key, **params)
         if not path.is_file():
             return None
@@ -134,12 +164,15 @@ class Stage:
         tensors: dict[str, Any] | None,
         meta: dict[str, Any],
         compute_seconds: float | None = None,
+        custom: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> dict[str, Any]:
         """Validate and atomically write an artifact; returns its payload (``cache_hit`` False)."""
-        key = self.key(cfg, **params)
+        code = self.code_record(custom)
+        key = digest(self.key_parts(cfg, (code or {}).get("custom"), **params))
         path = self.path(cfg, key, **params)
         payload = self._payload(cfg, key, params, tensors or {}, meta)
+        payload["code"] = code  # outside the checksum, as the config: the key (in the file name) digests both
         payload["compute_seconds"] = compute_seconds  # outside the checksum: how long it took is not content
         problems = self._problems(cfg, params, payload)
         if problems:  # a bug in the stage's computation: never write what a later load would refuse
@@ -154,16 +187,26 @@ class Stage:
         compute: Callable[[], tuple[dict[str, Any] | None, dict[str, Any]]],
         force: bool = False,
         log: Callable[[str], None] = print,
+        custom: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> dict[str, Any]:
         """Reuse the valid artifact of this key, else ``compute()`` → ``(tensors, meta)``, save, return the payload.
 
         The check and the computation run under the artifact's lock: a second process asking for
         the same artifact waits, then reuses it. ``force`` recomputes even a valid artifact.
+        ``custom``: callables passed in place of the paper's code (``{"loss_fn": fn}``), keyed by their source.
+        When no file has this key but the folder's index holds one of the same params and config made by
+        other code, prints which code changed (``[codes] recomputing: the code of egath_lite.core.losses changed``).
         """
-        key = self.key(cfg, **params)
+        code = self.code_record(custom)  # digested once: the key written is the key looked up
+        custom = (code or {}).get("custom")
+        key = self.key(cfg, custom, **params)
         path = self.path(cfg, key, **params)
         with file_lock(path, f"{self.name} artifact {path.name}", log):
+            if not path.is_file() and not force:
+                reason = self.code_change(cfg, code, **params)
+                if reason:
+                    log(f"[{self.name}] recomputing: {reason}")
             if path.is_file():
                 if force:
                     log(f"[{self.name}] recomputing: {path.name}: forced")
@@ -176,7 +219,36 @@ class Stage:
                         log(f"[{self.name}] recomputing: {exc}")
             start = time.perf_counter()
             tensors, meta = compute()
-            return self.save(cfg, tensors, meta, compute_seconds=time.perf_counter() - start, **params)
+            return self.save(cfg, tensors, meta, compute_seconds=time.perf_counter() - start, custom=custom, **params)
+
+    def code_change(self, cfg: Config, code: dict[str, Any] | None = None, **params: Any) -> str | None:
+        """Why this folder lacks an artifact of ``cfg``/``params`` when its index names the code: ``"the code of
+        egath_lite.core.losses changed"`` (None when no indexed artifact of the same params and config was made
+        by other code of this stage). ``code``: this call's ``code_record`` (default: the stage's own)."""
+        code = self.code_record() if code is None else code
+        if code is None:
+            return None
+        values = cfg.to_dict()
+        config = plain({f: values[f] for f in sorted(self.field_names(cfg))})
+        try:
+            entries = read_index(self.folder(cfg))
+        except ArtifactError:
+            return None
+        same = [
+            e
+            for e in entries.values()
+            if e.get("stage") == self.name and e.get("params") == plain(params) and e.get("config") == config
+        ]
+        if not same:
+            return None
+        same.sort(key=lambda e: str(e.get("created", "")), reverse=True)
+        recorded = [e for e in same if isinstance(e.get("code"), dict)]
+        if not recorded:
+            return "the artifact of this configuration was made before artifacts were keyed by their code"
+        # the newest artifact made with the same callables passed in (or, when none, the newest at all)
+        entry = ([e for e in recorded if _roles(e["code"]) == _roles(code)] or recorded)[0]
+        changed = code_changes(entry["code"], code)
+        return f"the code of {_join(changed)} changed" if changed else None
 
     def explain(self, cfg: Config, **params: Any) -> str:
         """Human-readable account of the key: fields, params, upstream keys, extra inputs."""
@@ -318,6 +390,7 @@ def _index_add(stage: Stage, cfg: Config, path: Path, payload: dict[str, Any]) -
             "key": payload["key"],
             "params": payload["params"],
             "config": payload["config"],
+            "code": payload.get("code"),
             "created": payload["created"],
             "bytes": os.path.getsize(path),
         }
@@ -325,9 +398,33 @@ def _index_add(stage: Stage, cfg: Config, path: Path, payload: dict[str, Any]) -
 
 
 def read_index(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """``{file name: {stage, key, params, config, created, bytes}}`` of a run folder (empty when none)."""
+    """``{file name: {stage, key, params, config, code, created, bytes}}`` of a run folder (empty when none)."""
     index = Path(folder) / INDEX_NAME
     return read_json(index).get("artifacts", {}) if index.is_file() else {}
+
+
+# --------------------------------------------------------------------------- which code changed
+def code_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs between two ``code_record``s: module names, then ``loss_fn my_loss`` for a callable passed in
+    under the same role and name whose source changed (a callable passed in instead of another is no change)."""
+    old_modules, new_modules = old.get("modules") or {}, new.get("modules") or {}
+    changed = [m for m in new_modules if m in old_modules and old_modules[m] != new_modules[m]]
+    old_custom, new_custom = old.get("custom") or {}, new.get("custom") or {}
+    for role, fp in new_custom.items():
+        before = old_custom.get(role)
+        if isinstance(before, Mapping) and before.get("name") == fp["name"] and before.get("digest") != fp["digest"]:
+            changed.append(f"{role} {fp['name']}")
+    return changed
+
+
+def _roles(code: Mapping[str, Any] | None) -> dict[str, Any]:
+    custom = (code or {}).get("custom") or {}
+    return {role: fp.get("name") for role, fp in custom.items() if isinstance(fp, Mapping)}
+
+
+def _join(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def stage_table(stages: Sequence[Stage], cfg: Config) -> list[dict[str, Any]]:
@@ -341,6 +438,7 @@ def stage_table(stages: Sequence[Stage], cfg: Config) -> list[dict[str, Any]]:
                 "fields": s.field_names(cfg),
                 "upstream": [u.name for u in s.upstream_stages(cfg)],
                 "extra": (s.extra.__doc__ or s.extra.__name__).strip() if s.extra else "",
+                "code": s.code,
                 "artifact": f"{s.name}{tag}-<key>{s.suffix}",
                 "description": s.description,
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from egath_lite.pipeline.baselines import CLIP_BASELINE_STAGE
 from egath_lite.pipeline.classifier import CLASSIFIER_STAGE
+from egath_lite.pipeline.code_digest import CORE_MODULES
 from egath_lite.pipeline.codes import CODES_STAGE
 from egath_lite.pipeline.config import Config, get_config
 from egath_lite.pipeline.features import FEATURES_STAGE
@@ -25,9 +26,13 @@ STAGES: tuple[Stage, ...] = (
 
 
 def stage_table_markdown(cfg: Config | None = None) -> str:
-    """The stage table as Markdown: stage, config fields it reads, upstream stages, extra inputs, artifact name."""
+    """The stage table as Markdown: stage, config fields it reads, upstream stages, extra inputs, code it runs
+    (its source digests key the artifact), artifact name."""
     cfg = cfg or get_config("default")
-    lines = ["| stage | reads config fields | upstream | other inputs | artifact |", "|---|---|---|---|---|"]
+    lines = [
+        "| stage | reads config fields | upstream | other inputs | code it runs | artifact |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in stage_table(STAGES, cfg):
         fields = (
             "every field but the run's location"
@@ -35,7 +40,14 @@ def stage_table_markdown(cfg: Config | None = None) -> str:
             else ", ".join(f"`{f}`" for f in row["fields"])
         )
         upstream = ", ".join(row["upstream"]) or "–"
-        lines.append(f"| {row['stage']} | {fields} | {upstream} | {row['extra'] or '–'} | `{row['artifact']}` |")
+        code = (
+            "all of `core/`"
+            if tuple(row["code"]) == CORE_MODULES
+            else ", ".join(f"`{m.removeprefix('egath_lite.')}`" for m in row["code"]) or "–"
+        )
+        lines.append(
+            f"| {row['stage']} | {fields} | {upstream} | {row['extra'] or '–'} | {code} | `{row['artifact']}` |"
+        )
     return "\n".join(lines) + "\n"
 
 

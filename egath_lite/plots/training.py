@@ -121,8 +121,9 @@ def plot_attention(edge_index: Any, alpha: Any, label_names: Sequence[str], titl
 def plot_hash_history(histories: Mapping[int, Mapping[str, Any]]):
     """Per bit length: training loss terms (top) and validation mAP I→T / T→I (bottom); dashed: selected epoch.
 
-    ``histories``: {bits: {"loss", "loss_cosine", "loss_triplet", "loss_cls", "loss_quant",
-    "val_map_i2t", "val_map_t2i"}} (the ``history_*`` tensors of a codes payload, prefix removed).
+    ``histories``: {bits: {"loss", "loss_<term>" for each term the loss returned (EGATH's: cosine, triplet,
+    cls, quant; a custom ``loss_fn``'s own), "val_map_i2t", "val_map_t2i"}} (the ``history_*`` tensors of a
+    codes payload, prefix removed).
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -134,7 +135,9 @@ def plot_hash_history(histories: Mapping[int, Mapping[str, Any]]):
         ax_l, ax_m = axes[0, col], axes[1, col]
         epochs = np.arange(1, len(_np(h["loss"])) + 1)
         ax_l.plot(epochs, _np(h["loss"]), color="k", lw=2, label="total")
-        for term in ("cosine", "triplet", "cls", "quant"):
+        known = ("cosine", "triplet", "cls", "quant")
+        others = sorted(k[len("loss_") :] for k in h if k.startswith("loss_") and k[len("loss_") :] not in known)
+        for term in (*known, *others):
             if f"loss_{term}" in h:
                 ax_l.plot(epochs, _np(h[f"loss_{term}"]), lw=1, label=term)
         ax_l.set(title=f"{bits} bits: loss", xlabel="epoch")
