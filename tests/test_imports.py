@@ -43,27 +43,30 @@ def _within(name: str, prefix: str) -> bool:
 
 
 def imports_of(name: str) -> list[tuple[str, int]]:
-    """(imported module, line) for every import statement in module ``name``: absolute dotted names.
-
-    For a name inside the package the target is the deepest module that exists (``from egath_lite.core import
-    models`` -> ``egath_lite.core.models``; ``from egath_lite.pipeline.config import Config`` -> its module)."""
+    """(imported module, line) for every import statement in module ``name`` of the package."""
     path = modules()[name]
-    is_package = path.name == "__init__.py"
-    known = modules()
+    return imports_in(path.read_text(), name, path.name == "__init__.py", modules())
+
+
+def imports_in(source: str, name: str, is_package: bool, known) -> list[tuple[str, int]]:
+    """(imported module, line) for every import in ``source`` (module ``name``), relative ones made absolute.
+
+    For a name inside the package the target is the deepest module in ``known`` (``from egath_lite.core import
+    models`` -> ``egath_lite.core.models``; ``from egath_lite.pipeline.config import Config`` -> its module)."""
     out = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             out += [(_deepest(alias.name, known), node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = name.split(".") if is_package else name.split(".")[:-1]
                 base = base[: len(base) - (node.level - 1)]
-                source = ".".join(base + ([node.module] if node.module else []))
+                source_module = ".".join(base + ([node.module] if node.module else []))
             else:
-                source = node.module
+                source_module = node.module
             for alias in node.names:
-                sub = f"{source}.{alias.name}"
-                out.append((sub if sub in known else _deepest(source, known), node.lineno))
+                sub = f"{source_module}.{alias.name}"
+                out.append((sub if sub in known else _deepest(source_module, known), node.lineno))
     return out
 
 
@@ -172,6 +175,14 @@ def test_the_graph_sees_the_package():
     assert "egath_lite.core.models" in graph()["egath_lite.pipeline.classifier"] or any(
         _within(t, "egath_lite.core") for t in graph()["egath_lite.pipeline.classifier"]
     )
+
+
+def test_relative_and_lazy_imports_resolve_to_modules():
+    known = {"p", "p.a", "p.b", "p.sub", "p.sub.c"}
+    src = "from . import b\nfrom .sub import c\nfrom ..x import y\ndef f():\n    from .sub import name\n    import os.path\n"
+    got = imports_in(src, "p.a", False, known)
+    assert sorted(got, key=lambda t: t[1]) == [("p.b", 1), ("p.sub.c", 2), ("x", 3), ("p.sub", 5), ("os.path", 6)]
+    assert imports_in("from . import a\nfrom .c import z\n", "p.sub", True, known) == [("p.sub", 1), ("p.sub.c", 2)]
 
 
 def test_the_cycle_finder_finds_a_planted_cycle():
