@@ -15,6 +15,7 @@ CHANGELOG.md is history and is not checked. All failures are reported at once, w
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -144,6 +145,11 @@ def check_short_name(text: str) -> str | None:
 def resolve(dotted: str) -> str | None:
     """None when ``dotted`` imports as a module or resolves by getattr from its longest importable prefix;
     else why not."""
+    try:
+        if importlib.util.find_spec(dotted) is not None:
+            return None  # a module: found without running it (the shims warn when imported)
+    except (ImportError, ValueError):
+        pass
     parts = dotted.split(".")
     for n in range(len(parts), 0, -1):
         name = ".".join(parts[:n])

@@ -1,27 +1,8 @@
-"""The label graph: training-label co-occurrence → conditional probabilities → adjacency → PyG edges.
+"""Label embeddings E (C × F), the label graph's node inputs: a user's own ``.npy`` file, validated.
 
-EGATH (§3.2) builds its graph the way ML-GCN (Chen et al., CVPR 2019, arXiv 1904.03582,
-§3.3) and GCDH do. For a multi-hot training label matrix ``Y`` (n × C):
-
-    C_ij = Σ_k Y_ki Y_kj          items carrying both label i and label j (C_ii = N_i)
-    N_i  = Σ_k Y_ki               items carrying label i
-    D_ij = C_ij / N_i             = P(label j | label i); row i is conditioned on label i
-    A_ij = 1[D_ij ≥ ζ]            off the diagonal; the diagonal holds the self-loops
-
-``N_i`` is the number of training items carrying label i. That is what the ``num`` field of
-GCDH's released ``*_adj.mat`` files holds (checked in the tests) and what ML-GCN's code
-divides by. The paper's wording (N_i = Σ_j C_ij) would instead count an item with k labels
-k times, and then D would not be a probability.
-
-Message direction: row i of ``A`` lists the labels that node i *listens to*. A GCN layer
-computes ``H' = A H``, so node i receives from node j when ``A_ij > 0``. In PyG's convention
-(``flow="source_to_target"``: ``edge_index[0]`` sends, ``edge_index[1]`` receives),
-``A_ij > 0`` is therefore the edge ``(source j → target i)``. For example, "lake" listens
-to "water", because P(water | lake) is high; "water" does not listen to "lake".
-
-Only training labels may enter the graph. The query labels are the test set: GCDH's
-released counts include them (and, stored as uint8, wrapped around at 256). See
-``released_file_facts`` (any set, offline) and ``released_counts_explained`` (against labels).
+EGATH uses the 300-d GloVe vectors of the label names (``egath_lite.data.reference.load_glove``, shipped
+with the package); ``label_embedding="clip"`` takes CLIP text embeddings of a prompt per label
+(``egath_lite.pipeline.graph.label_embeddings``). Rows follow the data set's label order.
 """
 
 from __future__ import annotations
