@@ -8,6 +8,8 @@
   prefix, and every backticked ``egath_lite/<path>`` exists (``egath_lite/x.py::name`` also names an attribute),
   as does every backticked ``tests/``, ``benchmarks/``, ``scripts/``, ``docs/`` or ``notebooks/`` file.
   A short ``models.binarize`` whose first word is a module's name must resolve in a module of that name.
+  A backticked artifact file name (``…-<key>.pt``) must be one a stage writes (or the toy bundle), and a
+  backticked notebook name (``02_label_graph``) one of the notebooks.
   Fenced code blocks count too (``from egath_lite.x import a, b`` checks ``a`` and ``b``).
 CHANGELOG.md is history and is not checked. All failures are reported at once, with file and line.
 """
