@@ -97,7 +97,7 @@ def scarce_data(cfg_n: Any, features: dict[str, Any]):
     labelled = np.union1d(t["train_idx"].numpy(), t["val_idx"].numpy())
     if not np.isin(np.concatenate([train, val]), labelled).all():
         raise ValueError(f"num_train={cfg_n.num_train} is not a subset of the features' training items")
-    # train sorted and val in carve order, as features.training_split has them (the preset's own size reproduces
+    # train sorted and val in carve order, as results.training_split has them (the preset's own size reproduces
     # ensure_codes exactly)
     split = {
         "train": torch.from_numpy(np.sort(train)).long(),

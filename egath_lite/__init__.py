@@ -2,7 +2,7 @@
 
 import os as _os
 
-__version__ = "0.1.0"
+from egath_lite.version import __version__ as __version__  # defined once, in a leaf module
 
 # numba's default OpenMP layer keeps its worker threads spinning after a parallel kernel
 # (the metrics), which slowed later torch steps in the same process ~20x on 2 cores.

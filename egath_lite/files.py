@@ -35,7 +35,7 @@ def versions() -> dict[str, str]:
     for mod in ("numpy", "open_clip", "torch_geometric", "numba"):
         if mod in sys.modules:
             out[mod] = str(getattr(sys.modules[mod], "__version__", "?"))
-    from egath_lite import __version__
+    from egath_lite.version import __version__
 
     out["egath_lite"] = __version__
     return out

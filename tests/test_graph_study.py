@@ -91,8 +91,9 @@ def test_scarce_split_keeps_query_and_retrieval_and_shrinks_train_and_val(tiny_r
 
 def test_scarcity_curve_at_full_size_reproduces_the_cached_classifiers(tiny_root):
     from egath_lite.pipeline.classifier import ensure_label_classifier
-    from egath_lite.pipeline.features import ensure_features, training_split
+    from egath_lite.pipeline.features import ensure_features
     from egath_lite.pipeline.graph import ensure_graph
+    from egath_lite.pipeline.results import training_split
     from egath_lite.studies.scarcity import scarcity_curve
 
     cfg = _cfg(tiny_root)

@@ -23,7 +23,7 @@ from egath_lite.pipeline.baselines import lsh_cross_modal_codes
 from egath_lite.pipeline.classifier import CLASSIFIER_STAGE, ensure_gat
 from egath_lite.pipeline.codes import CODES_STAGE, ensure_codes, load_egath
 from egath_lite.pipeline.engine import HashData, retrieval_map, train_egath
-from egath_lite.pipeline.features import training_split as _split
+from egath_lite.pipeline.results import training_split as _split
 
 N, C, D, V = 420, 5, 16, 30
 

@@ -1,8 +1,8 @@
-"""The label embeddings E (C × F): the GAT's node inputs (paper §3.2: 300-d GloVe vectors of the label names).
+"""Label embeddings E (C × F), the label graph's node inputs: a user's own ``.npy`` file, validated.
 
-The shipped GloVe rows and CLIP prompt embeddings are chosen by the run configuration
-(``egath_lite.pipeline.graph.label_embeddings``); here is what any source must satisfy, and a user's own
-embeddings read from a ``.npy`` file: one finite row per label, in the data set's label order.
+EGATH uses the 300-d GloVe vectors of the label names (``egath_lite.data.reference.load_glove``, shipped
+with the package); ``label_embedding="clip"`` takes CLIP text embeddings of a prompt per label
+(``egath_lite.pipeline.graph.label_embeddings``). Rows follow the data set's label order.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
 """``python -m egath_lite.data [--dataset NAME|MANIFEST] [--size N|tiny|default] [--out PNG]``: summary, example grid."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,11 @@ def main(argv: list[str] | None = None) -> int:
     from egath_lite.data import available_datasets, is_manifest_path, load_dataset
 
     parser = argparse.ArgumentParser(prog="python -m egath_lite.data", description=__doc__)
-    parser.add_argument("--dataset", default="toy_nuswide",
-                        help=f"one of {available_datasets()}, or the path of your own .csv / .jsonl manifest")
+    parser.add_argument(
+        "--dataset",
+        default="toy_nuswide",
+        help=f"one of {available_datasets()}, or the path of your own .csv / .jsonl manifest",
+    )
     parser.add_argument("--root", default=None, help="folder of a real benchmark (default: data/<dataset>)")
     parser.add_argument("--size", default="default", help="toy_nuswide: number of items, 'tiny' or 'default'")
     parser.add_argument("--seed", type=int, default=0, help="toy_nuswide: generator seed")

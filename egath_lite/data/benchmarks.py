@@ -11,6 +11,7 @@ layout's name, and ``drop_unlabeled``. A root that matches no layout raises an e
 lists what the folder holds, the layout it most resembles and the fix (``layouts.py``).
 Nothing here falls back to other data.
 """
+
 from __future__ import annotations
 
 from egath_lite.data import mirflickr, mscoco, nuswide
@@ -20,8 +21,20 @@ from egath_lite.data.mscoco import load_mscoco
 from egath_lite.data.nuswide import GCDH_LAYOUT, load_nuswide_tc10
 from egath_lite.data.release import MAT_LAYOUT, SPLITS
 
-LAYOUTS: dict[str, tuple[Layout, ...]] = {"mirflickr25k": mirflickr.LAYOUTS, "nuswide_tc10": nuswide.LAYOUTS,
-                                          "mscoco": mscoco.LAYOUTS}
+LAYOUTS: dict[str, tuple[Layout, ...]] = {
+    "mirflickr25k": mirflickr.LAYOUTS,
+    "nuswide_tc10": nuswide.LAYOUTS,
+    "mscoco": mscoco.LAYOUTS,
+}
 
-__all__ = ["HOW_TO", "LAYOUTS", "MIR_ANNOTATIONS", "GCDH_LAYOUT", "MAT_LAYOUT", "SPLITS", "load_mirflickr25k",
-           "load_mscoco", "load_nuswide_tc10"]
+__all__ = [
+    "HOW_TO",
+    "LAYOUTS",
+    "MIR_ANNOTATIONS",
+    "GCDH_LAYOUT",
+    "MAT_LAYOUT",
+    "SPLITS",
+    "load_mirflickr25k",
+    "load_mscoco",
+    "load_nuswide_tc10",
+]

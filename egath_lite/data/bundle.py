@@ -5,6 +5,7 @@ its dtype, shape, offset, size and sha256), then the raw C-order bytes. The same
 always give the same file bytes (no timestamps, unlike .npz), written atomically; a read
 checks every size and checksum, so a truncated or edited cache is caught, never used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from egath_lite.files import atomic_write_bytes
 from egath_lite.data.dataset import DatasetError
+from egath_lite.files import atomic_write_bytes
 
 MAGIC = b"EGATH-BUNDLE/1\n"
 _ALLOWED = {"uint8", "int8", "int16", "int32", "int64", "float32", "float64", "bool"}
@@ -34,8 +35,16 @@ def write_bundle(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: d
         if arr.dtype.name not in _ALLOWED:
             raise TypeError(f"bundle array {name!r} has dtype {arr.dtype}; allowed: {sorted(_ALLOWED)}")
         data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-        entries.append({"name": name, "dtype": arr.dtype.name, "shape": list(arr.shape), "offset": offset,
-                        "nbytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        entries.append(
+            {
+                "name": name,
+                "dtype": arr.dtype.name,
+                "shape": list(arr.shape),
+                "offset": offset,
+                "nbytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
         offset += len(data)
         blobs.append(data)
     header = json.dumps({"meta": meta, "arrays": entries}, sort_keys=True).encode()
@@ -61,27 +70,29 @@ def read_bundle(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[st
     start = len(MAGIC) + 8
     if len(raw) < start:
         raise BundleError(f"{path} is truncated (no header); {fix}")
-    hlen = int.from_bytes(raw[len(MAGIC):start], "little")
+    hlen = int.from_bytes(raw[len(MAGIC) : start], "little")
     try:
-        header = json.loads(raw[start:start + hlen])
+        header = json.loads(raw[start : start + hlen])
         meta, entries = header["meta"], header["arrays"]
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{path} has a corrupt header ({exc}); {fix}") from exc
-    body = memoryview(raw)[start + hlen:]
+    body = memoryview(raw)[start + hlen :]
     arrays = {}
     for e in entries:
         lo, hi = e["offset"], e["offset"] + e["nbytes"]
         if hi > len(body):
-            raise BundleError(f"{path} is truncated: array {e['name']!r} needs bytes up to {hi}, "
-                              f"file body has {len(body)}; {fix}")
+            raise BundleError(
+                f"{path} is truncated: array {e['name']!r} needs bytes up to {hi}, file body has {len(body)}; {fix}"
+            )
         chunk = body[lo:hi]
         if hashlib.sha256(chunk).hexdigest() != e["sha256"]:
             raise BundleError(f"{path}: checksum mismatch in array {e['name']!r} (the file was altered); {fix}")
         dtype = np.dtype(e["dtype"]).newbyteorder("<")
         expected = int(np.prod(e["shape"], dtype=np.int64)) * dtype.itemsize
         if expected != e["nbytes"]:
-            raise BundleError(f"{path}: array {e['name']!r} shape {e['shape']} does not match its "
-                              f"{e['nbytes']} bytes; {fix}")
+            raise BundleError(
+                f"{path}: array {e['name']!r} shape {e['shape']} does not match its {e['nbytes']} bytes; {fix}"
+            )
         arrays[e["name"]] = np.frombuffer(chunk, dtype=dtype).reshape(e["shape"]).astype(dtype.newbyteorder("="))
     if hi_total := sum(e["nbytes"] for e in entries):
         if hi_total != len(body):

@@ -6,12 +6,14 @@ uint8 (N, H, W, 3)) or paths opened on demand. The split follows GCDH / DCHMT:
 ``np.random.seed(seed); perm = np.random.permutation(N)``; query = the first
 ``num_query``, train = the next ``num_train``, retrieval = every item but the query.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +32,9 @@ def check_labels(labels: Any, source: str, num_labels: int | None = None, allow_
     try:
         arr = np.asarray(labels)
     except Exception as exc:  # noqa: BLE001 - ragged lists and the like
-        raise DatasetError(f"{source}: labels are not a rectangular array ({exc}); expected a (N, C) 0/1 matrix") \
-            from exc
+        raise DatasetError(
+            f"{source}: labels are not a rectangular array ({exc}); expected a (N, C) 0/1 matrix"
+        ) from exc
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise DatasetError(f"{source}: labels must be a non-empty 2-D (N, C) matrix, got shape {arr.shape}")
     if num_labels is not None and arr.shape[1] != num_labels:
@@ -111,8 +114,9 @@ class Split:
 
 def make_split(num_items: int, num_query: int, num_train: int, seed: int) -> Split:
     """GCDH's split: permutation of range(N) by ``np.random.seed(seed)``; query first, train next, retrieval = rest."""
-    num_items, num_query, num_train = (_check_count(n, v) for n, v in
-                                       (("num_items", num_items), ("num_query", num_query), ("num_train", num_train)))
+    num_items, num_query, num_train = (
+        _check_count(n, v) for n, v in (("num_items", num_items), ("num_query", num_query), ("num_train", num_train))
+    )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DatasetError(f"split seed must be a non-negative int, got {seed!r}")
     if num_query + num_train > num_items:
@@ -121,8 +125,13 @@ def make_split(num_items: int, num_query: int, num_train: int, seed: int) -> Spl
             f"ask for fewer (None picks the dataset's benchmark default)"
         )
     perm = np.random.RandomState(int(seed)).permutation(num_items).astype(np.int64)
-    return Split(query=perm[:num_query], train=perm[num_query:num_query + num_train], retrieval=perm[num_query:],
-                 seed=int(seed), num_items=num_items)
+    return Split(
+        query=perm[:num_query],
+        train=perm[num_query : num_query + num_train],
+        retrieval=perm[num_query:],
+        seed=int(seed),
+        num_items=num_items,
+    )
 
 
 @dataclass(frozen=True)
@@ -161,13 +170,16 @@ class MultiModalDataset:
             raise DatasetError(f"{source}: give exactly one of images (in memory) or image_paths")
         if self.images is not None:
             if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
-                raise DatasetError(f"{source}: images must be uint8 (N, H, W, 3), "
-                                   f"got {self.images.dtype} {self.images.shape}")
-        check_same_length(source, labels=self.labels, texts=self.texts, images=self.images,
-                          image_paths=self.image_paths)
+                raise DatasetError(
+                    f"{source}: images must be uint8 (N, H, W, 3), got {self.images.dtype} {self.images.shape}"
+                )
+        check_same_length(
+            source, labels=self.labels, texts=self.texts, images=self.images, image_paths=self.image_paths
+        )
         if self.fixed_split is not None and self.fixed_split.num_items != len(self.labels):
-            raise DatasetError(f"{source}: the fixed split covers {self.fixed_split.num_items} items, the data "
-                               f"{len(self.labels)}")
+            raise DatasetError(
+                f"{source}: the fixed split covers {self.fixed_split.num_items} items, the data {len(self.labels)}"
+            )
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -225,8 +237,12 @@ class MultiModalDataset:
                     f"num_train=none), or remove the split column to get a seeded split of those sizes"
                 )
             return fixed if seed is None else dataclasses.replace(fixed, seed=int(seed))
-        return make_split(len(self), d.num_query if num_query is None else num_query,
-                          d.num_train if num_train is None else num_train, d.seed if seed is None else seed)
+        return make_split(
+            len(self),
+            d.num_query if num_query is None else num_query,
+            d.num_train if num_train is None else num_train,
+            d.seed if seed is None else seed,
+        )
 
     def summary(self) -> dict[str, Any]:
         """Items, labels, per-label counts, labels and tags per item (what `python -m egath_lite.data` prints)."""
@@ -250,12 +266,14 @@ class MultiModalDataset:
         """``summary()`` as a short human-readable table."""
         s = self.summary()
         width = max(len(n) for n in self.label_names)
-        lines = [f"{s['name']}: {s['items']:,} items, {s['labels']} labels"
-                 + (f", images {'x'.join(map(str, s['image_shape']))}" if "image_shape" in s else ""),
-                 f"  mean labels per item {s['mean_labels_per_item']:.3f}, "
-                 f"mean tags per item {s['mean_tags_per_item']:.2f}"
-                 f" ({s['items_without_tags']} items without tags)",
-                 "  per-label counts:"]
+        lines = [
+            f"{s['name']}: {s['items']:,} items, {s['labels']} labels"
+            + (f", images {'x'.join(map(str, s['image_shape']))}" if "image_shape" in s else ""),
+            f"  mean labels per item {s['mean_labels_per_item']:.3f}, "
+            f"mean tags per item {s['mean_tags_per_item']:.2f}"
+            f" ({s['items_without_tags']} items without tags)",
+            "  per-label counts:",
+        ]
         for name, count in s["label_counts"].items():
             lines.append(f"    {name:<{width}} {count:>8,}  ({count / s['items']:.1%})")
         d = s["split_defaults"]

@@ -1,10 +1,11 @@
 """Cheap digests of a release's input files: content for small files, stat for large ones and for image folders."""
+
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 CONTENT_LIMIT = 64 << 20  # files up to 64 MiB are hashed by content; larger ones (AllTags1k.txt, COCO JSON) by stat
 
@@ -48,11 +49,14 @@ def tree_digest(folder: Path) -> list:
 
 def inputs_digest(root: Path, files: Sequence[Path], trees: Sequence[Path]) -> list:
     """JSON-able description of a layout's inputs: each file's digest and each folder's tree digest, by relative path."""
+
     def rel(p: Path) -> str:
         try:
             return str(p.relative_to(root))
         except ValueError:
             return str(p)
 
-    return [[[rel(f), *file_digest(f)] for f in sorted(set(files)) if f.is_file()],
-            [[rel(t), *tree_digest(t)] for t in sorted(set(trees)) if t.is_dir()]]
+    return [
+        [[rel(f), *file_digest(f)] for f in sorted(set(files)) if f.is_file()],
+        [[rel(t), *tree_digest(t)] for t in sorted(set(trees)) if t.is_dir()],
+    ]

@@ -8,12 +8,13 @@ placement mistakes that match (image folder given as root, a preprocessed single
 release, ...), a release one or two levels down (double nesting) or one level up (a
 subfolder given as root), and the layout the folder most resembles with what it lacks.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from egath_lite.data.dataset import DatasetError, DatasetNotFoundError
 
@@ -82,9 +83,11 @@ class FolderScan:
         """One sentence: entries, image counts, .mat and .json names."""
         listed = self.entries[:_MAX_LISTED]
         more = f" and {len(self.entries) - len(listed)} more" if len(self.entries) > len(listed) else ""
-        parts = [f"{len(self.entries)} entries ({', '.join(listed) if listed else 'empty'}{more})",
-                 f"{self.jpg_top:,} .jpg files directly in it, {self.jpg_below:,} below it"
-                 + (f" (mostly in {', '.join(self.jpg_dirs)})" if self.jpg_dirs else "")]
+        parts = [
+            f"{len(self.entries)} entries ({', '.join(listed) if listed else 'empty'}{more})",
+            f"{self.jpg_top:,} .jpg files directly in it, {self.jpg_below:,} below it"
+            + (f" (mostly in {', '.join(self.jpg_dirs)})" if self.jpg_dirs else ""),
+        ]
         if self.mat_files:
             parts.append(f".mat files: {self.mat_files[:_MAX_LISTED]}")
         if self.json_files:
@@ -129,9 +132,16 @@ def scan_folder(root: Path, depth: int = 3) -> FolderScan:
         except OSError:
             continue
     top_dirs = sorted(per_dir, key=lambda d: -per_dir[d])[:3]
-    return FolderScan(root=root, entries=entries, jpg_top=jpg_top, jpg_below=sum(per_dir.values()),
-                      jpg_dirs=[f"{d}/ ({per_dir[d]:,})" for d in top_dirs], mat_files=sorted(mats),
-                      json_files=sorted(jsons), txt_top=txt_top)
+    return FolderScan(
+        root=root,
+        entries=entries,
+        jpg_top=jpg_top,
+        jpg_below=sum(per_dir.values()),
+        jpg_dirs=[f"{d}/ ({per_dir[d]:,})" for d in top_dirs],
+        mat_files=sorted(mats),
+        json_files=sorted(jsons),
+        txt_top=txt_top,
+    )
 
 
 def _subfolders(root: Path, limit: int = 40) -> list[Path]:
@@ -165,28 +175,36 @@ def resemblance(root: Path, layouts: Sequence[Layout]) -> tuple[Layout, list[Req
 def diagnose(dataset: str, root: Path, layouts: Sequence[Layout], mistakes: Sequence[Mistake] = ()) -> str:
     """Why ``root`` matches none of ``layouts``: what it holds, the likely mistake, the fix."""
     scan = scan_folder(root)
-    lines = [f"{dataset}: {root} matches none of its layouts ({', '.join(l.name for l in layouts)}).",
-             f"Found there: {scan.describe()}."]
+    lines = [
+        f"{dataset}: {root} matches none of its layouts ({', '.join(lay.name for lay in layouts)}).",
+        f"Found there: {scan.describe()}.",
+    ]
     fixes = [msg for m in mistakes if (msg := m(root, scan))]
     nested = _nested_release(root, layouts)
     if nested is not None:
         sub, lay = nested
         depth = len(sub.relative_to(root).parts)
-        kind = "double nesting" if depth == 1 and sub.name == root.name else \
-            f"the release is {depth} folder level{'s' if depth > 1 else ''} down"
+        kind = (
+            "double nesting"
+            if depth == 1 and sub.name == root.name
+            else f"the release is {depth} folder level{'s' if depth > 1 else ''} down"
+        )
         fixes.append(f"{kind}: {sub} holds the {lay.name} layout ({lay.description}); set the root to {sub}")
     parent = root.parent
     if parent != root:
         for lay in layouts:
             if lay.matches(parent):
-                fixes.append(f"the root is a subfolder of the release: {parent} holds the {lay.name} layout "
-                             f"({lay.description}); set the root to {parent}")
+                fixes.append(
+                    f"the root is a subfolder of the release: {parent} holds the {lay.name} layout "
+                    f"({lay.description}); set the root to {parent}"
+                )
                 break
     best, met, missing = resemblance(root, layouts)
     if met:
         have = "; ".join(f"has {r.what}" + (f" ({r.found(root)})" if r.found(root) != r.what else "") for r in met)
-        lack = "; ".join(f"lacks {r.what} ({' or '.join(r.patterns)})" + (f": {r.fix}" if r.fix else "")
-                         for r in missing)
+        lack = "; ".join(
+            f"lacks {r.what} ({' or '.join(r.patterns)})" + (f": {r.fix}" if r.fix else "") for r in missing
+        )
         lines.append(f"It most resembles the {best.name} layout ({best.description}): {have}; {lack}.")
     elif not fixes:
         needs = " | ".join(f"{lay.name}: {', '.join(r.patterns[0] for r in lay.requires)}" for lay in layouts)
@@ -197,8 +215,9 @@ def diagnose(dataset: str, root: Path, layouts: Sequence[Layout], mistakes: Sequ
     return " ".join(lines)
 
 
-def resolve_layout(dataset: str, root: Path, layouts: Sequence[Layout], layout: str = "auto",
-                   mistakes: Sequence[Mistake] = ()) -> Layout:
+def resolve_layout(
+    dataset: str, root: Path, layouts: Sequence[Layout], layout: str = "auto", mistakes: Sequence[Mistake] = ()
+) -> Layout:
     """The layout to load root with: ``layout`` by name, or (``"auto"``) the first whose requirements are met."""
     names = [lay.name for lay in layouts]
     if layout != "auto" and layout not in names:
@@ -226,8 +245,10 @@ def image_folder_mistake(folder_names: Sequence[str], parent_should_hold: str) -
         if scan.jpg_top == 0 and scan.jpg_below == 0:
             return None
         where = f"{scan.jpg_top:,} .jpg files directly in it" if scan.jpg_top else f"it is named {root.name}/"
-        return (f"the root is the image folder ({where}): set the root to its parent {root.parent}, "
-                f"which should also hold {parent_should_hold}")
+        return (
+            f"the root is the image folder ({where}): set the root to its parent {root.parent}, "
+            f"which should also hold {parent_should_hold}"
+        )
 
     return check
 

@@ -20,6 +20,7 @@ route with English stop words left out of the vocabulary; the CLIP text encoder 
 caption), or ``"auto"``: caption when more than half of the non-empty texts contain a stop word
 (``vocabulary.ENGLISH_STOP_WORDS``), tags otherwise.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,9 +41,11 @@ REQUIRED_COLUMNS = ("image", "text", "labels")
 OPTIONAL_COLUMNS = ("split",)
 SPLIT_VALUES = ("query", "train", "retrieval")
 _LISTED = 5  # bad rows named in one error message
-_FIX_FORMAT = ("a manifest has the columns image (path relative to the manifest's folder), text (tags or a caption), "
-               "labels (names separated by ';') and optionally split (query / train / retrieval); see README, "
-               "'Your own data'")
+_FIX_FORMAT = (
+    "a manifest has the columns image (path relative to the manifest's folder), text (tags or a caption), "
+    "labels (names separated by ';') and optionally split (query / train / retrieval); see README, "
+    "'Your own data'"
+)
 
 
 TEXT_KINDS = ("auto", "tags", "caption")  # how a manifest's text cells are read: tags | caption | detect
@@ -113,14 +116,18 @@ def _read_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
         out = []
         for rec in reader:
             if None in rec:
-                raise DatasetError(f"{path} line {reader.line_num}: more cells than the header's {len(header)} "
-                                   f"columns ({header}); quote a cell that holds a comma, e.g. \"sky, clouds\"")
+                raise DatasetError(
+                    f"{path} line {reader.line_num}: more cells than the header's {len(header)} "
+                    f'columns ({header}); quote a cell that holds a comma, e.g. "sky, clouds"'
+                )
             if all(v is None or not str(v).strip() for v in rec.values()):
                 continue  # a blank line
             missing = [k for k, v in rec.items() if v is None]
             if missing:
-                raise DatasetError(f"{path} line {reader.line_num}: fewer cells than the header's columns "
-                                   f"{header} (no value for {missing}); every row needs every column")
+                raise DatasetError(
+                    f"{path} line {reader.line_num}: fewer cells than the header's columns "
+                    f"{header} (no value for {missing}); every row needs every column"
+                )
             out.append((reader.line_num, rec))
         return out
 
@@ -134,12 +141,15 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
             try:
                 rec = json.loads(line)
             except ValueError as exc:
-                raise DatasetError(f"{path} line {line_no}: not valid JSON ({exc}); one JSON object per line, "
-                                   f'e.g. {{"image": "images/a.jpg", "text": "a dog on grass", "labels": "dog"}}') \
-                    from exc
+                raise DatasetError(
+                    f"{path} line {line_no}: not valid JSON ({exc}); one JSON object per line, "
+                    f'e.g. {{"image": "images/a.jpg", "text": "a dog on grass", "labels": "dog"}}'
+                ) from exc
             if not isinstance(rec, dict):
-                raise DatasetError(f"{path} line {line_no}: a JSON {type(rec).__name__}, expected an object "
-                                   f"with the keys {list(REQUIRED_COLUMNS)}")
+                raise DatasetError(
+                    f"{path} line {line_no}: a JSON {type(rec).__name__}, expected an object "
+                    f"with the keys {list(REQUIRED_COLUMNS)}"
+                )
             out.append((line_no, rec))
     return out
 
@@ -148,8 +158,10 @@ def _check_columns(path: Path, columns: set[str], records: list[tuple[int, dict[
     accepted = list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
     unknown = sorted(columns - set(accepted))
     if unknown:
-        raise DatasetError(f"{path}: unknown column(s) {unknown}; the accepted columns are {accepted} "
-                           f"(rename or remove the others; {_FIX_FORMAT})")
+        raise DatasetError(
+            f"{path}: unknown column(s) {unknown}; the accepted columns are {accepted} "
+            f"(rename or remove the others; {_FIX_FORMAT})"
+        )
     absent = [c for c in REQUIRED_COLUMNS if c not in columns]
     if absent:
         raise DatasetError(f"{path}: missing column(s) {absent}; found {sorted(columns)}; {_FIX_FORMAT}")
@@ -159,8 +171,10 @@ def _check_columns(path: Path, columns: set[str], records: list[tuple[int, dict[
         without = [line for line, rec in records if column not in rec]
         if without:
             what = "the split column is on some rows only" if column == "split" else f"no {column!r} key"
-            raise DatasetError(f"{path}: {what}: {len(without)} row(s) lack it (lines {without[:_LISTED]}); "
-                               f"give {column!r} on every row" + (" or on none" if column == "split" else ""))
+            raise DatasetError(
+                f"{path}: {what}: {len(without)} row(s) lack it (lines {without[:_LISTED]}); "
+                f"give {column!r} on every row" + (" or on none" if column == "split" else "")
+            )
 
 
 def _cell_str(path: Path, line: int, rec: dict[str, Any], column: str) -> str:
@@ -179,8 +193,9 @@ def _cell_labels(path: Path, line: int, value: Any) -> list[str]:
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
         pieces = value
     else:
-        raise DatasetError(f"{path} line {line}: labels must be names separated by ';' (JSONL: or a list of "
-                           f"strings), got {value!r}")
+        raise DatasetError(
+            f"{path} line {line}: labels must be names separated by ';' (JSONL: or a list of strings), got {value!r}"
+        )
     return sorted({p.strip() for p in pieces if p.strip()})
 
 
@@ -188,9 +203,11 @@ def _cell_split(path: Path, line: int, rec: dict[str, Any]) -> str:
     value = rec["split"]
     value = value.strip().lower() if isinstance(value, str) else value
     if not value:
-        raise DatasetError(f"{path} line {line}: the split cell is empty, but other rows have one: the split "
-                           f"column is on some rows only; give query / train / retrieval on every row or drop "
-                           f"the column (a seeded split is then made)")
+        raise DatasetError(
+            f"{path} line {line}: the split cell is empty, but other rows have one: the split "
+            f"column is on some rows only; give query / train / retrieval on every row or drop "
+            f"the column (a seeded split is then made)"
+        )
     if value not in SPLIT_VALUES:
         raise DatasetError(f"{path} line {line}: split {rec['split']!r} is not one of {list(SPLIT_VALUES)}")
     return value
@@ -217,8 +234,10 @@ def _check_images(rows: ManifestRows, files: list[Path]) -> None:
     seen: dict[Path, int] = {}
     for line, f in zip(rows.lines, files):
         if f in seen:
-            raise DatasetError(f"{rows.path} lines {seen[f]} and {line}: both rows name the image {f}; one row per "
-                               f"image: put all its text in one text cell and all its labels in one labels cell")
+            raise DatasetError(
+                f"{rows.path} lines {seen[f]} and {line}: both rows name the image {f}; one row per "
+                f"image: put all its text in one text cell and all its labels in one labels cell"
+            )
         seen[f] = line
     bad = []
     for line, entry, f in zip(rows.lines, rows.images, files):
@@ -238,9 +257,14 @@ def _check_images(rows: ManifestRows, files: list[Path]) -> None:
         )
 
 
-def load_manifest(path: str | os.PathLike, text_kind: str = "auto", num_query: int | None = None,
-                  num_train: int | None = None, split_seed: int | None = None,
-                  drop_unlabeled: bool = False) -> MultiModalDataset:
+def load_manifest(
+    path: str | os.PathLike,
+    text_kind: str = "auto",
+    num_query: int | None = None,
+    num_train: int | None = None,
+    split_seed: int | None = None,
+    drop_unlabeled: bool = False,
+) -> MultiModalDataset:
     """A dataset from a manifest (module docstring); ``num_query`` / ``num_train`` / ``split_seed`` set the split's
     defaults when the manifest has no split column; ``drop_unlabeled`` drops items without labels instead of refusing."""
     rows = read_manifest_rows(path)
@@ -257,9 +281,14 @@ def load_manifest(path: str | os.PathLike, text_kind: str = "auto", num_query: i
         raise DatasetError(f"{rows.path}: no item has a label; {_FIX_FORMAT}")
     idx = np.flatnonzero(keep)
     files = [files[i] for i in idx]
-    kept = ManifestRows(rows.path, [rows.lines[i] for i in idx], [rows.images[i] for i in idx],
-                        [rows.texts[i] for i in idx], [rows.labels[i] for i in idx],
-                        None if rows.splits is None else [rows.splits[i] for i in idx])
+    kept = ManifestRows(
+        rows.path,
+        [rows.lines[i] for i in idx],
+        [rows.images[i] for i in idx],
+        [rows.texts[i] for i in idx],
+        [rows.labels[i] for i in idx],
+        None if rows.splits is None else [rows.splits[i] for i in idx],
+    )
     _check_images(kept, files)
     names = sorted({n for item in kept.labels for n in item})
     column = {n: j for j, n in enumerate(names)}
@@ -275,18 +304,32 @@ def load_manifest(path: str | os.PathLike, text_kind: str = "auto", num_query: i
         n = len(idx)
         q = max(1, round(0.1 * n)) if num_query is None else num_query
         if num_train is None and q >= n:
-            raise DatasetError(f"{rows.path}: num_query ({q}) leaves no training item of the {n} items; ask for "
-                               f"fewer query items")
+            raise DatasetError(
+                f"{rows.path}: num_query ({q}) leaves no training item of the {n} items; ask for fewer query items"
+            )
         defaults = SplitDefaults(q, n - q if num_train is None else num_train, seed)
     root = rows.path.parent
     return MultiModalDataset(
-        name=manifest_label(rows.path), label_names=names, labels=labels, texts=list(kept.texts),
-        split_defaults=defaults, image_paths=[str(f) for f in files], image_root=root, fixed_split=fixed,
-        info={"source": str(rows.path), "layout": "manifest", "root": str(root), "files": [str(rows.path)],
-              "manifest": str(rows.path), "text_kind": kind,
-              "bow_stop_words": sorted(ENGLISH_STOP_WORDS) if kind == "caption" else [],
-              "split_column": kept.splits is not None, "dropped_unlabeled": len(unlabeled),
-              "manifest_lines": np.array(kept.lines, np.int64)},
+        name=manifest_label(rows.path),
+        label_names=names,
+        labels=labels,
+        texts=list(kept.texts),
+        split_defaults=defaults,
+        image_paths=[str(f) for f in files],
+        image_root=root,
+        fixed_split=fixed,
+        info={
+            "source": str(rows.path),
+            "layout": "manifest",
+            "root": str(root),
+            "files": [str(rows.path)],
+            "manifest": str(rows.path),
+            "text_kind": kind,
+            "bow_stop_words": sorted(ENGLISH_STOP_WORDS) if kind == "caption" else [],
+            "split_column": kept.splits is not None,
+            "dropped_unlabeled": len(unlabeled),
+            "manifest_lines": np.array(kept.lines, np.int64),
+        },
     )
 
 
@@ -295,11 +338,18 @@ def _split_of_column(rows: ManifestRows, seed: int) -> Split:
     marks = np.array(rows.splits)
     for part in ("query", "train"):
         if not (marks == part).any():
-            raise DatasetError(f"{rows.path}: the split column marks no {part!r} row; mark at least one row "
-                               f"{part!r}, or drop the column to get a seeded split")
+            raise DatasetError(
+                f"{rows.path}: the split column marks no {part!r} row; mark at least one row "
+                f"{part!r}, or drop the column to get a seeded split"
+            )
     query = np.flatnonzero(marks == "query").astype(np.int64)
-    return Split(query=query, train=np.flatnonzero(marks == "train").astype(np.int64),
-                 retrieval=np.flatnonzero(marks != "query").astype(np.int64), seed=seed, num_items=len(marks))
+    return Split(
+        query=query,
+        train=np.flatnonzero(marks == "train").astype(np.int64),
+        retrieval=np.flatnonzero(marks != "query").astype(np.int64),
+        seed=seed,
+        num_items=len(marks),
+    )
 
 
 def manifest_fingerprint(path: str | os.PathLike, images: bool = True) -> list:

@@ -5,10 +5,12 @@ padded with spaces, a cell array (object array of 1-element arrays) or a 1-D str
 in (1, N), (N, 1) or (N,) shape. These helpers turn each into one canonical form and raise
 DatasetError naming the file, the key and what was expected otherwise.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,8 +54,9 @@ def load_mat(path: Path) -> dict[str, Any]:
     try:
         return loadmat(path)
     except Exception as exc:  # noqa: BLE001 - scipy raises several types for corrupt files
-        raise DatasetError(f"{path} is not a readable .mat file ({type(exc).__name__}: {exc}); "
-                           f"re-download or re-create it") from exc
+        raise DatasetError(
+            f"{path} is not a readable .mat file ({type(exc).__name__}: {exc}); re-download or re-create it"
+        ) from exc
 
 
 def mat_field(mat: dict[str, Any], keys: Sequence[str], path: Path) -> np.ndarray:
@@ -62,8 +65,9 @@ def mat_field(mat: dict[str, Any], keys: Sequence[str], path: Path) -> np.ndarra
         if k in mat:
             return mat[k]
     found = sorted(k for k in mat if not k.startswith("__"))
-    raise DatasetError(f"{path} has no variable {' or '.join(map(repr, keys))} (it has {found}); "
-                       f"wrong file for this layout?")
+    raise DatasetError(
+        f"{path} has no variable {' or '.join(map(repr, keys))} (it has {found}); wrong file for this layout?"
+    )
 
 
 def mat_strings(arr: np.ndarray, path: Path, key: str) -> list[str]:

@@ -7,6 +7,7 @@ excluded, as in DCMH / DCHMT / GCDH: 20,015 items. SSAH's and DCMH's preprocesse
 files are recognised and explained (they cannot be read unambiguously: no tag words, no
 label names).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,9 +22,11 @@ from egath_lite.data.release import MAT_LAYOUT, MAT_REQUIREMENTS, existing, fini
 
 MIR_ANNOTATIONS = "mirflickr25k_annotations_v080"
 TAG_DIRS = ("mirflickr/meta/tags", "meta/tags")
-CONVERT = ("Use the raw release instead (mirflickr25k.zip + mirflickr25k_annotations_v080.zip from "
-           "https://press.liacs.nl/mirflickr/, the same 20,015 items), or convert the file to the .mat layout "
-           "(index.mat / caption.mat / label.mat, data/README.md 'Converting a preprocessed file')")
+CONVERT = (
+    "Use the raw release instead (mirflickr25k.zip + mirflickr25k_annotations_v080.zip from "
+    "https://press.liacs.nl/mirflickr/, the same 20,015 items), or convert the file to the .mat layout "
+    "(index.mat / caption.mat / label.mat, data/README.md 'Converting a preprocessed file')"
+)
 
 
 def _annotation_dir(root: Path) -> Path | None:
@@ -47,31 +50,49 @@ def _mat_inputs(root: Path) -> tuple[list[Path], list[Path]]:
 
 
 LAYOUTS = (
-    Layout("raw", "the MIRFLICKR release: mirflickr/ + the annotation files", (
-        Requirement("the 24 annotation files", (f"{MIR_ANNOTATIONS}/animals.txt", "animals.txt"),
-                    f"download {MIR_ANNOTATIONS}.zip and extract it into the root (its own folder or flat both work)"),
-        Requirement("the tag files", TAG_DIRS, "extract mirflickr25k.zip into the root (it makes mirflickr/)"),
-    ), _raw_inputs),
+    Layout(
+        "raw",
+        "the MIRFLICKR release: mirflickr/ + the annotation files",
+        (
+            Requirement(
+                "the 24 annotation files",
+                (f"{MIR_ANNOTATIONS}/animals.txt", "animals.txt"),
+                f"download {MIR_ANNOTATIONS}.zip and extract it into the root (its own folder or flat both work)",
+            ),
+            Requirement("the tag files", TAG_DIRS, "extract mirflickr25k.zip into the root (it makes mirflickr/)"),
+        ),
+        _raw_inputs,
+    ),
     Layout("mat", "index.mat / caption.mat / label.mat", MAT_REQUIREMENTS, _mat_inputs),
 )
 MISTAKES = (
     image_folder_mistake(("mirflickr",), f"the annotation files ({MIR_ANNOTATIONS}/ or animals.txt ... flat)"),
-    file_mistake(("mirflickr25k-lall.mat", "mirflickr25k-yall.mat", "mirflickr25k-iall.mat"),
-                 "found SSAH's preprocessed files ({found}): images as 224x224 pixel arrays, tags as 1,386-d 0/1 "
-                 "vectors without the tag words, labels without column names, so they cannot be read unambiguously. "
-                 + CONVERT),
-    file_mistake(("FLICKR-25K.mat",),
-                 "found DCMH's single preprocessed file ({found}): images as pixel arrays, tags as 1,386-d 0/1 "
-                 "vectors without the tag words (YAll), labels without column names (LAll), so it cannot be read "
-                 "unambiguously. " + CONVERT),
-    file_mistake(("imgList.mat", "labelList.mat"),
-                 "found GCDH-style files ({found}): GCDH's MIRFlickr tagList.mat holds 0/1 tag vectors without "
-                 "the tag words. " + CONVERT),
+    file_mistake(
+        ("mirflickr25k-lall.mat", "mirflickr25k-yall.mat", "mirflickr25k-iall.mat"),
+        "found SSAH's preprocessed files ({found}): images as 224x224 pixel arrays, tags as 1,386-d 0/1 "
+        "vectors without the tag words, labels without column names, so they cannot be read unambiguously. " + CONVERT,
+    ),
+    file_mistake(
+        ("FLICKR-25K.mat",),
+        "found DCMH's single preprocessed file ({found}): images as pixel arrays, tags as 1,386-d 0/1 "
+        "vectors without the tag words (YAll), labels without column names (LAll), so it cannot be read "
+        "unambiguously. " + CONVERT,
+    ),
+    file_mistake(
+        ("imgList.mat", "labelList.mat"),
+        "found GCDH-style files ({found}): GCDH's MIRFlickr tagList.mat holds 0/1 tag vectors without "
+        "the tag words. " + CONVERT,
+    ),
 )
 
 
-def load_mirflickr25k(root: str | Path, layout: str = "auto", image_dir: str | Path | None = None,
-                      drop_unlabeled: bool = False, check_images: bool = True) -> MultiModalDataset:
+def load_mirflickr25k(
+    root: str | Path,
+    layout: str = "auto",
+    image_dir: str | Path | None = None,
+    drop_unlabeled: bool = False,
+    check_images: bool = True,
+) -> MultiModalDataset:
     """MIRFlickr-25K (24 labels, alphabetical); layout "raw", "mat" or "auto" (the first that matches)."""
     root = Path(root)
     lay = resolve_layout("mirflickr25k", root, LAYOUTS, layout, MISTAKES)
@@ -79,8 +100,19 @@ def load_mirflickr25k(root: str | Path, layout: str = "auto", image_dir: str | P
         return _mirflickr_raw(root, image_dir, check_images)
     img_root = Path(image_dir) if image_dir else (root / "mirflickr" if (root / "mirflickr").is_dir() else root)
     paths, texts, labels, files = read_mat_triple("mirflickr25k", root)
-    return finish_dataset("mirflickr25k", "mat", root, MIRFLICKR25K_LABELS, labels, texts, paths, img_root,
-                          drop_unlabeled, check_images, files)
+    return finish_dataset(
+        "mirflickr25k",
+        "mat",
+        root,
+        MIRFLICKR25K_LABELS,
+        labels,
+        texts,
+        paths,
+        img_root,
+        drop_unlabeled,
+        check_images,
+        files,
+    )
 
 
 def _mirflickr_raw(root: Path, image_dir: str | Path | None, check_images: bool) -> MultiModalDataset:
@@ -106,8 +138,9 @@ def _mirflickr_raw(root: Path, image_dir: str | Path | None, check_images: bool)
         try:
             members[name] = {int(x) for x in read_lines(path)}
         except ValueError as exc:
-            raise DatasetError(f"{path}: every line must be an image number ({exc}); re-extract the annotations") \
-                from exc
+            raise DatasetError(
+                f"{path}: every line must be an image number ({exc}); re-extract the annotations"
+            ) from exc
     ids = np.array(sorted(set().union(*members.values())), dtype=np.int64)  # items without labels are excluded
     if len(ids) == 0:
         raise DatasetError(f"mirflickr25k (raw layout): the annotation files in {ann_dir} are empty")
@@ -130,6 +163,17 @@ def _mirflickr_raw(root: Path, image_dir: str | Path | None, check_images: bool)
         )
     texts = [" ".join(read_lines(p)) for p in tag_files]
     img_root = Path(image_dir) if image_dir else (root / "mirflickr" if (root / "mirflickr").is_dir() else root)
-    return finish_dataset("mirflickr25k", "raw", root, MIRFLICKR25K_LABELS, labels, texts,
-                          [f"im{x}.jpg" for x in ids], img_root, False, check_images, [ann_dir, tag_dir],
-                          {"image_ids": ids, "annotations_flat": ann_dir == root})
+    return finish_dataset(
+        "mirflickr25k",
+        "raw",
+        root,
+        MIRFLICKR25K_LABELS,
+        labels,
+        texts,
+        [f"im{x}.jpg" for x in ids],
+        img_root,
+        False,
+        check_images,
+        [ann_dir, tag_dir],
+        {"image_ids": ids, "annotations_flat": ann_dir == root},
+    )

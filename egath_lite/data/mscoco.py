@@ -6,6 +6,7 @@ with a label); the excluded images are counted in ``ds.info["excluded_without_la
 Text = the image's captions joined by spaces, in caption-id order. Items: train images by
 id, then val images by id.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,12 @@ def _year(root: Path) -> int | None:
 
 
 def _json_files(root: Path, year: int) -> list[Path]:
-    return [p for kind in ("instances", "captions") for s in SPLIT_NAMES
-            if (p := _json_path(root, kind, s, year)) is not None]
+    return [
+        p
+        for kind in ("instances", "captions")
+        for s in SPLIT_NAMES
+        if (p := _json_path(root, kind, s, year)) is not None
+    ]
 
 
 def _json_inputs(root: Path) -> tuple[list[Path], list[Path]]:
@@ -53,22 +58,41 @@ def _mat_inputs(root: Path) -> tuple[list[Path], list[Path]]:
 _JSON_NAMES = tuple(f"{folder}instances_train{y}.json" for y in YEARS for folder in ("annotations/", ""))
 LAYOUTS = (
     Layout("mat", "index.mat / caption.mat / label.mat", MAT_REQUIREMENTS, _mat_inputs),
-    Layout("json", "the official annotations/instances_*.json + captions_*.json (2014 or 2017)", (
-        Requirement("the instances annotations", _JSON_NAMES,
-                    "extract annotations_trainval2014.zip (or 2017) into the root: it makes annotations/"),
-        Requirement("the captions annotations", tuple(n.replace("instances", "captions") for n in _JSON_NAMES),
-                    "extract annotations_trainval2014.zip (or 2017) into the root: it makes annotations/"),
-    ), _json_inputs),
+    Layout(
+        "json",
+        "the official annotations/instances_*.json + captions_*.json (2014 or 2017)",
+        (
+            Requirement(
+                "the instances annotations",
+                _JSON_NAMES,
+                "extract annotations_trainval2014.zip (or 2017) into the root: it makes annotations/",
+            ),
+            Requirement(
+                "the captions annotations",
+                tuple(n.replace("instances", "captions") for n in _JSON_NAMES),
+                "extract annotations_trainval2014.zip (or 2017) into the root: it makes annotations/",
+            ),
+        ),
+        _json_inputs,
+    ),
 )
 MISTAKES = (
-    image_folder_mistake(tuple(f"{s}{y}" for y in YEARS for s in SPLIT_NAMES),
-                         "annotations/ and the other image folder (train2014/ + val2014/, or 2017)"),
+    image_folder_mistake(
+        tuple(f"{s}{y}" for y in YEARS for s in SPLIT_NAMES),
+        "annotations/ and the other image folder (train2014/ + val2014/, or 2017)",
+    ),
 )
 
 
-def load_mscoco(root: str | Path, layout: str = "auto", label_order: str | None = None, year: int | str = "auto",
-                image_dir: str | Path | None = None, drop_unlabeled: bool = False,
-                check_images: bool = True) -> MultiModalDataset:
+def load_mscoco(
+    root: str | Path,
+    layout: str = "auto",
+    label_order: str | None = None,
+    year: int | str = "auto",
+    image_dir: str | Path | None = None,
+    drop_unlabeled: bool = False,
+    check_images: bool = True,
+) -> MultiModalDataset:
     """MS-COCO (80 labels); layout "mat", "json" or "auto"; ``label_order`` "category_id" / "alphabetical".
 
     ``label_order``: for the .mat layout the column order of label.mat (default "category_id",
@@ -83,9 +107,20 @@ def load_mscoco(root: str | Path, layout: str = "auto", label_order: str | None 
         return _mscoco_json(root, label_order or "alphabetical", year, image_dir, drop_unlabeled, check_images)
     order = label_order or "category_id"
     paths, texts, labels, files = read_mat_triple("mscoco", root)
-    return finish_dataset("mscoco", "mat", root, LABEL_ORDERS[order], labels, texts, paths,
-                          Path(image_dir) if image_dir else root, drop_unlabeled, check_images, files,
-                          {"label_order": order})
+    return finish_dataset(
+        "mscoco",
+        "mat",
+        root,
+        LABEL_ORDERS[order],
+        labels,
+        texts,
+        paths,
+        Path(image_dir) if image_dir else root,
+        drop_unlabeled,
+        check_images,
+        files,
+        {"label_order": order},
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -99,8 +134,9 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _mscoco_json(root: Path, label_order: str, year, image_dir, drop_unlabeled: bool,
-                 check_images: bool) -> MultiModalDataset:
+def _mscoco_json(
+    root: Path, label_order: str, year, image_dir, drop_unlabeled: bool, check_images: bool
+) -> MultiModalDataset:
     if year == "auto":
         year = _year(root)
     if year not in YEARS:
@@ -123,8 +159,10 @@ def _mscoco_json(root: Path, label_order: str, year, image_dir, drop_unlabeled: 
         inst, caps = _read_json(inst_path), _read_json(cap_path)
         cat_name = {int(c["id"]): c["name"] for c in inst.get("categories", [])}
         if sorted(cat_name.values()) != sorted(MSCOCO_LABELS):
-            raise DatasetError(f"{inst_path}: its categories are not COCO's 80 ({len(cat_name)} found: "
-                               f"{sorted(cat_name.values())[:5]}...); is it an instances_*.json file?")
+            raise DatasetError(
+                f"{inst_path}: its categories are not COCO's 80 ({len(cat_name)} found: "
+                f"{sorted(cat_name.values())[:5]}...); is it an instances_*.json file?"
+            )
         images = sorted(inst.get("images", []), key=lambda im: int(im["id"]))
         per_image: dict[int, set[int]] = {int(im["id"]): set() for im in images}
         for a in inst["annotations"]:
@@ -146,9 +184,24 @@ def _mscoco_json(root: Path, label_order: str, year, image_dir, drop_unlabeled: 
     if not labels:
         raise DatasetError(f"mscoco (json layout): no image with a label in {files}")
     return finish_dataset(
-        "mscoco", "json", root, names, np.stack(labels), texts, paths, Path(image_dir) if image_dir else root,
-        drop_unlabeled, check_images, files,
-        {"label_order": label_order, "year": year, "image_ids": np.array(ids, np.int64), "image_split": splits,
-         "excluded_without_label": excluded, "items_without_caption": int(no_caption),
-         "selection": "train + val images with >= 1 of the 80 categories"},
+        "mscoco",
+        "json",
+        root,
+        names,
+        np.stack(labels),
+        texts,
+        paths,
+        Path(image_dir) if image_dir else root,
+        drop_unlabeled,
+        check_images,
+        files,
+        {
+            "label_order": label_order,
+            "year": year,
+            "image_ids": np.array(ids, np.int64),
+            "image_split": splits,
+            "excluded_without_label": excluded,
+            "items_without_caption": int(no_caption),
+            "selection": "train + val images with >= 1 of the 80 categories",
+        },
     )

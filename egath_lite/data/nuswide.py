@@ -6,6 +6,7 @@ of them (data/README.md states the rule and its source). On the real release the
 sky, clouds, person, water, animal, grass, buildings, window, plants, lake, in that order
 of frequency, the column order of GCDH's ``labelList.mat``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,21 +59,36 @@ def _official_inputs(root: Path) -> tuple[list[Path], list[Path]]:
 
 
 LAYOUTS = (
-    Layout("gcdh", "GCDH's imgList.mat / tagList.mat / labelList.mat",
-           tuple(Requirement(n, (n,), "get it from GCDH's data/NUS-WIDE-TC10/ (its README links the large files)")
-                 for n in GCDH_LAYOUT), _gcdh_inputs),
-    Layout("official", "NUS-WIDE's ImageList/, NUS_WID_Tags/, Groundtruth/AllLabels/",
-           tuple(Requirement(what, pats, "extract the NUS-WIDE release zip that holds it into the root")
-                 for what, pats in OFFICIAL.items()), _official_inputs),
+    Layout(
+        "gcdh",
+        "GCDH's imgList.mat / tagList.mat / labelList.mat",
+        tuple(
+            Requirement(n, (n,), "get it from GCDH's data/NUS-WIDE-TC10/ (its README links the large files)")
+            for n in GCDH_LAYOUT
+        ),
+        _gcdh_inputs,
+    ),
+    Layout(
+        "official",
+        "NUS-WIDE's ImageList/, NUS_WID_Tags/, Groundtruth/AllLabels/",
+        tuple(
+            Requirement(what, pats, "extract the NUS-WIDE release zip that holds it into the root")
+            for what, pats in OFFICIAL.items()
+        ),
+        _official_inputs,
+    ),
 )
-MISTAKES = (
-    image_folder_mistake(IMAGE_DIRS, "GCDH's .mat files or ImageList/, NUS_WID_Tags/ and Groundtruth/"),
-)
+MISTAKES = (image_folder_mistake(IMAGE_DIRS, "GCDH's .mat files or ImageList/, NUS_WID_Tags/ and Groundtruth/"),)
 
 
-def load_nuswide_tc10(root: str | Path, layout: str = "auto", tag_list: str | Path | None = None,
-                      image_dir: str | Path | None = None, drop_unlabeled: bool = False,
-                      check_images: bool = True) -> MultiModalDataset:
+def load_nuswide_tc10(
+    root: str | Path,
+    layout: str = "auto",
+    tag_list: str | Path | None = None,
+    image_dir: str | Path | None = None,
+    drop_unlabeled: bool = False,
+    check_images: bool = True,
+) -> MultiModalDataset:
     """NUS-WIDE TC-10; layout "gcdh", "official" or "auto"; ``tag_list``: tag words file (GCDH; "index": tag0000...)."""
     root = Path(root)
     lay = resolve_layout("nuswide_tc10", root, LAYOUTS, layout, MISTAKES)
@@ -106,8 +122,9 @@ def _nuswide_gcdh(root: Path, tag_list, image_dir, drop_unlabeled: bool, check_i
     labels = mat_matrix(mat_field(load_mat(label_file), ["LAll", "labels"], label_file), label_file, "LAll")
     from egath_lite.data.dataset import check_same_length
 
-    check_same_length(f"nuswide_tc10 (GCDH layout, {root})", imgList_FAll=names, tagList_YAll=tags,
-                      labelList_LAll=labels)
+    check_same_length(
+        f"nuswide_tc10 (GCDH layout, {root})", imgList_FAll=names, tagList_YAll=tags, labelList_LAll=labels
+    )
     if tag_list == "index":
         vocab = [f"tag{j:04d}" for j in range(tags.shape[1])]
     else:
@@ -121,9 +138,20 @@ def _nuswide_gcdh(root: Path, tag_list, image_dir, drop_unlabeled: bool, check_i
         vocab = _tag_words(tag_path, tags.shape[1], f"{tag_file} YAll")
     if not np.isfinite(tags).all():
         raise DatasetError(f"{tag_file}: YAll contains NaN/Inf; re-create the file")
-    return finish_dataset("nuswide_tc10", "gcdh", root, NUS_TC10_LABELS, labels, _texts(tags, vocab), names,
-                          _image_root(root, image_dir), drop_unlabeled, check_images, [img_file, tag_file, label_file],
-                          {"tag_vocabulary_size": int(tags.shape[1])})
+    return finish_dataset(
+        "nuswide_tc10",
+        "gcdh",
+        root,
+        NUS_TC10_LABELS,
+        labels,
+        _texts(tags, vocab),
+        names,
+        _image_root(root, image_dir),
+        drop_unlabeled,
+        check_images,
+        [img_file, tag_file, label_file],
+        {"tag_vocabulary_size": int(tags.shape[1])},
+    )
 
 
 # ----------------------------------------------------------------------------- official release
@@ -143,13 +171,17 @@ def read_binary_matrix(path: Path, num_rows: int | None, num_cols: int | None) -
             if cols is None:
                 cols = len(lines[0].split())
             if digits.size != len(lines) * cols:
-                raise DatasetError(f"{path}: rows {rows}..{rows + len(lines)} do not all have {cols} values; "
-                                   f"the file is truncated or not a 0/1 matrix")
+                raise DatasetError(
+                    f"{path}: rows {rows}..{rows + len(lines)} do not all have {cols} values; "
+                    f"the file is truncated or not a 0/1 matrix"
+                )
             blocks.append(digits.reshape(len(lines), cols).astype(np.uint8))
             rows += len(lines)
     if num_rows is not None and rows != num_rows:
-        raise DatasetError(f"{path} has {rows} rows but the image list has {num_rows}; the files must come from "
-                           f"the same NUS-WIDE release (269,648 images)")
+        raise DatasetError(
+            f"{path} has {rows} rows but the image list has {num_rows}; the files must come from "
+            f"the same NUS-WIDE release (269,648 images)"
+        )
     return np.concatenate(blocks) if blocks else np.zeros((0, cols or 0), np.uint8)
 
 
@@ -182,7 +214,7 @@ def _nuswide_official(root: Path, tag_list, image_dir, drop_unlabeled: bool, che
     entries = [image_entry(ln) for ln in read_lines(paths["image list"])]
     n = len(entries)
     concept_files = sorted(paths["concept ground truth"].glob("Labels_*.txt"))
-    columns = {p.stem[len("Labels_"):]: read_binary_matrix(p, n, 1)[:, 0] for p in concept_files}
+    columns = {p.stem[len("Labels_") :]: read_binary_matrix(p, n, 1)[:, 0] for p in concept_files}
     top, keep = tc10_selection(columns)
     if set(top) != set(NUS_TC10_LABELS):
         raise DatasetError(
@@ -193,14 +225,30 @@ def _nuswide_official(root: Path, tag_list, image_dir, drop_unlabeled: bool, che
     labels = np.stack([columns[c] for c in NUS_TC10_LABELS], axis=1)[keep]
     tag_matrix = read_binary_matrix(paths["1k tag matrix"], n, None)[keep]
     tag_path = Path(tag_list) if tag_list not in (None, "index") else paths["tag words"]
-    vocab = [f"tag{j:04d}" for j in range(tag_matrix.shape[1])] if tag_list == "index" else \
-        _tag_words(tag_path, tag_matrix.shape[1], str(paths["1k tag matrix"]))
+    vocab = (
+        [f"tag{j:04d}" for j in range(tag_matrix.shape[1])]
+        if tag_list == "index"
+        else _tag_words(tag_path, tag_matrix.shape[1], str(paths["1k tag matrix"]))
+    )
     kept_entries = [e for e, k in zip(entries, keep) if k]
     files = [paths["image list"], paths["1k tag matrix"], tag_path, *concept_files]
     return finish_dataset(
-        "nuswide_tc10", "official", root, NUS_TC10_LABELS, labels, _texts(tag_matrix, vocab), kept_entries,
-        _image_root(root, image_dir), drop_unlabeled, check_images, files,
-        {"tag_vocabulary_size": int(tag_matrix.shape[1]), "num_images_in_release": n,
-         "excluded_without_tc10_label": int((~keep).sum()), "concept_counts": {c: int(columns[c].sum()) for c in top},
-         "selection": f"the {NUM_CONCEPTS} most frequent of {len(columns)} concepts; items with >= 1 of them"},
+        "nuswide_tc10",
+        "official",
+        root,
+        NUS_TC10_LABELS,
+        labels,
+        _texts(tag_matrix, vocab),
+        kept_entries,
+        _image_root(root, image_dir),
+        drop_unlabeled,
+        check_images,
+        files,
+        {
+            "tag_vocabulary_size": int(tag_matrix.shape[1]),
+            "num_images_in_release": n,
+            "excluded_without_tc10_label": int((~keep).sum()),
+            "concept_counts": {c: int(columns[c].sum()) for c in top},
+            "selection": f"the {NUM_CONCEPTS} most frequent of {len(columns)} concepts; items with >= 1 of them",
+        },
     )

@@ -1,12 +1,14 @@
 """The dataset registry: ``load_dataset(name, root=None, **options)`` and the config entry points."""
+
 from __future__ import annotations
 
 import difflib
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +33,9 @@ class DatasetSpec:
 _REGISTRY: dict[str, DatasetSpec] = {}
 
 
-def register_dataset(name: str, loader: Callable[..., MultiModalDataset], description: str,
-                     generated: bool = False) -> None:
+def register_dataset(
+    name: str, loader: Callable[..., MultiModalDataset], description: str, generated: bool = False
+) -> None:
     """Add a loader under ``name`` (generated sets take options only; the others take ``root`` first)."""
     if name in _REGISTRY:
         raise DatasetError(f"dataset {name!r} is already registered")
@@ -61,10 +64,14 @@ def default_data_root(name: str) -> Path:
 
 def _default_root_explained(name: str) -> str:
     env = os.environ.get("EGATH_DATA")
-    why = f"EGATH_DATA={env}" if env else f"EGATH_DATA is not set, so ./data/{name} of the working directory {Path.cwd()}"
-    return (f"{name}: no root was given, so it was looked for in {default_data_root(name)} ({why}), which does not "
-            f"exist. Pass root=<folder> (config: data_root, driver: --set data_root=...), or set EGATH_DATA to the "
-            f"folder that holds {name}/. {HOW_TO}")
+    why = (
+        f"EGATH_DATA={env}" if env else f"EGATH_DATA is not set, so ./data/{name} of the working directory {Path.cwd()}"
+    )
+    return (
+        f"{name}: no root was given, so it was looked for in {default_data_root(name)} ({why}), which does not "
+        f"exist. Pass root=<folder> (config: data_root, driver: --set data_root=...), or set EGATH_DATA to the "
+        f"folder that holds {name}/. {HOW_TO}"
+    )
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **options: Any) -> MultiModalDataset:
@@ -77,15 +84,18 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **options: An
         if unknown:
             raise DatasetError(f"manifest {name}: unknown option(s) {unknown}; accepted: {accepted}")
         if root is not None:
-            raise DatasetError(f"manifest {name}: takes no root (got {root!r}); image paths are relative to the "
-                               f"manifest's own folder")
+            raise DatasetError(
+                f"manifest {name}: takes no root (got {root!r}); image paths are relative to the manifest's own folder"
+            )
         return load_manifest(name, **options)
     spec = _REGISTRY.get(name)
     if spec is None:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise DatasetError(f"unknown dataset {name!r}{hint}; available: {available_datasets()}, or the path of "
-                           f"your own manifest (.csv / .jsonl)")
+        raise DatasetError(
+            f"unknown dataset {name!r}{hint}; available: {available_datasets()}, or the path of "
+            f"your own manifest (.csv / .jsonl)"
+        )
     params = inspect.signature(spec.loader).parameters
     accepted = [p for p in params if p != "root"]
     unknown = sorted(set(options) - set(accepted))
@@ -114,8 +124,9 @@ def dataset_from_config(cfg) -> MultiModalDataset:
         return load_manifest(cfg.dataset, text_kind=cfg.text_kind, drop_unlabeled=bool(cfg.drop_unlabeled))
     if cfg.dataset == "toy_nuswide":
         # the toy bundle is cached in the runs root's shared cache: nothing is written outside the runs root
-        return load_dataset("toy_nuswide", size=cfg.toy_size, seed=cfg.seed, image_size=cfg.image_size,
-                            cache_dir=cfg.runs_root)
+        return load_dataset(
+            "toy_nuswide", size=cfg.toy_size, seed=cfg.seed, image_size=cfg.image_size, cache_dir=cfg.runs_root
+        )
     return load_dataset(cfg.dataset, root=cfg.data_root, **_loader_options(cfg))
 
 
@@ -164,8 +175,12 @@ def dataset_fingerprint(cfg, images: bool = True) -> str:
             files, trees = lay.inputs(root)
             content = [lay.name, inputs_digest(root, files, trees if images else [])]
         else:
-            content = ["no layout", sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                                           for p in root.iterdir()) if root.is_dir() else []]
+            content = [
+                "no layout",
+                sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in root.iterdir())
+                if root.is_dir()
+                else [],
+            ]
         parts = [cfg.dataset, str(root.resolve()), options, content]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
@@ -181,11 +196,22 @@ def split_from_config(ds: MultiModalDataset, cfg) -> tuple[np.ndarray, np.ndarra
     return split.query, train, val, split.retrieval
 
 
-register_dataset("toy_nuswide", load_toy_nuswide, generated=True,
-                 description="embedded default: real NUS-WIDE TC-10 label rows, procedural 64x64 images, noisy tags")
-register_dataset("mirflickr25k", load_mirflickr25k,
-                 description="MIRFlickr-25K: 20,015 Flickr images, tags, 24 labels (raw release or .mat layout)")
-register_dataset("nuswide_tc10", load_nuswide_tc10,
-                 description="NUS-WIDE TC-10: 186,577 Flickr images, 1,000 tags, 10 labels (GCDH .mat or official files)")
-register_dataset("mscoco", load_mscoco,
-                 description="MS-COCO: 122,218 images, captions, 80 labels (.mat layout or official JSON)")
+register_dataset(
+    "toy_nuswide",
+    load_toy_nuswide,
+    generated=True,
+    description="embedded default: real NUS-WIDE TC-10 label rows, procedural 64x64 images, noisy tags",
+)
+register_dataset(
+    "mirflickr25k",
+    load_mirflickr25k,
+    description="MIRFlickr-25K: 20,015 Flickr images, tags, 24 labels (raw release or .mat layout)",
+)
+register_dataset(
+    "nuswide_tc10",
+    load_nuswide_tc10,
+    description="NUS-WIDE TC-10: 186,577 Flickr images, 1,000 tags, 10 labels (GCDH .mat or official files)",
+)
+register_dataset(
+    "mscoco", load_mscoco, description="MS-COCO: 122,218 images, captions, 80 labels (.mat layout or official JSON)"
+)

@@ -1,13 +1,21 @@
 """What the three benchmark loaders share: benchmark splits, the .mat triple, and the checks every loader ends with."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from egath_lite.data.dataset import DatasetNotFoundError, MultiModalDataset, SplitDefaults, candidate_image_paths, check_labels, \
-    check_same_length
+from egath_lite.data.dataset import (
+    DatasetNotFoundError,
+    MultiModalDataset,
+    SplitDefaults,
+    candidate_image_paths,
+    check_labels,
+    check_same_length,
+)
 from egath_lite.data.layouts import HOW_TO, Requirement
 from egath_lite.data.matfiles import load_mat, mat_field, mat_matrix, mat_strings, require_files
 
@@ -21,9 +29,20 @@ MAT_LAYOUT = ("index.mat", "caption.mat", "label.mat")
 MAT_REQUIREMENTS = tuple(Requirement(name, (name,)) for name in MAT_LAYOUT)
 
 
-def finish_dataset(name: str, layout: str, root: Path, label_names: Sequence[str], labels: Any, texts: list[str],
-                   image_paths: list[str], image_root: Path, drop_unlabeled: bool, check_images: bool,
-                   files: Sequence[Path], extra: dict[str, Any] | None = None) -> MultiModalDataset:
+def finish_dataset(
+    name: str,
+    layout: str,
+    root: Path,
+    label_names: Sequence[str],
+    labels: Any,
+    texts: list[str],
+    image_paths: list[str],
+    image_root: Path,
+    drop_unlabeled: bool,
+    check_images: bool,
+    files: Sequence[Path],
+    extra: dict[str, Any] | None = None,
+) -> MultiModalDataset:
     """Shared tail of every loader: length and label checks, optional dropping of unlabeled items, image check."""
     source = f"{name} ({layout} layout, {root})"
     check_same_length(source, labels=labels, texts=texts, images=image_paths)
@@ -36,14 +55,28 @@ def finish_dataset(name: str, layout: str, root: Path, label_names: Sequence[str
         texts = [t for t, k in zip(texts, keep) if k]
         image_paths = [p for p, k in zip(image_paths, keep) if k]
     ds = MultiModalDataset(
-        name=name, label_names=list(label_names), labels=labels, texts=texts, split_defaults=SPLITS[name],
-        image_paths=image_paths, image_root=image_root,
-        info={"source": source, "layout": layout, "root": str(root), "files": [str(f) for f in files],
-              "dropped_unlabeled": dropped, **(extra or {})},
+        name=name,
+        label_names=list(label_names),
+        labels=labels,
+        texts=texts,
+        split_defaults=SPLITS[name],
+        image_paths=image_paths,
+        image_root=image_root,
+        info={
+            "source": source,
+            "layout": layout,
+            "root": str(root),
+            "files": [str(f) for f in files],
+            "dropped_unlabeled": dropped,
+            **(extra or {}),
+        },
     )
     if check_images:
-        missing = [i for i in range(len(ds)) if not any(c.is_file() for c in
-                                                        candidate_image_paths(ds.image_paths[i], ds.image_root))]
+        missing = [
+            i
+            for i in range(len(ds))
+            if not any(c.is_file() for c in candidate_image_paths(ds.image_paths[i], ds.image_root))
+        ]
         if missing:
             raise DatasetNotFoundError(
                 f"{source}: {len(missing)} of {len(ds)} image files are missing (first: {ds.image_paths[missing[0]]!r} "
@@ -59,8 +92,9 @@ def read_mat_triple(name: str, root: Path) -> tuple[list[str], list[str], np.nda
     index_path, caption_path, label_path = files
     paths = mat_strings(mat_field(load_mat(index_path), ["index"], index_path), index_path, "index")
     texts = mat_strings(mat_field(load_mat(caption_path), ["caption", "tags"], caption_path), caption_path, "caption")
-    labels = mat_matrix(mat_field(load_mat(label_path), ["category", "label", "labels", "LAll"], label_path),
-                        label_path, "category")
+    labels = mat_matrix(
+        mat_field(load_mat(label_path), ["category", "label", "labels", "LAll"], label_path), label_path, "category"
+    )
     return paths, texts, labels, files
 
 

@@ -44,8 +44,12 @@ def default_cache_dir() -> Path:
 
 def cache_key(size: int, seed: int, image_size: int) -> str:
     """16 hex digits over the parameters, the generator's version and its source digest."""
-    parts = {"format": CACHE_FORMAT, "version": GENERATOR_VERSION, "generator": generator_fingerprint(),
-             "params": {"toy_size": int(size), "seed": int(seed), "image_size": int(image_size)}}
+    parts = {
+        "format": CACHE_FORMAT,
+        "version": GENERATOR_VERSION,
+        "generator": generator_fingerprint(),
+        "params": {"toy_size": int(size), "seed": int(seed), "image_size": int(image_size)},
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -60,8 +64,12 @@ def _problems(arrays: dict[str, np.ndarray], meta: dict[str, Any], key: str, n: 
         return [f"not a toy_nuswide bundle (format {meta.get('format')!r})"]
     if meta.get("key") != key:
         return [f"made by another configuration (key {meta.get('key')} != {key})"]
-    want = {"images": ((n, s, s, 3), np.uint8), "labels": ((n, len(NUS_TC10_LABELS)), np.uint8),
-            "label_rows": ((n,), np.int64), "texts_utf8": (None, np.uint8)}
+    want = {
+        "images": ((n, s, s, 3), np.uint8),
+        "labels": ((n, len(NUS_TC10_LABELS)), np.uint8),
+        "label_rows": ((n,), np.int64),
+        "texts_utf8": (None, np.uint8),
+    }
     out = []
     for name, (shape, dtype) in want.items():
         a = arrays.get(name)
@@ -93,8 +101,13 @@ def _cached(path: Path, key: str, n: int, image_size: int, compute: Any) -> tupl
         return arrays, False, time.perf_counter() - start
 
 
-def load_toy_nuswide(size: int | str = "default", seed: int = 0, image_size: int = 64,
-                     cache_dir: str | os.PathLike | None | bool = None, progress: bool = True) -> MultiModalDataset:
+def load_toy_nuswide(
+    size: int | str = "default",
+    seed: int = 0,
+    image_size: int = 64,
+    cache_dir: str | os.PathLike | None | bool = None,
+    progress: bool = True,
+) -> MultiModalDataset:
     """The toy_nuswide dataset; cached under ``cache_dir`` (None: default_cache_dir(), False: no cache).
 
     A cache file that is unreadable, truncated, altered or made by other parameters is
@@ -107,8 +120,12 @@ def load_toy_nuswide(size: int | str = "default", seed: int = 0, image_size: int
         if any("\n" in t for t in data["texts"]):  # guards the newline-joined storage format
             raise DatasetError("a generated tag contains a newline; this is a bug in toy_tags")
         text_bytes = np.frombuffer("\n".join(data["texts"]).encode("utf-8"), dtype=np.uint8).copy()
-        arrays = {"images": data["images"], "labels": data["labels"], "label_rows": data["label_rows"],
-                  "texts_utf8": text_bytes}
+        arrays = {
+            "images": data["images"],
+            "labels": data["labels"],
+            "label_rows": data["label_rows"],
+            "texts_utf8": text_bytes,
+        }
         return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
     if cache_dir is False:
@@ -122,19 +139,33 @@ def load_toy_nuswide(size: int | str = "default", seed: int = 0, image_size: int
     texts = arrays["texts_utf8"].tobytes().decode("utf-8").split("\n")
     if len(texts) != n:
         raise BundleError(f"{path}: {len(texts)} texts for {n} items; delete {path} and rerun")
-    data = {"images": arrays["images"], "labels": arrays["labels"], "label_rows": arrays["label_rows"],
-            "texts": texts}
-    meta = {"dataset": "toy_nuswide", "generator_version": GENERATOR_VERSION, "generator_fingerprint":
-            generator_fingerprint(), "num_items": n, "seed": int(seed), "image_size": int(image_size),
-            "label_names": list(NUS_TC10_LABELS)}
+    data = {"images": arrays["images"], "labels": arrays["labels"], "label_rows": arrays["label_rows"], "texts": texts}
+    meta = {
+        "dataset": "toy_nuswide",
+        "generator_version": GENERATOR_VERSION,
+        "generator_fingerprint": generator_fingerprint(),
+        "num_items": n,
+        "seed": int(seed),
+        "image_size": int(image_size),
+        "label_names": list(NUS_TC10_LABELS),
+    }
     q = max(1, round(SPLIT_QUERY_FRACTION * n))
-    info = dict(meta, source="toy_nuswide", cache_path=str(path) if path else None, cache_hit=cache_hit,
-                generate_seconds=seconds, label_rows=data["label_rows"],
-                provenance="labels: rows of NUS-WIDE TC-10 LAll (GCDH release, data/reference/nus_tc10_labels.mat); "
-                           "images and tags: procedural (egath_lite.data.toy_render / toy_tags)")
+    info = dict(
+        meta,
+        source="toy_nuswide",
+        cache_path=str(path) if path else None,
+        cache_hit=cache_hit,
+        generate_seconds=seconds,
+        label_rows=data["label_rows"],
+        provenance="labels: rows of NUS-WIDE TC-10 LAll (GCDH release, data/reference/nus_tc10_labels.mat); "
+        "images and tags: procedural (egath_lite.data.toy_render / toy_tags)",
+    )
     return MultiModalDataset(
-        name="toy_nuswide", label_names=list(NUS_TC10_LABELS), labels=data["labels"], texts=list(data["texts"]),
-        images=data["images"], split_defaults=SplitDefaults(q, max(1, round(SPLIT_TRAIN_FRACTION * n)), SPLIT_SEED),
+        name="toy_nuswide",
+        label_names=list(NUS_TC10_LABELS),
+        labels=data["labels"],
+        texts=list(data["texts"]),
+        images=data["images"],
+        split_defaults=SplitDefaults(q, max(1, round(SPLIT_TRAIN_FRACTION * n)), SPLIT_SEED),
         info=info,
     )
-

@@ -6,6 +6,7 @@ NUS-WIDE's own up to sampling error. Images are rendered by ``toy_render`` and t
 by ``toy_tags``. Everything is a pure function of (size, seed, image_size,
 GENERATOR_VERSION); ``toy_cache`` caches the result in one byte-deterministic bundle per key.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,13 +41,13 @@ def resolve_size(size: int | str) -> int:
     return int(size)
 
 
-def generate_toy_nuswide(size: int | str = "default", seed: int = 0, image_size: int = 64,
-                         progress: bool = True) -> dict[str, Any]:
+def generate_toy_nuswide(
+    size: int | str = "default", seed: int = 0, image_size: int = 64, progress: bool = True
+) -> dict[str, Any]:
     """No cache: {"images" uint8 (N,S,S,3), "labels" uint8 (N,10), "label_rows" int64 (N,), "texts", "seconds"}."""
-    from egath_lite.progress import tqdm
-
     from egath_lite.data.toy_render import SceneRenderer
     from egath_lite.data.toy_tags import sample_tags
+    from egath_lite.progress import tqdm
 
     n = resolve_size(size)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -66,8 +67,13 @@ def generate_toy_nuswide(size: int | str = "default", seed: int = 0, image_size:
         for k in attrs:
             attrs[k][lo:hi] = batch_attrs[k]
     texts = sample_tags(labels, attrs, np.random.default_rng([GENERATOR_VERSION, int(seed), 2]))
-    return {"images": images, "labels": labels, "label_rows": rows.astype(np.int64), "texts": texts,
-            "seconds": time.perf_counter() - start}
+    return {
+        "images": images,
+        "labels": labels,
+        "label_rows": rows.astype(np.int64),
+        "texts": texts,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def generator_fingerprint() -> str:

@@ -7,6 +7,7 @@ bounding box, which is what makes several thousand scenes/s possible on one core
 coordinates are normalised (pixel centre of column j is (j + 0.5) / S), so every size works.
 Compositing is "over": c <- c + a * (colour - c), with a = coverage * opacity.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -166,8 +167,16 @@ def fill_water(canvas, idx, top, base, light, freq, wob_freq, wob_phase, soft):
             for j in range(size):
                 s = 0.5 + 0.5 * np.sin(phase + wob[j])
                 crest = 0.6 * s * s * s * s  # thin bright crests
-                _blend(canvas, b, i, j, a, base[k, 0] + crest * (light[k, 0] - base[k, 0]),
-                       base[k, 1] + crest * (light[k, 1] - base[k, 1]), base[k, 2] + crest * (light[k, 2] - base[k, 2]))
+                _blend(
+                    canvas,
+                    b,
+                    i,
+                    j,
+                    a,
+                    base[k, 0] + crest * (light[k, 0] - base[k, 0]),
+                    base[k, 1] + crest * (light[k, 1] - base[k, 1]),
+                    base[k, 2] + crest * (light[k, 2] - base[k, 2]),
+                )
 
 
 @njit(_sig(CANVAS, RGB, CANVAS, "f8", "u1[:, :, :, ::1]"), cache=True, nogil=True)

@@ -7,6 +7,7 @@ jittered, the background carries random colours (a third of them sky-like) and c
 so no label can be read off one fixed pixel, while each motif's shape and texture stay
 learnable (see tests/test_data_toy.py).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -87,14 +88,33 @@ class SceneRenderer:
     def _box(self, canvas, idx, x0, x1, y0, y1, color, opacity=1.0) -> None:
         """Soft rectangles for items idx; every argument is (m,) (color (m, 3)) or a scalar."""
         m = len(idx)
-        R.fill_boxes(canvas, idx, _f64(x0, m), _f64(x1, m), _f64(y0, m), _f64(y1, m), _f64(color, m, 3),
-                     _f64(opacity, m), self.soft)
+        R.fill_boxes(
+            canvas,
+            idx,
+            _f64(x0, m),
+            _f64(x1, m),
+            _f64(y0, m),
+            _f64(y1, m),
+            _f64(color, m, 3),
+            _f64(opacity, m),
+            self.soft,
+        )
 
     def _ellipse(self, canvas, idx, cx, cy, rx, ry, color, theta=0.0, opacity=1.0) -> None:
         """Soft (rotated) ellipses for items idx; arguments (m,) or scalars, color (m, 3)."""
         m = len(idx)
-        R.fill_ellipses(canvas, idx, _f64(cx, m), _f64(cy, m), _f64(rx, m), _f64(ry, m), _f64(theta, m),
-                        _f64(color, m, 3), _f64(opacity, m), self.soft)
+        R.fill_ellipses(
+            canvas,
+            idx,
+            _f64(cx, m),
+            _f64(cy, m),
+            _f64(rx, m),
+            _f64(ry, m),
+            _f64(theta, m),
+            _f64(color, m, 3),
+            _f64(opacity, m),
+            self.soft,
+        )
 
     def _p(self, x) -> np.ndarray:
         """(m,) per-item parameter -> (m, 1, 1) float32 for pixel-wise numpy expressions."""
@@ -114,8 +134,11 @@ class SceneRenderer:
         mid = top.copy()
         bottom = _hsv_to_rgb(rng.random(n), rng.uniform(0.05, 0.55, n), rng.uniform(0.2, 0.8, n))
         kind = rng.choice(4, n, p=[0.25, 0.45, 0.15, 0.15])  # random / day sky / overcast / dusk, as _sky's mix
-        for k, (tp, lw) in {1: (_SKY_DAY_TOP, _SKY_DAY_LOW), 2: (_SKY_GREY_TOP, _SKY_GREY_LOW),
-                            3: (_SKY_DUSK_TOP, _SKY_DUSK_LOW)}.items():
+        for k, (tp, lw) in {
+            1: (_SKY_DAY_TOP, _SKY_DAY_LOW),
+            2: (_SKY_GREY_TOP, _SKY_GREY_LOW),
+            3: (_SKY_DUSK_TOP, _SKY_DUSK_LOW),
+        }.items():
             sel = kind == k
             top[sel], mid[sel] = _pick(rng, tp, int(sel.sum()), 0.08), _pick(rng, lw, int(sel.sum()), 0.08)
         low_kind = rng.choice(3, n, p=[0.4, 0.35, 0.25])  # random / water-like / grass-like
@@ -124,8 +147,17 @@ class SceneRenderer:
             bottom[sel] = _pick(rng, palette, int(sel.sum()), 0.1)
         split = np.where(kind > 0, rng.uniform(0.25, 0.6, n), rng.uniform(0.1, 0.7, n))  # sky-like: like a horizon
         angle, freq = rng.uniform(0, 2 * np.pi, n), rng.uniform(1.0, 4.0, n)
-        R.fill_background(canvas, top, mid, bottom, split, freq * np.cos(angle), freq * np.sin(angle),
-                          rng.uniform(0, 2 * np.pi, n), np.full(n, 0.05))
+        R.fill_background(
+            canvas,
+            top,
+            mid,
+            bottom,
+            split,
+            freq * np.cos(angle),
+            freq * np.sin(angle),
+            rng.uniform(0, 2 * np.pi, n),
+            np.full(n, 0.05),
+        )
 
     def _clutter(self, canvas, idx, rng, count: int, max_size: float) -> None:
         """`count` random boxes or ellipses of random colour per item (distractors / occluders)."""
@@ -148,8 +180,11 @@ class SceneRenderer:
         kind = rng.choice(3, m, p=[0.6, 0.2, 0.2]) + 1
         attrs["sky_kind"][idx] = kind
         top, low = np.empty((m, 3)), np.empty((m, 3))
-        for k, (tp, lw) in {1: (_SKY_DAY_TOP, _SKY_DAY_LOW), 2: (_SKY_GREY_TOP, _SKY_GREY_LOW),
-                            3: (_SKY_DUSK_TOP, _SKY_DUSK_LOW)}.items():
+        for k, (tp, lw) in {
+            1: (_SKY_DAY_TOP, _SKY_DAY_LOW),
+            2: (_SKY_GREY_TOP, _SKY_GREY_LOW),
+            3: (_SKY_DUSK_TOP, _SKY_DUSK_LOW),
+        }.items():
             sel = kind == k
             top[sel], low[sel] = _pick(rng, tp, int(sel.sum()), 0.08), _pick(rng, lw, int(sel.sum()), 0.08)
         R.fill_sky(canvas, idx, _f64(horizon[idx], m), rng.uniform(-0.15, 0.15, m), top, low, self.soft)
@@ -167,8 +202,16 @@ class SceneRenderer:
             r = rng.uniform(0.05, 0.1, m)
             shade = np.clip(color * rng.uniform(0.9, 1.05, (m, 1)), 0, 1)
             for dx, dy, k in ((-1.0, 0.2, 0.8), (1.0, 0.2, 0.8), (0.0, -0.25, 1.0)):  # two side lobes, a taller middle
-                self._ellipse(canvas, idx, cx + dx * r, cy + dy * r, r * 1.1 * k, r * 0.75 * k, shade,
-                              opacity=0.92 * (n_blobs > b))
+                self._ellipse(
+                    canvas,
+                    idx,
+                    cx + dx * r,
+                    cy + dy * r,
+                    r * 1.1 * k,
+                    r * 0.75 * k,
+                    shade,
+                    opacity=0.92 * (n_blobs > b),
+                )
 
     def _water(self, canvas, idx, rng) -> None:
         """water: a bottom band with horizontal wavy stripes and bright ripple crests."""
@@ -176,8 +219,17 @@ class SceneRenderer:
         if m == 0:
             return
         base = _pick(rng, _WATER, m, 0.08)
-        R.fill_water(canvas, idx, rng.uniform(0.5, 0.8, m), base, np.clip(base + 0.35, 0, 1), rng.uniform(10, 20, m),
-                     rng.uniform(2, 5, m), rng.uniform(0, 2 * np.pi, m), self.soft)
+        R.fill_water(
+            canvas,
+            idx,
+            rng.uniform(0.5, 0.8, m),
+            base,
+            np.clip(base + 0.35, 0, 1),
+            rng.uniform(10, 20, m),
+            rng.uniform(2, 5, m),
+            rng.uniform(0, 2 * np.pi, m),
+            self.soft,
+        )
 
     def _lake(self, canvas, idx, rng) -> None:
         """lake: a flat ellipse inside a shore rim, with one light reflection streak."""
@@ -189,8 +241,9 @@ class SceneRenderer:
         self._ellipse(canvas, idx, cx, cy, rx + 0.04, ry + 0.03, _pick(rng, _SHORE, m, 0.06))
         water = _pick(rng, _LAKE, m, 0.06)
         self._ellipse(canvas, idx, cx, cy, rx, ry, water)
-        self._ellipse(canvas, idx, cx, cy - ry * 0.3, rx * 0.6, ry * 0.12 + 0.01, np.clip(water + 0.4, 0, 1),
-                      opacity=0.7)
+        self._ellipse(
+            canvas, idx, cx, cy - ry * 0.3, rx * 0.6, ry * 0.12 + 0.01, np.clip(water + 0.4, 0, 1), opacity=0.7
+        )
 
     def _grass(self, canvas, idx, rng) -> None:
         """grass: a bottom band (full or partial width) whose top edge is a row of pointed blades."""
@@ -242,8 +295,9 @@ class SceneRenderer:
             for r in range(5):
                 on = (c < cols) & (r < rows)
                 px, py = x0 + c * pane_w, y0 + r * pane_h
-                self._box(canvas, idx, px + 0.18 * pane_w, px + 0.82 * pane_w, py + 0.18 * pane_h, py + 0.82 * pane_h,
-                          lit, on)
+                self._box(
+                    canvas, idx, px + 0.18 * pane_w, px + 0.82 * pane_w, py + 0.18 * pane_h, py + 0.82 * pane_h, lit, on
+                )
 
     def _plants(self, canvas, idx, rng) -> None:
         """plants: a stem with 5-8 rotated leaves around it, a third with small flowers."""
@@ -257,14 +311,30 @@ class SceneRenderer:
         n_leaves = rng.integers(5, 9, m)
         for k in range(8):
             theta, dist = rng.uniform(0, np.pi, m), rng.uniform(0.0, 0.12, m) * size
-            self._ellipse(canvas, idx, cx + dist * np.cos(2 * theta), cy + dist * np.sin(2 * theta) * 0.7 + 0.05 * size,
-                          rng.uniform(0.05, 0.09, m) * size, rng.uniform(0.018, 0.032, m) * size,
-                          np.clip(green * rng.uniform(0.8, 1.2, (m, 1)), 0, 1), theta=theta, opacity=n_leaves > k)
+            self._ellipse(
+                canvas,
+                idx,
+                cx + dist * np.cos(2 * theta),
+                cy + dist * np.sin(2 * theta) * 0.7 + 0.05 * size,
+                rng.uniform(0.05, 0.09, m) * size,
+                rng.uniform(0.018, 0.032, m) * size,
+                np.clip(green * rng.uniform(0.8, 1.2, (m, 1)), 0, 1),
+                theta=theta,
+                opacity=n_leaves > k,
+            )
         flowers = rng.random(m) < 0.35
-        for k in range(3):
+        for _ in range(3):
             r = rng.uniform(0.015, 0.03, m) * size
-            self._ellipse(canvas, idx, cx + rng.uniform(-0.1, 0.1, m) * size, cy + rng.uniform(-0.05, 0.12, m) * size,
-                          r, r, _pick(rng, _FLOWER, m, 0.08), opacity=flowers)
+            self._ellipse(
+                canvas,
+                idx,
+                cx + rng.uniform(-0.1, 0.1, m) * size,
+                cy + rng.uniform(-0.05, 0.12, m) * size,
+                r,
+                r,
+                _pick(rng, _FLOWER, m, 0.08),
+                opacity=flowers,
+            )
 
     def _animals(self, canvas, idx, ground, attrs, rng) -> None:
         """animal: a quadruped (body, head, ears, four legs, tail) or a small winged bird with a beak."""
@@ -286,8 +356,17 @@ class SceneRenderer:
             lx = cx + off * rx
             self._box(canvas, idx, lx - 0.012 * scale, lx + 0.012 * scale, cy, feet, fur * 0.8, quad)
         tail = cx - facing * rx * 1.1
-        self._ellipse(canvas, idx, tail - facing * 0.03 * scale, cy - ry * 0.8, 0.045 * scale, 0.012 * scale,
-                      fur * 0.85, theta=facing * 0.5, opacity=quad)
+        self._ellipse(
+            canvas,
+            idx,
+            tail - facing * 0.03 * scale,
+            cy - ry * 0.8,
+            0.045 * scale,
+            0.012 * scale,
+            fur * 0.85,
+            theta=facing * 0.5,
+            opacity=quad,
+        )
         self._ellipse(canvas, idx, cx, cy, rx, ry, fur)
         hx, hy = cx + facing * rx * 1.05, cy - ry * 0.9
         hr = np.where(bird, 0.45, 0.55) * ry * 1.4
@@ -295,8 +374,16 @@ class SceneRenderer:
         self._ellipse(canvas, idx, hx - facing * hr * 0.4, hy - hr * 0.9, hr * 0.3, hr * 0.5, fur * 0.7, opacity=quad)
         self._ellipse(canvas, idx, cx - facing * rx * 0.2, cy - ry * 0.6, rx * 0.7, ry * 0.45, fur * 0.65, opacity=bird)
         beak = hx + facing * hr * 1.4
-        self._box(canvas, idx, beak - 0.4 * hr, beak + 0.4 * hr, hy - hr * 0.15, hy + hr * 0.2,
-                  np.tile([[0.95, 0.7, 0.1]], (m, 1)), bird)
+        self._box(
+            canvas,
+            idx,
+            beak - 0.4 * hr,
+            beak + 0.4 * hr,
+            hy - hr * 0.15,
+            hy + hr * 0.2,
+            np.tile([[0.95, 0.7, 0.1]], (m, 1)),
+            bird,
+        )
 
     def _people(self, canvas, idx, ground, rng) -> None:
         """person: 1-2 standing figures (head, arms, shirt, legs), 25-60% of the image height."""
@@ -334,8 +421,13 @@ class SceneRenderer:
 def _f64(a, m: int, width: int | None = None) -> np.ndarray:
     """A scalar or array as a contiguous float64 array of shape (m,) or (m, width) for the kernels."""
     shape = (m,) if width is None else (m, width)
-    if isinstance(a, np.ndarray) and a.dtype == np.float64 and a.shape == shape and a.flags.c_contiguous \
-            and a.flags.writeable:
+    if (
+        isinstance(a, np.ndarray)
+        and a.dtype == np.float64
+        and a.shape == shape
+        and a.flags.c_contiguous
+        and a.flags.writeable
+    ):
         return a
     out = np.empty(shape, np.float64)  # writable and contiguous: the kernels' one signature
     out[...] = a
@@ -362,7 +454,13 @@ _FRAME = _rgb((0.15, 0.15, 0.18), (0.30, 0.22, 0.15), (0.25, 0.25, 0.35))  # dar
 _LIT = _rgb((0.98, 0.90, 0.45), (0.95, 0.95, 0.85), (0.60, 0.80, 0.95), (0.98, 0.75, 0.35))
 _LEAF = _rgb((0.20, 0.55, 0.15), (0.35, 0.65, 0.20), (0.15, 0.40, 0.20), (0.45, 0.55, 0.15))
 _FLOWER = _rgb((0.90, 0.20, 0.25), (0.95, 0.85, 0.20), (0.90, 0.50, 0.80), (0.98, 0.98, 0.95))
-_FUR = _rgb((0.45, 0.30, 0.15), (0.15, 0.12, 0.10), (0.90, 0.88, 0.82), (0.55, 0.55, 0.55), (0.85, 0.55, 0.20),
-            (0.75, 0.60, 0.35))
+_FUR = _rgb(
+    (0.45, 0.30, 0.15),
+    (0.15, 0.12, 0.10),
+    (0.90, 0.88, 0.82),
+    (0.55, 0.55, 0.55),
+    (0.85, 0.55, 0.20),
+    (0.75, 0.60, 0.35),
+)
 _SKIN = _rgb((0.95, 0.80, 0.65), (0.80, 0.60, 0.45), (0.55, 0.38, 0.25), (0.35, 0.22, 0.15))
 _PANTS = _rgb((0.15, 0.20, 0.35), (0.10, 0.10, 0.12), (0.45, 0.40, 0.35), (0.30, 0.30, 0.32))

@@ -4,6 +4,7 @@ What real NUS-WIDE / MIRFlickr tags look like, and so what the text encoder must
 a label is often not tagged at all, or only by a synonym; tags name the camera, the year,
 the trip; and a few tags name things that are not in the picture.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,17 +16,51 @@ from egath_lite.data.toy_render import ANIMAL_KINDS
 SYNONYMS: dict[str, list[tuple[str, float]]] = {
     "sky": [("sky", 0.6), ("blue", 0.3), ("skyscape", 0.1), ("heaven", 0.05), ("horizon", 0.15), ("daylight", 0.05)],
     "clouds": [("clouds", 0.6), ("cloud", 0.25), ("cloudy", 0.2), ("cumulus", 0.05), ("white", 0.15)],
-    "person": [("person", 0.3), ("people", 0.35), ("portrait", 0.2), ("man", 0.15), ("woman", 0.15), ("girl", 0.1),
-               ("boy", 0.08), ("friends", 0.1), ("face", 0.08), ("me", 0.05)],
-    "water": [("water", 0.55), ("sea", 0.25), ("ocean", 0.15), ("river", 0.15), ("waves", 0.15), ("reflection", 0.1),
-              ("beach", 0.15), ("coast", 0.08)],
+    "person": [
+        ("person", 0.3),
+        ("people", 0.35),
+        ("portrait", 0.2),
+        ("man", 0.15),
+        ("woman", 0.15),
+        ("girl", 0.1),
+        ("boy", 0.08),
+        ("friends", 0.1),
+        ("face", 0.08),
+        ("me", 0.05),
+    ],
+    "water": [
+        ("water", 0.55),
+        ("sea", 0.25),
+        ("ocean", 0.15),
+        ("river", 0.15),
+        ("waves", 0.15),
+        ("reflection", 0.1),
+        ("beach", 0.15),
+        ("coast", 0.08),
+    ],
     "animal": [("animal", 0.35), ("pet", 0.15), ("wildlife", 0.1), ("zoo", 0.08), ("nature", 0.1)],
     "grass": [("grass", 0.6), ("green", 0.3), ("field", 0.2), ("meadow", 0.1), ("lawn", 0.08), ("park", 0.1)],
-    "buildings": [("buildings", 0.4), ("building", 0.3), ("architecture", 0.3), ("city", 0.2), ("urban", 0.12),
-                  ("tower", 0.08), ("house", 0.1), ("skyline", 0.08)],
+    "buildings": [
+        ("buildings", 0.4),
+        ("building", 0.3),
+        ("architecture", 0.3),
+        ("city", 0.2),
+        ("urban", 0.12),
+        ("tower", 0.08),
+        ("house", 0.1),
+        ("skyline", 0.08),
+    ],
     "window": [("window", 0.55), ("windows", 0.25), ("glass", 0.1), ("facade", 0.08), ("lights", 0.1)],
-    "plants": [("plants", 0.35), ("plant", 0.25), ("flowers", 0.2), ("leaves", 0.2), ("garden", 0.15), ("tree", 0.1),
-               ("green", 0.15), ("flower", 0.15)],
+    "plants": [
+        ("plants", 0.35),
+        ("plant", 0.25),
+        ("flowers", 0.2),
+        ("leaves", 0.2),
+        ("garden", 0.15),
+        ("tree", 0.1),
+        ("green", 0.15),
+        ("flower", 0.15),
+    ],
     "lake": [("lake", 0.6), ("pond", 0.2), ("reflection", 0.15), ("shore", 0.1), ("mountains", 0.1), ("calm", 0.05)],
 }
 SKY_KIND_TAGS = {2: [("overcast", 0.3), ("grey", 0.2)], 3: [("sunset", 0.5), ("dusk", 0.2), ("orange", 0.15)]}

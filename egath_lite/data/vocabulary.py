@@ -3,11 +3,12 @@
 Building the vocabulary from the training items only keeps the query set unseen, as in
 DCMH/GCDH (MIRFlickr-25K's classic 1,386-d BoW keeps tags frequent in the data).
 """
+
 from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

@@ -23,9 +23,9 @@ from egath_lite.core.train import classifier_epoch
 from egath_lite.files import ArtifactError
 from egath_lite.metrics.classification import label_average_precision
 from egath_lite.pipeline.config import Config, component, component_fields
-from egath_lite.pipeline.features import FEATURES_STAGE, ensure_features, training_split
+from egath_lite.pipeline.features import FEATURES_STAGE, ensure_features
 from egath_lite.pipeline.graph import GRAPH_STAGE, ensure_graph
-from egath_lite.pipeline.results import Classifier
+from egath_lite.pipeline.results import Classifier, training_split
 from egath_lite.pipeline.stages import Stage, shape_problems
 from egath_lite.progress import tqdm
 from egath_lite.utils import cpu_threads, resolve_device, seed_everything

@@ -30,7 +30,7 @@ from egath_lite.core.models import EGATH, CLIPImageBackbone, EncoderConfig, GATC
 from egath_lite.core.train import DiscreteCodes, egath_epoch
 from egath_lite.files import atomic_write_bytes
 from egath_lite.pipeline.config import Config, component
-from egath_lite.pipeline.features import training_split
+from egath_lite.pipeline.results import training_split
 from egath_lite.pipeline.variants import loss_config, variant_settings
 from egath_lite.progress import tqdm
 from egath_lite.utils import cpu_threads, resolve_device, seed_everything

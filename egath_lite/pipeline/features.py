@@ -20,7 +20,7 @@ from egath_lite.clip.tiny import PREPROCESS_VERSION
 from egath_lite.clip.weights import load_clip, weights_fingerprint
 from egath_lite.pipeline.artifacts import run_dir
 from egath_lite.pipeline.config import DATA_FIELDS, Config
-from egath_lite.pipeline.results import Features
+from egath_lite.pipeline.results import Features, training_split  # noqa: F401  (training_split: notebook 03 imports it from here)
 from egath_lite.pipeline.stages import Stage, shape_problems
 from egath_lite.pipeline.tiny_clip import TINY_CLIP_STAGE, ensure_tiny_clip
 
@@ -198,22 +198,6 @@ def _extract(cfg: Config, model: torch.nn.Module, tokenizer: Any, ds: Any, progr
         "items_per_second": len(ds) / max(t2 - t0, 1e-9),
         "shards": shards,
     }
-
-
-def training_split(features: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Index tensors ``train`` (excluding the validation items: checked, never assumed), ``val``, ``query``, ``retrieval``."""
-    t = features["tensors"]
-    train, val = t["train_idx"].long(), t["val_idx"].long()
-    if len(val) == 0:
-        raise ValueError(
-            "the validation split is empty; set val_fraction > 0 so the model can be selected without the query set"
-        )
-    if len(np.intersect1d(val.numpy(), t["query_idx"].numpy())):
-        raise ValueError(f"validation items overlap the query set in {features.get('path')}; the split is broken")
-    train = torch.from_numpy(np.setdiff1d(train.numpy(), val.numpy())).long()
-    if len(train) == 0:
-        raise ValueError("no training items left after removing the validation items")
-    return {"train": train, "val": val, "query": t["query_idx"].long(), "retrieval": t["retrieval_idx"].long()}
 
 
 def _idx(a: Any) -> torch.Tensor:

@@ -239,22 +239,3 @@ def ensure_graph(cfg: Config, force: bool = False) -> Graph:
     edge_index (2, E) int64 (source → target), edge_weight (E,) float32, label_emb (C, F) float32.
     """
     return Graph(GRAPH_STAGE.run(cfg, lambda: _compute_graph(cfg), force=force))
-
-
-def graph_from_payload(payload: dict[str, Any]) -> LabelGraph:
-    """Rebuild a LabelGraph from a graph artifact payload (for plots and later stages)."""
-    t, meta = payload["tensors"], payload["meta"]
-    return LabelGraph(
-        label_names=list(meta["label_names"]),
-        counts=t["counts"].numpy(),
-        label_counts=t["label_counts"].numpy(),
-        cond_prob=t["cond_prob"].double().numpy(),
-        adjacency=t["adjacency"].numpy(),
-        edge_index=t["edge_index"],
-        edge_weight=t["edge_weight"],
-        zeta=float(meta["zeta"]),
-        self_loops=bool(meta["self_loops"]),
-        reweight=bool(meta["reweight"]),
-        reweight_p=float(meta["reweight_p"]),
-        num_items=int(meta["num_train_items"]),
-    )

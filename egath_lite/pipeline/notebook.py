@@ -99,10 +99,10 @@ def setup(
     cfg, recorded = resolve_run_config(preset, run_name, runs_root, given)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    import egath_lite
+    from egath_lite.version import __version__
 
     print(
-        f"egath_lite {egath_lite.__version__} | torch {torch.__version__} | {notebook} | run {cfg.run_name!r} in "
+        f"egath_lite {__version__} | torch {torch.__version__} | {notebook} | run {cfg.run_name!r} in "
         f"{Path(cfg.runs_root).resolve()} | preset {cfg.preset} | dataset {cfg.dataset} | device {device}"
         + (" | FORCE: recomputing this notebook's stages" if force else "")
     )

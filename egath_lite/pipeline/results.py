@@ -4,7 +4,8 @@
 ``Features``, ``Graph``, ``Classifier`` and ``Codes``: ``codes.query_image_codes``, ``codes.best_epoch``,
 ``graph.edge_index``. Each field is documented with its shape. Every result also reads like the artifact's
 payload (``result["tensors"]``, ``result["meta"]``): the stage machinery, the tests and older code keep
-working, and ``result.payload`` is the whole dict.
+working, and ``result.payload`` is the whole dict. ``training_split`` and ``graph_from_payload`` read a payload
+(``Features.split`` and ``Graph.label_graph()`` call them); they live here, below the stages that import them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,45 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
+
+from egath_lite.core.label_graph import LabelGraph
+
+
+def training_split(features: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Index tensors ``train`` (excluding the validation items: checked, never assumed), ``val``, ``query``, ``retrieval``."""
+    t = features["tensors"]
+    train, val = t["train_idx"].long(), t["val_idx"].long()
+    if len(val) == 0:
+        raise ValueError(
+            "the validation split is empty; set val_fraction > 0 so the model can be selected without the query set"
+        )
+    if len(np.intersect1d(val.numpy(), t["query_idx"].numpy())):
+        raise ValueError(f"validation items overlap the query set in {features.get('path')}; the split is broken")
+    train = torch.from_numpy(np.setdiff1d(train.numpy(), val.numpy())).long()
+    if len(train) == 0:
+        raise ValueError("no training items left after removing the validation items")
+    return {"train": train, "val": val, "query": t["query_idx"].long(), "retrieval": t["retrieval_idx"].long()}
+
+
+def graph_from_payload(payload: Mapping[str, Any]) -> LabelGraph:
+    """Rebuild a LabelGraph from a graph artifact payload (for plots and later stages)."""
+    t, meta = payload["tensors"], payload["meta"]
+    return LabelGraph(
+        label_names=list(meta["label_names"]),
+        counts=t["counts"].numpy(),
+        label_counts=t["label_counts"].numpy(),
+        cond_prob=t["cond_prob"].double().numpy(),
+        adjacency=t["adjacency"].numpy(),
+        edge_index=t["edge_index"],
+        edge_weight=t["edge_weight"],
+        zeta=float(meta["zeta"]),
+        self_loops=bool(meta["self_loops"]),
+        reweight=bool(meta["reweight"]),
+        reweight_p=float(meta["reweight_p"]),
+        num_items=int(meta["num_train_items"]),
+    )
 
 
 class StageResult(Mapping):
@@ -101,8 +140,6 @@ class Features(StageResult):
     @property
     def split(self) -> dict[str, torch.Tensor]:
         """int64 indices ``train`` (without the validation items), ``val``, ``query``, ``retrieval``."""
-        from egath_lite.pipeline.features import training_split
-
         return training_split(self.payload)
 
 
@@ -159,10 +196,8 @@ class Graph(StageResult):
         """``{label_emb, edge_index, edge_weight}``: what a model reads of the graph."""
         return {"label_emb": self.label_emb, "edge_index": self.edge_index, "edge_weight": self.edge_weight}
 
-    def label_graph(self) -> Any:
+    def label_graph(self) -> LabelGraph:
         """The artifact as a ``core.label_graph.LabelGraph`` (numpy arrays, edge list, properties)."""
-        from egath_lite.pipeline.graph import graph_from_payload
-
         return graph_from_payload(self.payload)
 
 

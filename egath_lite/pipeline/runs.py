@@ -4,7 +4,7 @@ The first stage of a run writes ``run_config.json`` (the resolved configuration)
 of that run starts from it, so what was given to notebook 01 (data set, data root, model,
 weights, seed) reaches 02–05 without being repeated. A notebook parameter that differs from
 the recorded value is printed as an override and keys its artifacts separately. Results are
-written per configuration (``results/<notebook>-<key>.json``), never to one shared path.
+written per configuration (``results/results-<notebook>-<key>.json``), never to one shared path.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import torch
 from egath_lite.metrics.classification import label_average_precision
 from egath_lite.pipeline.classifier import CLASSIFIER_KINDS, predict_scores, train_label_classifier
 from egath_lite.pipeline.config import Config
-from egath_lite.pipeline.features import training_split
+from egath_lite.pipeline.results import training_split
 from egath_lite.utils import cpu_threads
 
 
