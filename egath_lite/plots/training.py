@@ -19,8 +19,22 @@ def _np(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
-def plot_classifier_history(histories: Mapping[str, Mapping[str, Any]]):
-    """Loss and validation mAP per epoch of label classifiers: {name: {"loss": (E,), "val_map": (E,)}}."""
+def _selected_epoch(score: np.ndarray, selected: Mapping[Any, int] | None, name: Any) -> int:
+    """The kept epoch counted from 1: ``selected[name]`` (a result's ``.best_epoch``), else the first best ``score``."""
+    if selected is not None and name in selected:
+        epoch = int(selected[name])
+        if not 1 <= epoch <= len(score):
+            raise ValueError(f"selected epoch {epoch} of {name!r} is outside 1..{len(score)} (epochs count from 1)")
+        return epoch
+    return int(np.argmax(score)) + 1
+
+
+def plot_classifier_history(histories: Mapping[str, Mapping[str, Any]], selected: Mapping[str, int] | None = None):
+    """Loss and validation mAP per epoch of label classifiers: {name: {"loss": (E,), "val_map": (E,)}}.
+
+    Epochs count from 1. ``selected``: {name: kept epoch, counted from 1} (``Classifier.best_epoch``), circled;
+    default: the first epoch of the highest validation mAP, the rule ``ensure_label_classifier`` keeps by.
+    """
     from matplotlib.ticker import MaxNLocator
 
     plt = _plt()
@@ -30,8 +44,8 @@ def plot_classifier_history(histories: Mapping[str, Mapping[str, Any]]):
         epochs = np.arange(1, len(loss) + 1)
         ax_l.plot(epochs, loss, marker="o", ms=3, label=name)
         (line,) = ax_m.plot(epochs, val, marker="o", ms=3, label=name)
-        best = int(np.argmax(val))
-        ax_m.scatter([best + 1], [val[best]], s=80, facecolor="none", edgecolor=line.get_color(), zorder=3)
+        best = _selected_epoch(val, selected, name)
+        ax_m.scatter([best], [val[best - 1]], s=80, facecolor="none", edgecolor=line.get_color(), zorder=3)
     ax_l.set(xlabel="epoch", ylabel="BCE (training)", title="classification loss")
     ax_m.set(xlabel="epoch", ylabel="mean AP (validation)", title="validation mAP (circle: selected epoch)")
     for ax in (ax_l, ax_m):
@@ -118,12 +132,13 @@ def plot_attention(edge_index: Any, alpha: Any, label_names: Sequence[str], titl
     return fig
 
 
-def plot_hash_history(histories: Mapping[int, Mapping[str, Any]]):
+def plot_hash_history(histories: Mapping[int, Mapping[str, Any]], selected: Mapping[int, int] | None = None):
     """Per bit length: training loss terms (top) and validation mAP I→T / T→I (bottom); dashed: selected epoch.
 
     ``histories``: {bits: {"loss", "loss_<term>" for each term the loss returned (EGATH's: cosine, triplet,
-    cls, quant; a custom ``loss_fn``'s own), "val_map_i2t", "val_map_t2i"}} (the ``history_*`` tensors of a
-    codes payload, prefix removed).
+    cls, quant; a custom ``loss_fn``'s own), "val_map_i2t", "val_map_t2i"}} (``Codes.history``). Epochs count
+    from 1. ``selected``: {bits: kept epoch, counted from 1} (``Codes.best_epoch``); default: the first epoch
+    of the best mean of I→T and T→I, the rule the training engine keeps by.
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -146,9 +161,9 @@ def plot_hash_history(histories: Mapping[int, Mapping[str, Any]]):
         i2t, t2i = _np(h["val_map_i2t"]), _np(h["val_map_t2i"])
         ax_m.plot(epochs, i2t, marker="o", ms=3, label="I→T")
         ax_m.plot(epochs, t2i, marker="s", ms=3, label="T→I")
-        best = int(np.argmax((i2t + t2i) / 2))
+        best = _selected_epoch((i2t + t2i) / 2, selected, bits)
         for ax in (ax_l, ax_m):
-            ax.axvline(best + 1, ls="--", color="gray", lw=1, label="selected epoch" if ax is ax_m else None)
+            ax.axvline(best, ls="--", color="gray", lw=1, label="selected epoch" if ax is ax_m else None)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_m.set(title=f"{bits} bits: validation mAP", xlabel="epoch")
         ax_m.grid(alpha=0.3)
