@@ -90,6 +90,7 @@ def test_notebook_opens_with_one_setup_call_and_the_one_repository_url(path):
     cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     colab = [c for c in cells if "google.colab" in c]
     assert len(colab) == 1 and REPOSITORY_URL in colab[0]
+    assert cells[0] == colab[0], f"{path.name}: the install cell must be the first code cell"
     setups = [c for c in cells if re.search(r"^S = setup(_from)?\(", c, flags=re.M)]
     assert len(setups) == 1 and re.search(rf'setup(_from)?\(\s*"{path.stem}"', setups[0])
     assert not any("get_config(" in c or "seed_everything(" in c or "write_json(" in c for c in cells)

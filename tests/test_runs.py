@@ -6,7 +6,7 @@ import pytest
 
 from egath_lite.files import ArtifactError
 from egath_lite.pipeline.config import ConfigError
-from egath_lite.pipeline.notebook import setup
+from egath_lite.pipeline.notebook import setup, setup_from
 from egath_lite.pipeline.runs import load_results, load_run_config, resolve_run_config, run_config_path, save_results
 
 
@@ -65,3 +65,23 @@ def test_setup_is_the_one_call_a_notebook_makes(tmp_path, capsys):
     assert path.parent.name == "results" and load_results(S.cfg, "03_gat_classification") == {"x": 1}
     with pytest.raises(TypeError, match="FORCE must be True or False"):
         setup("03_gat_classification", None, "n", str(tmp_path), None, "yes")
+
+
+def test_setup_from_reads_the_parameters_cell_from_the_namespace(tmp_path):
+    namespace = {
+        "PRESET": "tiny",
+        "RUN_NAME": "p",
+        "RUNS_ROOT": str(tmp_path),
+        "OVERRIDES": {"gat_epochs": 2},
+        "FORCE": False,
+        "SEED": 5,
+        "ZETA": None,  # None: inherit
+        "PRETRAINED": "random",  # notebook 01's short name for clip_pretrained
+        "BATCH_SIZE": 16,  # ... and for extract_batch_size
+        "EMBEDDING_MAP": "pca",  # the notebook's own: no config field
+        "np": object(),
+    }
+    S = setup_from("01_feature_extraction", namespace)
+    cfg = S.cfg
+    assert (cfg.seed, cfg.gat_epochs, cfg.zeta) == (5, 2, 0.3) and S.run_dir == tmp_path / "p"
+    assert cfg.clip_pretrained == "random" and cfg.extract_batch_size == 16

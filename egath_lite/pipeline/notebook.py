@@ -46,21 +46,25 @@ class Session:
 
 # The parameters cell's names that are not config fields.
 _SESSION_PARAMETERS = ("PRESET", "RUN_NAME", "RUNS_ROOT", "OVERRIDES", "FORCE")
+# Parameters whose config field is not their name in lower case (notebook 01's short names for its CLIP knobs).
+PARAMETER_FIELDS = {"MODEL": "clip_model", "PRETRAINED": "clip_pretrained", "BATCH_SIZE": "extract_batch_size"}
 
 
 def setup_from(notebook: str, namespace: dict[str, Any], offline: bool = True) -> Session:
     """``setup`` with the notebook's parameters read from its namespace: ``S = setup_from("04_hash_learning", globals())``.
 
     Reads ``PRESET``, ``RUN_NAME``, ``RUNS_ROOT``, ``OVERRIDES``, ``FORCE`` and every upper-case name of the
-    parameters cell that is a config field in lower case (``ZETA`` → ``zeta``, ``BITS`` → ``bits``); other names
-    are the notebook's own (e.g. ``SHOW``). So the parameters cell is the only place a notebook lists its knobs.
+    parameters cell that is a config field in lower case (``ZETA`` → ``zeta``, ``BITS`` → ``bits``) or is named in
+    ``PARAMETER_FIELDS`` (``MODEL`` → ``clip_model``); other names are the notebook's own (e.g. ``SHOW``). So the
+    parameters cell is the only place a notebook lists its knobs.
     """
     from egath_lite.pipeline.config import FIELD_SECTION
 
+    fields = {name: PARAMETER_FIELDS.get(name, name.lower()) for name in namespace if name.isupper()}
     params = {
-        name.lower(): value
-        for name, value in namespace.items()
-        if name.isupper() and name not in _SESSION_PARAMETERS and name.lower() in FIELD_SECTION
+        field: namespace[name]
+        for name, field in fields.items()
+        if name not in _SESSION_PARAMETERS and field in FIELD_SECTION
     }
     return setup(
         notebook,
