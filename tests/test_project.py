@@ -1,8 +1,11 @@
 """Repository hygiene: dependency lists agree, notebooks are stripped and follow the template,
 the README's test command is the one CI runs."""
 
+import ast
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,15 @@ def test_ruff_checks_every_tracked_python_file():
         f"ruff checks {len(checked)} files, git tracks {len(tracked)}; ruff skips these tracked files "
         f"(an exclude pattern in pyproject.toml matches them?): {missing}"
     )
+
+
+def test_readme_core_example_runs_and_its_loss_falls():
+    """The README's `core` example (the block under <!-- core-example -->) runs as printed, offline, on the CPU."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- core-example -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    rows = [ast.literal_eval(line.split(" ", 1)[1]) for line in out.strip().splitlines()]
+    assert len(rows) == 3 and set(rows[0]) == {"cosine", "triplet", "cls", "quant", "total"}
+    totals = [r["total"] for r in rows]
+    assert totals[0] > totals[1] > totals[2]
+    assert f"the total falls: {totals[0]:.2f}, {totals[1]:.2f}, {totals[2]:.2f}" in text
