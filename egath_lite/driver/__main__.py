@@ -2,6 +2,7 @@
 
 import sys
 
-from egath_lite.driver.cli import main
+if __name__ == "__main__":  # an import (the docs' API pages) runs nothing
+    from egath_lite.driver.cli import main
 
-sys.exit(main())
+    sys.exit(main())

@@ -80,7 +80,7 @@ class Stage:
         """``{"modules": {module: digest}, "custom": {role: {name, digest}}}`` of the code this stage runs.
 
         ``custom``: callables a caller passes in place of the paper's code (``{"loss_fn": my_loss}``), or
-        their ``callable_fingerprint``s; None values are dropped. None when the stage runs no declared code.
+        their ``callable_fingerprint`` records; None values are dropped. None when the stage runs no declared code.
         """
         fingerprints = {
             role: fn if isinstance(fn, Mapping) else callable_fingerprint(fn, role)
@@ -405,7 +405,7 @@ def read_index(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 # --------------------------------------------------------------------------- which code changed
 def code_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """What differs between two ``code_record``s: module names, then ``loss_fn my_loss`` for a callable passed in
+    """What differs between two code records: module names, then ``loss_fn my_loss`` for a callable passed in
     under the same role and name whose source changed (a callable passed in instead of another is no change)."""
     old_modules, new_modules = old.get("modules") or {}, new.get("modules") or {}
     changed = [m for m in new_modules if m in old_modules and old_modules[m] != new_modules[m]]
