@@ -129,7 +129,7 @@ class Features(StageResult):
 
     @property
     def labels(self) -> torch.Tensor:
-        """uint8 (N, C): multi-hot labels."""
+        """float32 (N, C): multi-hot labels (0 or 1)."""
         return self._t("labels")
 
     @property
