@@ -25,7 +25,7 @@ from egath_lite.metrics.classification import label_average_precision
 from egath_lite.pipeline.config import Config, component, component_fields
 from egath_lite.pipeline.features import FEATURES_STAGE, ensure_features
 from egath_lite.pipeline.graph import GRAPH_STAGE, ensure_graph
-from egath_lite.pipeline.results import Classifier, training_split
+from egath_lite.pipeline.results import Classifier, state_from, training_split
 from egath_lite.pipeline.stages import Stage, shape_problems
 from egath_lite.progress import tqdm
 from egath_lite.utils import cpu_threads, resolve_device, seed_everything
@@ -203,11 +203,6 @@ def load_label_classifier(cfg: Config, payload: dict[str, Any], label_emb: torch
     model = build_label_classifier(payload["meta"]["kind"], cfg, int(payload["meta"]["feature_dim"]), label_emb)
     load_state(model, state, f"label classifier {payload.get('path')}")
     return model.eval()
-
-
-def state_from(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The ``state.*`` tensors of a payload as a state dict."""
-    return {k[len("state.") :]: v for k, v in payload["tensors"].items() if k.startswith("state.")}
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:

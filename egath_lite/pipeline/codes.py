@@ -22,12 +22,12 @@ from egath_lite.core.losses import LossConfig
 from egath_lite.core.models import EGATH, EncoderConfig, GATConfig, HashConfig
 from egath_lite.files import ArtifactError
 from egath_lite.pipeline.artifacts import run_dir
-from egath_lite.pipeline.classifier import load_state, state_from
+from egath_lite.pipeline.classifier import load_state
 from egath_lite.pipeline.config import Config, component_fields
 from egath_lite.pipeline.engine import build_egath, clip_image_backbone, hash_data, train_egath
 from egath_lite.pipeline.features import FEATURES_STAGE, ensure_features
 from egath_lite.pipeline.graph import GRAPH_STAGE, ensure_graph
-from egath_lite.pipeline.results import Codes
+from egath_lite.pipeline.results import Codes, state_from
 from egath_lite.pipeline.stages import Stage, code_changes, shape_problems
 from egath_lite.pipeline.variants import variant_settings
 from egath_lite.utils import cpu_threads, resolve_device

@@ -153,8 +153,8 @@ def _train_egath(
     gen = torch.Generator().manual_seed(cfg.seed)
     # shared binary codes of the training items, GCDH-style: random start, updated per epoch
     codes = DiscreteCodes.random(len(train_idx), bits, gen)
-    hist: dict[str, list[float]] = {"loss": []}
-    hist.update(val_map_i2t=[], val_map_t2i=[], lr=[], epoch_seconds=[], epoch_cpu_seconds=[])
+    names = ("loss", "val_map_i2t", "val_map_t2i", "lr", "epoch_seconds", "epoch_cpu_seconds")
+    hist: dict[str, list[float]] = {name: [] for name in names}  # + loss_<term> for each term the loss returns
     best_score, best_epoch, best_state, stale, start_epoch = -1.0, -1, None, 0, 0
     state = _load_resume(resume_path, resume_key)
     if state is not None:
@@ -175,7 +175,6 @@ def _train_egath(
         if best_state is not None and stale >= cfg.early_stop_patience:
             break  # the saved state had already stopped early
         t0, c0 = time.perf_counter(), time.process_time()
-        model.train()
         perm = torch.randperm(len(train_idx), generator=gen)
         batches = [perm[i : i + cfg.hash_batch_size] for i in range(0, len(perm), cfg.hash_batch_size)]
         batches = [pos for pos in batches if len(pos) >= 2]  # a triplet or a similarity needs two items

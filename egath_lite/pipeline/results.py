@@ -54,6 +54,11 @@ def graph_from_payload(payload: Mapping[str, Any]) -> LabelGraph:
     )
 
 
+def state_from(payload: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The ``state.*`` tensors of a payload as a state dict (empty when the stage stores no model)."""
+    return {k[len("state.") :]: v for k, v in payload["tensors"].items() if k.startswith("state.")}
+
+
 class StageResult(Mapping):
     """A stage's artifact: where it lives, whether it was reused, its key; the fields of the subclasses."""
 
@@ -103,7 +108,7 @@ class StageResult(Mapping):
     @property
     def state(self) -> dict[str, torch.Tensor]:
         """The stored model's state dict (the ``state.*`` tensors), empty when the stage stores no model."""
-        return {k[len("state.") :]: v for k, v in self.tensors.items() if k.startswith("state.")}
+        return state_from(self.payload)
 
     def _t(self, name: str) -> torch.Tensor:
         return self.tensors[name]
