@@ -35,7 +35,7 @@ from typing import Any
 from egath_lite.files import ArtifactError, atomic_write_bytes, write_json
 from egath_lite.pipeline.artifacts import run_dir
 from egath_lite.pipeline.config import LOCATION_FIELDS, PRESETS, Config, ConfigError, get_config, parse_value
-from egath_lite.pipeline.runs import CELL_STAGE, load_results, record_run_config
+from egath_lite.pipeline.runs import CELL_STAGE, default_runs_root, load_results, record_run_config, run_name_for
 from egath_lite.pipeline.variants import VARIANTS
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -46,6 +46,13 @@ NOTEBOOKS = (
     "04_hash_learning",
     "05_pr_curve_evaluation",
 )
+
+
+def missing_driver_packages() -> list[str]:
+    """The packages of the ``driver`` extra this environment lacks (the base install has no papermill)."""
+    import importlib.util
+
+    return [name for name in ("papermill", "nbformat") if importlib.util.find_spec(name) is None]
 
 
 class NotebookFailed(RuntimeError):
@@ -180,7 +187,7 @@ def cell_configs(
     options: dict[str, Any],
 ) -> list[Cell]:
     """Every grid cell's configuration, validated (ConfigError before anything runs)."""
-    from egath_lite.data import dataset_label, is_manifest_path
+    from egath_lite.data import is_manifest_path
 
     cells = []
     num_real = sum(d != "toy_nuswide" and not is_manifest_path(d) for d in datasets)  # sets read from a data root
@@ -201,7 +208,7 @@ def cell_configs(
                         "seed": seed,
                         "variant": variant,
                         "runs_root": str(runs_root),
-                        "run_name": f"{preset}-{dataset_label(dataset)}-s{seed}",
+                        "run_name": run_name_for(preset, dataset, seed),
                     },
                 )
                 cells.append(Cell(cfg))
@@ -243,11 +250,19 @@ def _rows_from_results(cfg: Config, res05: dict[str, Any]) -> list[dict[str, Any
 
 def describe_dataset(cfg, png: Path) -> Path:
     """Print the data set's summary (items, labels, per-label counts, tags per item); save example images."""
-    from egath_lite.data import dataset_from_config
+    from egath_lite.data import dataset_from_config, split_from_config
     from egath_lite.data.__main__ import write_example_grid
 
     ds = dataset_from_config(cfg)
-    print(ds.format_summary())
+    query, train, val, retrieval = split_from_config(ds, cfg)
+    # the summary's "benchmark split" is the data set's default; the run's own sizes come from its preset
+    summary = [line for line in ds.format_summary().splitlines() if not line.lstrip().startswith("benchmark split:")]
+    summary.append(
+        f"  this run's split: query {len(query):,}, train {len(train):,} + validation {len(val):,}, "
+        f"retrieval {len(retrieval):,}, "
+        f"seed {ds.split_defaults.seed if cfg.split_seed is None else cfg.split_seed}"
+    )
+    print("\n".join(summary))
     path = write_example_grid(ds, png)
     print(f"example images with their tags: {path}")
     return path
@@ -442,12 +457,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="any config field, parsed with its type (repeatable), e.g. --set zeta=0.1",
     )
-    p.add_argument("--runs-root", default=os.environ.get("EGATH_RUNS_ROOT", "runs"))
+    p.add_argument(
+        "--runs-root",
+        default=None,
+        help="default: $EGATH_RUNS, else the checkout's runs/ (from inside a checkout), else ./runs",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="recompute every stage of every cell")
     args = p.parse_args(argv)
 
-    runs_root = Path(args.runs_root).resolve()
+    runs_root = Path(args.runs_root).resolve() if args.runs_root else default_runs_root()
+    if missing_driver_packages():
+        print(
+            f"egath_lite.driver.cli: the driver executes the notebooks with {' and '.join(missing_driver_packages())}, "
+            "which this environment lacks: pip install 'egath_lite[driver]'",
+            file=sys.stderr,
+        )
+        return 2
     options: dict[str, Any] = {"device": args.device}
     for name, value in (
         ("bits", args.bits),

@@ -15,7 +15,7 @@ import torch
 
 from egath_lite.pipeline.artifacts import run_dir
 from egath_lite.pipeline.config import Config
-from egath_lite.pipeline.runs import resolve_run_config, save_results
+from egath_lite.pipeline.runs import default_runs_root, resolve_run_config, run_name_for, save_results
 from egath_lite.utils import resolve_device, seed_everything
 
 # The repository the notebooks' Colab cell installs from (one place; tests check the cells use it).
@@ -69,8 +69,8 @@ def setup_from(notebook: str, namespace: dict[str, Any], offline: bool = True) -
     return setup(
         notebook,
         namespace.get("PRESET"),
-        namespace.get("RUN_NAME", "default"),
-        namespace.get("RUNS_ROOT", "../runs"),
+        namespace.get("RUN_NAME"),
+        namespace.get("RUNS_ROOT"),
         namespace.get("OVERRIDES"),
         namespace.get("FORCE", False),
         offline,
@@ -78,11 +78,28 @@ def setup_from(notebook: str, namespace: dict[str, Any], offline: bool = True) -
     )
 
 
+def default_run_name(preset: str | None, given: dict[str, Any]) -> str:
+    """The run name the driver gives this configuration (``run_name_for``): preset (None: "default"), data set, seed.
+
+    So a notebook opened with its default ``RUN_NAME`` after ``bash scripts/run.sh`` continues the driver's run
+    (``default-toy_nuswide-s0``) instead of recomputing it.
+    """
+    from egath_lite.data import is_manifest_path
+    from egath_lite.pipeline.config import get_config
+
+    base = get_config(preset or "default")
+    dataset = given.get("dataset") or base.dataset
+    if is_manifest_path(dataset):
+        dataset = str(Path(dataset).expanduser().resolve())  # the driver names a manifest by its absolute path
+    seed = given.get("seed")
+    return run_name_for(base.preset, dataset, base.seed if seed is None else seed)
+
+
 def setup(
     notebook: str,
     preset: str | None = None,
-    run_name: str = "default",
-    runs_root: str = "../runs",
+    run_name: str | None = None,
+    runs_root: str | None = None,
     overrides: dict[str, Any] | None = None,
     force: bool = False,
     offline: bool = True,
@@ -91,7 +108,9 @@ def setup(
     """Resolve the notebook's config (recorded run config + named ``params`` + ``overrides``), seed, pick the device.
 
     ``params`` are config fields given as notebook parameters (None: inherit from the run);
-    ``overrides`` any other fields (what the driver's options and ``--set`` pass). ``force``
+    ``overrides`` any other fields (what the driver's options and ``--set`` pass). ``run_name`` None: the
+    driver's name for this configuration (``default_run_name``); ``runs_root`` None: ``default_runs_root()``
+    (``$EGATH_RUNS``, else the checkout's ``runs/``, else ``./runs``). ``force``
     recomputes this notebook's own stages. ``offline`` makes the Hugging Face hub serve cached
     files only (notebooks after 01 download nothing).
     """
@@ -100,6 +119,10 @@ def setup(
     if not isinstance(force, bool):
         raise TypeError(f"FORCE must be True or False, got {force!r}")
     given = {**params, **(overrides or {})}
+    if runs_root is None:
+        runs_root = str(default_runs_root())
+    if run_name is None:
+        run_name = default_run_name(preset, given)
     cfg, recorded = resolve_run_config(preset, run_name, runs_root, given)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -110,4 +133,9 @@ def setup(
         f"{Path(cfg.runs_root).resolve()} | preset {cfg.preset} | dataset {cfg.dataset} | device {device}"
         + (" | FORCE: recomputing this notebook's stages" if force else "")
     )
+    if cfg.preset != "default":
+        print(
+            f"preset {cfg.preset}: this notebook's prose quotes the default preset's numbers; the numbers printed "
+            f"below are this run's and may differ"
+        )
     return Session(notebook, cfg, recorded, device, force)

@@ -9,6 +9,8 @@ written per configuration (``results/results-<notebook>-<key>.json``), never to 
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,45 @@ from egath_lite.pipeline.stages import Stage
 
 RUN_CONFIG = "run_config.json"
 RESULT_FIELDS = tuple(f for f in FIELD_SECTION if f not in LOCATION_FIELDS)
+RUNS_ENV = "EGATH_RUNS"
+
+
+def checkout_of(folder: str | os.PathLike) -> Path | None:
+    """The egath_lite checkout ``folder`` sits in (it or a parent holds ``pyproject.toml`` naming egath_lite and
+    ``notebooks/``), or None."""
+    start = Path(folder).resolve()
+    for candidate in (start, *start.parents):
+        project = candidate / "pyproject.toml"
+        if project.is_file() and (candidate / "notebooks").is_dir():
+            try:
+                text = project.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if re.search(r'^name\s*=\s*"egath_lite"', text, flags=re.MULTILINE):
+                return candidate
+    return None
+
+
+def default_runs_root(cwd: str | os.PathLike | None = None) -> Path:
+    """Where runs go when no runs root is given, one rule for the notebooks and the driver (absolute):
+
+    ``$EGATH_RUNS`` if set; else the checkout's ``runs/`` when the working folder (a notebook's kernel runs in the
+    notebook's folder) sits in a checkout; else ``./runs`` of the working folder (Colab: ``/content/runs``).
+    """
+    given = os.environ.get(RUNS_ENV)
+    if given:
+        return Path(given).expanduser().resolve()
+    here = Path.cwd() if cwd is None else Path(cwd)
+    checkout = checkout_of(here)
+    return (checkout / "runs") if checkout is not None else (here / "runs").resolve()
+
+
+def run_name_for(preset: str, dataset: str, seed: int) -> str:
+    """The run name of a configuration, ``<preset>-<dataset>-s<seed>`` (a manifest: ``<stem>-<8 hex>``): the
+    driver's name for a grid cell, and a notebook's default, so a notebook opened after the driver reuses its run."""
+    from egath_lite.data import dataset_label
+
+    return f"{preset}-{dataset_label(dataset)}-s{seed}"
 
 
 def run_inputs(cfg: Config) -> dict[str, Any]:

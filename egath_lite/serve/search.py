@@ -377,15 +377,15 @@ def _load(fn: Callable[[], dict[str, Any]], what: str, notebook: str, cfg: Confi
 
 
 def _locate_run(run: str | os.PathLike, runs_root: str | os.PathLike | None) -> tuple[Path, str]:
-    """``(runs root, run name)`` of a run folder path or a run name under ``runs_root`` (default ``runs``)."""
-    from egath_lite.pipeline.runs import RUN_CONFIG
+    """``(runs root, run name)`` of a run folder path or a run name under ``runs_root`` (default: ``default_runs_root``)."""
+    from egath_lite.pipeline.runs import RUN_CONFIG, default_runs_root
 
     if not isinstance(run, (str, os.PathLike)) or not os.fspath(run):
         raise SearchError(f"run must be a run name or a run folder, got {run!r}")
     given = Path(run)
     if runs_root is None and (given / RUN_CONFIG).is_file():
         return given.resolve().parent, given.resolve().name
-    root = Path("runs" if runs_root is None else runs_root)
+    root = default_runs_root() if runs_root is None else Path(runs_root)
     if len(given.parts) != 1:
         raise SearchError(f"{os.fspath(run)!r} is not a run folder (no {RUN_CONFIG} in it) nor a run name")
     folder = root / given.name
