@@ -215,6 +215,19 @@ def _released_gat_init(conv: nn.Module, gain: float) -> None:
     nn.init.uniform_(conv.att_dst, -bound, bound)
 
 
+def _pyg_conv(name: str) -> type:
+    """``torch_geometric.nn.<name>``. torch_geometric's first import scripts two of its NamedTuples with
+    ``torch.jit.script``, which torch >= 2.10 answers with a FutureWarning that is about torch_geometric, not this
+    code, and that a student reads as an error; only that warning is ignored, only during the import."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+        import torch_geometric.nn as pyg_nn
+
+    return getattr(pyg_nn, name)
+
+
 class GATClassifier(_LabelBias):
     """Label graph → classifiers: E (C, F) through ``cfg.layers`` GATConv layers → H (C, out_dim).
 
@@ -228,7 +241,7 @@ class GATClassifier(_LabelBias):
     def __init__(self, in_dim: int, out_dim: int, num_labels: int, cfg: GATConfig | None = None, **overrides: Any):
         cfg = _with(cfg, GATConfig, overrides)
         super().__init__(num_labels, cfg.label_bias)
-        from torch_geometric.nn import GATConv
+        GATConv = _pyg_conv("GATConv")
 
         if cfg.layers < 1:
             raise ValueError(f"gat_layers must be >= 1, got {cfg.layers}")
@@ -305,7 +318,7 @@ class GCNClassifier(_LabelBias):
     def __init__(self, in_dim: int, out_dim: int, num_labels: int, cfg: GATConfig | None = None, **overrides: Any):
         cfg = _with(cfg, GATConfig, overrides)
         super().__init__(num_labels, cfg.label_bias)
-        from torch_geometric.nn import GCNConv
+        GCNConv = _pyg_conv("GCNConv")
 
         if cfg.layers < 1:
             raise ValueError(f"gat_layers must be >= 1, got {cfg.layers}")

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,6 +73,30 @@ class Cell:
         return f"{dataset_label(self.cfg.dataset)} seed {self.cfg.seed} variant {self.cfg.variant}"
 
 
+def kernel_options(sockets: str) -> dict[str, Any]:
+    """papermill options for a kernel whose sockets are files in the private folder ``sockets`` (POSIX).
+
+    Over TCP (jupyter_client's default) ipykernel prints "Kernel is running over TCP without encryption" once
+    per notebook, on the driver's terminal, as a WARNING; over IPC there is no port to eavesdrop on and nothing to
+    warn about. Windows has no IPC transport: TCP, and the warning, stay.
+    """
+    if os.name != "posix":
+        return {}
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            return os.path.join(sockets, "kernel")
+
+    return {"kernel_manager_class": IPCKernelManager}
+
+
 def run_notebook(
     name: str, executed_dir: Path, parameters: dict[str, Any], kernel: str = "python3", log_path: Path | None = None
 ) -> float:
@@ -87,7 +112,7 @@ def run_notebook(
     executed_dir.mkdir(parents=True, exist_ok=True)
     out = executed_dir / f"{name}.ipynb"
     start = time.perf_counter()
-    with _streamed(name, log_path):
+    with _streamed(name, log_path), tempfile.TemporaryDirectory(prefix="egath-kernel-") as sockets:
         try:
             pm.execute_notebook(
                 str(src),
@@ -97,6 +122,7 @@ def run_notebook(
                 cwd=str(NOTEBOOK_DIR),
                 progress_bar=False,
                 log_output=True,
+                **kernel_options(sockets),
             )
         except pm.PapermillExecutionError as exc:
             first_line = (exc.source or "").strip().splitlines()[:1]
