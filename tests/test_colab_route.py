@@ -175,6 +175,23 @@ def test_wheel_hard_dependencies_are_what_the_notebooks_need(tmp_path):
     assert {"torch", "torchvision", "open-clip-torch", "torch-geometric", "numpy"} <= hard, hard
 
 
+def test_driver_without_papermill_names_the_extra_in_one_line(monkeypatch, tmp_path, capsys):
+    import importlib.util
+
+    from egath_lite.driver import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "papermill" else real(name, *a))
+    assert cli.missing_driver_packages() == ["papermill"]
+    assert cli.main(["--preset", "tiny", "--runs-root", str(tmp_path / "runs")]) == 2
+    out, err = capsys.readouterr()
+    assert err.strip().splitlines() == [
+        "egath_lite.driver.cli: the driver executes the notebooks with papermill, which this environment lacks: "
+        "pip install 'egath_lite[driver]'"
+    ]
+    assert not (tmp_path / "runs").exists()  # said before anything was written
+
+
 @pytest.mark.slow
 @pytest.mark.notebooks
 @pytest.mark.skipif(os.name != "posix", reason="the symlink farm and the venv layout are POSIX")
@@ -211,6 +228,18 @@ def test_colab_route_every_notebook_runs_from_the_wheel_without_extras(tmp_path)
     listed = json.loads(pip(python, "list", "--format", "json", cwd=tmp_path).stdout)
     versions = {_norm(p["name"]): p["version"] for p in listed}
     assert {k: versions.get(k) for k in jupyter_before} == jupyter_before  # the kernel's Jupyter stack untouched
+
+    # the driver is an extra's job there: one line naming it, exit code 2
+    proc = subprocess.run(
+        [str(python), "-m", "egath_lite.reproduce", "--preset", "tiny"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "pip install 'egath_lite[driver]'" in proc.stderr, proc.stderr[-3000:]
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
     # 3. The kernel: that environment's python, registered for the runner only (JUPYTER_PATH).
     kernels = tmp_path / "jupyter" / "kernels" / "colab"
