@@ -5,7 +5,7 @@
 - ``widget``: ``tqdm.auto``'s widget bar, in a kernel a live front end renders (JupyterLab or Jupyter Notebook
   through jupyter_server, which sets ``JPY_SESSION_NAME``; Colab; VS Code) when ipywidgets is installed;
 - ``log``: in any other kernel (papermill, nbclient, the docs site's executed copies): one plain line on
-  stdout when a bar ends, and while it runs at most one line per step and per 30 s. A widget there would
+  stdout when a bar ends, and while it runs at most one line per step and per minute. A widget there would
   be saved without its state ("Error displaying widget: model not found" when reopened), and a text bar
   stores every ``\\r`` refresh as a red stderr line;
 - ``text``: ``tqdm``'s text bar outside a kernel (a terminal), updated in place.
@@ -19,7 +19,7 @@ from typing import Any
 
 MODES = ("widget", "log", "text")
 # Seconds between two progress lines of a running bar in log mode (the first and the last line always print).
-LOG_INTERVAL = 30.0
+LOG_INTERVAL = 60.0
 
 
 def progress_mode() -> str:
@@ -39,6 +39,21 @@ def _has_ipywidgets() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("ipywidgets") is not None
+
+
+def quiet_widgetless_kernel() -> None:
+    """In a kernel without ipywidgets, ignore tqdm's "IProgress not found. Please update jupyter and ipywidgets".
+
+    Libraries the notebooks import (huggingface_hub, torch_geometric) import ``tqdm.auto``, which says so once,
+    in red, as a warning; this package's bars need no widgets there (``log`` lines), so the advice is noise for a
+    student. Only that message, only in such a kernel; every notebook's setup call makes it.
+    """
+    if "ipykernel.zmqshell" in sys.modules and not _has_ipywidgets():
+        import warnings
+
+        from tqdm.std import TqdmWarning
+
+        warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
 
 
 def tqdm(*args: Any, **kwargs: Any) -> Any:

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,20 @@ def test_executed_notebooks_would_hold_no_widget_state_under_papermill(no_mode, 
         assert type(bar).__name__ == "LogBar"
     finally:
         bar.close()
+
+
+def test_a_kernel_without_ipywidgets_drops_tqdms_advice_to_install_them(no_mode, monkeypatch):
+    from tqdm.notebook import WARN_NOIPYW
+    from tqdm.std import TqdmWarning
+
+    from egath_lite import progress
+
+    monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("ipykernel.zmqshell"))
+    monkeypatch.setattr(progress, "_has_ipywidgets", lambda: False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        warnings.warn(WARN_NOIPYW, TqdmWarning, stacklevel=1)  # what tqdm.auto's import says (the control)
+        progress.quiet_widgetless_kernel()
+        warnings.warn(WARN_NOIPYW, TqdmWarning, stacklevel=1)
+        warnings.warn("another tqdm warning", TqdmWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == [WARN_NOIPYW, "another tqdm warning"]

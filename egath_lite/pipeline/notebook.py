@@ -116,6 +116,9 @@ def setup(
     """
     if offline:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from egath_lite.progress import quiet_widgetless_kernel
+
+    quiet_widgetless_kernel()
     if not isinstance(force, bool):
         raise TypeError(f"FORCE must be True or False, got {force!r}")
     given = {**params, **(overrides or {})}
