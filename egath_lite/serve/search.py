@@ -144,7 +144,7 @@ class Searcher:
         device: str | torch.device = "cpu",
         log: Callable[[str], None] = print,
     ) -> Searcher:
-        """Load run ``run`` (a folder, or a run name under ``runs_root``, default ``runs``) at ``variant``/``bits``.
+        """Load run ``run`` (a folder, or a run name under ``runs_root``, default ``default_runs_root()``) at ``variant``/``bits``.
 
         ``bits=None`` takes the largest bit length trained for ``variant`` (and says so through ``log``).
         """
@@ -418,7 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Search a finished run's retrieval set with one text or one image (Hamming ranking).",
     )
     p.add_argument("--run", required=True, help="run name under --runs-root, or a run folder")
-    p.add_argument("--runs-root", default=None, help="folder of the runs (default: runs)")
+    p.add_argument(
+        "--runs-root",
+        default=None,
+        help="folder of the runs (default: $EGATH_RUNS, else the checkout's runs/, else ./runs)",
+    )
     p.add_argument("--variant", default="egath", help="which trained model (default: egath)")
     p.add_argument("--bits", type=int, default=None, help="code length (default: the longest trained)")
     query = p.add_mutually_exclusive_group(required=True)
