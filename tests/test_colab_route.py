@@ -297,6 +297,15 @@ def test_colab_route_every_notebook_runs_from_the_wheel_without_extras(tmp_path)
     first = json.loads((executed / NOTEBOOKS[0].name).read_text())
     text = "".join("".join(o.get("text", "")) for c in first["cells"] for o in c.get("outputs", []))
     assert f"run 'tiny-toy_nuswide-s0' in {content / 'runs'}" in text, text[:3000]
+    # quiet: no red stderr output and no widget (saved without state) in any executed notebook
+    noise = []
+    for nb in NOTEBOOKS:
+        cells = json.loads((executed / nb.name).read_text())["cells"]
+        for i, cell in enumerate(cells):
+            for o in cell.get("outputs", []):
+                if o.get("name") == "stderr" or "application/vnd.jupyter.widget-view+json" in o.get("data", {}):
+                    noise.append(f"{nb.stem} cell {i}: {''.join(o.get('text', ''))[:300]!r}")
+    assert not noise, "\n".join(noise)
     where = subprocess.run(
         [str(python), "-c", "import egath_lite; print(egath_lite.__file__)"],
         cwd=content,
