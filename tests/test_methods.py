@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+import torch
 
 from egath_lite.core.methods import METHODS, available_methods, get_method
 from egath_lite.pipeline.codes import CODES_STAGE, codes_stage, codes_tag, resume_path
@@ -65,3 +66,118 @@ def test_codes_stage_keys_on_the_method_and_keeps_egath_names(tmp_path):
         dcmh, variant="dcmh", bits=16
     )
     assert resume_path(dcmh, 16).name.startswith("codes-dcmh-16-")
+
+
+def test_driver_grid_runs_variants_for_egath_and_each_method_once(tmp_path):
+    from egath_lite.driver import cli as reproduce
+
+    cells = reproduce.cell_configs(
+        "tiny", ["toy_nuswide"], [0, 1], ["egath", "no_gat"], tmp_path, {}, methods=["egath", "djsrh", "dcmh"]
+    )
+    got = [(c.cfg.seed, c.cfg.method, c.cfg.variant) for c in cells]
+    want = [(s, m, v) for s in (0, 1) for m, v in (("egath", "egath"), ("egath", "no_gat"), ("djsrh", "egath"))]
+    want = [w for s in (0, 1) for w in [*(x for x in want if x[0] == s), (s, "dcmh", "egath")]]
+    assert got == want
+    assert cells[2].label == "toy_nuswide seed 0 method djsrh" and cells[1].label.endswith("variant no_gat")
+    assert {c.cfg.run_name for c in cells} == {"tiny-toy_nuswide-s0", "tiny-toy_nuswide-s1"}  # one run per seed
+
+
+def test_driver_refuses_an_unknown_method_and_method_via_set(tmp_path, capsys):
+    from egath_lite.driver import cli as reproduce
+
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(["--preset", "tiny", "--runs-root", str(tmp_path), "--methods", "fancy"])
+    assert exc.value.code == 2 and "invalid choice: 'fancy'" in capsys.readouterr().err
+    rc = reproduce.main(["--preset", "tiny", "--runs-root", str(tmp_path), "--set", "method=dcmh"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "use the driver's own option for method" in err and "--methods" in err and "\n" not in err
+
+
+# --------------------------------------------------------------------------- slow: real training and notebooks
+SMALL = dict(toy_size=400, num_query=60, num_train=200, vocab_size=128, clip_epochs=1, gat_epochs=2, epochs=2)
+
+
+@pytest.mark.slow
+def test_search_and_milvus_export_for_a_comparison_method(tmp_path):
+    """DJSRH trained through the codes stage: Searcher.from_run(method=...) encodes the stored query codes, its
+    ranking is the Hamming ranking of the stored retrieval codes, and Milvus Lite returns the same neighbours."""
+    import numpy as np
+
+    from egath_lite.pipeline.codes import codes_in_run, ensure_codes
+    from egath_lite.pipeline.runs import record_run_config
+    from egath_lite.serve import milvus_export as mx
+    from egath_lite.serve.index import HammingIndex
+    from egath_lite.serve.search import Searcher
+
+    cfg = get_config("tiny", runs_root=str(tmp_path), run_name="m", device="cpu", bits=(16,), **SMALL)
+    record_run_config(cfg)
+    codes = ensure_codes(cfg.replace(method="djsrh"), 16, progress=False)
+    assert codes["path"].endswith(".pt") and "/codes-djsrh-16-" in codes["path"]
+    assert [(e["variant"], e["bits"]) for e in codes_in_run(tmp_path / "m")] == [("djsrh", 16)]
+    with pytest.raises(Exception, match="no trained 'egath' codes"):
+        Searcher.from_run("m", runs_root=tmp_path)
+    s = Searcher.from_run("m", runs_root=tmp_path, method="djsrh", bits=16)
+    assert s.variant == "djsrh" and s.text_input == "bow"
+    ds = s.dataset
+    for j in range(3):  # a query item's text and image encode to the codes the stage stored for it
+        item = int(s.query_idx[j])
+        assert torch.equal(s.encode_text(str(ds.texts[item])), codes.query_text_codes[j])
+    hits = s.search_text(str(ds.texts[int(s.query_idx[0])]), k=10)
+    index = HammingIndex(16).add(codes.retrieval_image_codes)
+    dist, pos = index.search(codes.query_text_codes[:1], 10)
+    assert [h.distance for h in hits] == dist[0].tolist() and [h.position for h in hits] == pos[0].tolist()
+    client = mx.milvus_client(str(tmp_path / "codes.db"))
+    try:
+        n = mx.export_codes(client, "djsrh", codes.retrieval_image_codes, vector="float", overwrite=True)
+        assert n == len(codes.retrieval_image_codes)
+        d, i = mx.search_codes(client, "djsrh", codes.query_text_codes[:5].numpy(), 10)
+    finally:
+        client.close()
+    d_ref, _ = index.search(codes.query_text_codes[:5], 10)
+    np.testing.assert_array_equal(d, d_ref)  # equal distances (Milvus orders ties its own way)
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_driver_methods_give_one_row_each_on_the_tiny_preset(tiny_runs, capsys):
+    from egath_lite.driver import cli as reproduce
+
+    methods = [m for m in available_methods()]
+    rc = reproduce.main(["--preset", "tiny", "--runs-root", str(tiny_runs), "--bits", "16", "--methods", *methods])
+    out = capsys.readouterr().out
+    assert rc == 0
+    table = out.rsplit("mAP@all (Hamming ranking", 1)[1]
+    rows = [line.split("|")[2].strip() for line in table.splitlines() if line.startswith("| toy_nuswide")]
+    assert sorted(rows) == sorted([*methods, "lsh", "clip_cosine"])
+    nums = [
+        float(x.split("±")[0])
+        for line in table.splitlines()
+        if line.startswith("| toy_nuswide")
+        for x in line.split("|")[3:5]
+    ]
+    assert all(0.0 < x <= 1.0 for x in nums)
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_notebook_06_on_the_tiny_run(tiny_runs, tmp_path):
+    import papermill as pm
+
+    from egath_lite.driver import cli as reproduce
+    from egath_lite.pipeline.runs import load_results, load_run_config
+
+    out = tmp_path / "06.ipynb"
+    pm.execute_notebook(
+        str(reproduce.NOTEBOOK_DIR / "06_comparison.ipynb"),
+        str(out),
+        kernel_name="python3",
+        parameters={"RUN_NAME": "tiny-toy_nuswide-s0", "RUNS_ROOT": str(tiny_runs), "SEEDS": [0], "BITS": [16]},
+        cwd=str(reproduce.NOTEBOOK_DIR),
+        progress_bar=False,
+    )
+    cfg = load_run_config(str(tiny_runs), "tiny-toy_nuswide-s0").replace(bits=(16,))
+    r = load_results(cfg, "06_comparison")
+    assert r["methods"] == list(available_methods()) and r["by_hand_check"] < 1e-6 and r["map_check"] < 1e-6
+    table_rows = [line.split("|")[1].strip() for line in r["table"].splitlines()[2:]]
+    assert table_rows == [*available_methods(), "lsh", "clip_cosine"]
+    assert "has a higher mean mAP than every other trained method" in r["paragraph"]

@@ -287,16 +287,17 @@ def _ensure_method_codes(cfg: Config, bits: int, force: bool, progress: bool) ->
     return payload
 
 
-def load_method(
-    cfg: Config, payload: dict[str, Any], graph: dict[str, torch.Tensor], image_dim: int, text_dim: int
-) -> nn.Module:
-    """The trained comparison model (``cfg.method``) stored in a codes payload, in eval mode."""
+def load_method(cfg: Config, payload: dict[str, Any], graph: dict[str, torch.Tensor]) -> nn.Module:
+    """The trained comparison model (``cfg.method``) stored in a codes payload, in eval mode.
+
+    ``graph``: the run's graph tensors (``ensure_graph(cfg)["tensors"]``; read by methods with ``NEEDS_GRAPH``).
+    """
     from egath_lite.pipeline.methods import build_method, check_method
 
     module = check_method(cfg)
-    bits = int(payload["params"]["bits"])
+    meta, bits = payload["meta"], int(payload["params"]["bits"])
     num_labels = int(payload["tensors"]["query_labels"].shape[1])
-    model = build_method(module, image_dim, text_dim, num_labels, bits, graph)
+    model = build_method(module, int(meta["image_dim"]), int(meta["text_dim"]), num_labels, bits, graph)
     load_state(model, state_from(payload), f"{cfg.method} model in {payload.get('path')}")
     return model.eval()
 
