@@ -181,3 +181,23 @@ def test_notebook_06_on_the_tiny_run(tiny_runs, tmp_path):
     table_rows = [line.split("|")[1].strip() for line in r["table"].splitlines()[2:]]
     assert table_rows == [*available_methods(), "lsh", "clip_cosine"]
     assert "has a higher mean mAP than every other trained method" in r["paragraph"]
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_driver_all_methods_on_a_real_layout_fixture(tmp_path, random_clip_checkpoint, capsys):
+    """MIRFlickr-25K's release layout (real JPEGs), CLIP weights from a file: every method gives its row."""
+    from egath_lite.driver import cli as reproduce
+    from egath_lite.testing.fixtures import write_mirflickr_raw
+
+    info = write_mirflickr_raw(tmp_path / "mir", 120, seed=0, min_label_count=2)
+    methods = list(available_methods())
+    argv = ["--preset", "tiny", "--datasets", "mirflickr25k", "--data-root", str(info.root), "--device", "cpu"]
+    argv += ["--clip-model", "egath-tiny-clip", "--clip-pretrained", str(random_clip_checkpoint)]
+    argv += ["--runs-root", str(tmp_path / "runs"), "--methods", *methods, "--bits", "16", "--epochs", "2"]
+    argv += ["--set", "num_query=20", "--set", "num_train=60", "--set", "vocab_size=64", "--set", "gat_epochs=2"]
+    argv += ["--set", "num_workers=0"]
+    assert reproduce.main(argv) == 0
+    table = capsys.readouterr().out.rsplit("mAP@all (Hamming ranking", 1)[1]
+    rows = [line.split("|")[2].strip() for line in table.splitlines() if line.startswith("| mirflickr25k")]
+    assert sorted(rows) == sorted([*methods, "lsh", "clip_cosine"]), table
