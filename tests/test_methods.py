@@ -201,3 +201,46 @@ def test_driver_all_methods_on_a_real_layout_fixture(tmp_path, random_clip_check
     table = capsys.readouterr().out.rsplit("mAP@all (Hamming ranking", 1)[1]
     rows = [line.split("|")[2].strip() for line in table.splitlines() if line.startswith("| mirflickr25k")]
     assert sorted(rows) == sorted([*methods, "lsh", "clip_cosine"]), table
+
+
+def test_train_method_resumes_to_the_same_model(tmp_path, monkeypatch):
+    """A run killed after its second epoch continues from the resume file to the uninterrupted run's weights."""
+    from egath_lite.core.methods import djsrh
+    from egath_lite.pipeline.engine import HashData
+    from egath_lite.pipeline.methods import train_method
+
+    g = torch.Generator().manual_seed(0)
+    n = 64
+    labels = (torch.rand(n, 4, generator=g) < 0.4).float()
+    labels[torch.arange(n), torch.randint(0, 4, (n,), generator=g)] = 1.0
+    data = HashData(
+        image=torch.randn(n, 16, generator=g) + 2 * labels @ torch.randn(4, 16, generator=g),
+        text=(torch.rand(n, 20, generator=g) < 0.3).float(),
+        labels=labels,
+        split={
+            "train": torch.arange(0, 40),
+            "val": torch.arange(40, 48),
+            "query": torch.arange(48, 64),
+            "retrieval": torch.arange(0, 48),
+        },  # fmt: skip
+    )
+    cfg = get_config("tiny", runs_root=str(tmp_path), method="djsrh", epochs=3, early_stop_patience=5, device="cpu")
+    full, hist = train_method(cfg, 8, data, {}, djsrh, progress=False)
+    calls, real_epoch = [], djsrh.epoch
+
+    def dies_in_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    resume = tmp_path / "r.pt"
+    monkeypatch.setattr(djsrh, "epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_method(cfg, 8, data, {}, djsrh, progress=False, resume_path=resume, resume_key="k")
+    monkeypatch.setattr(djsrh, "epoch", real_epoch)
+    resumed, hist2 = train_method(cfg, 8, data, {}, djsrh, progress=False, resume_path=resume, resume_key="k")
+    assert hist2["resumed_after_epoch"] == 2 and hist2["epochs_run"] == hist["epochs_run"] == 3
+    assert hist2["loss"] == hist["loss"] and hist2["best_epoch"] == hist["best_epoch"]
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
