@@ -244,3 +244,40 @@ def test_train_method_resumes_to_the_same_model(tmp_path, monkeypatch):
     assert hist2["loss"] == hist["loss"] and hist2["best_epoch"] == hist["best_epoch"]
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_egath_adapter_is_the_package_loss_and_epoch():
+    """``core.methods.egath`` adds no second EGATH: its loss is ``egath_loss`` on the batch's shared codes, its
+    epoch ``egath_epoch``'s (the same B after the discrete step from the same start)."""
+    import copy
+
+    from egath_lite.core.losses import egath_loss
+    from egath_lite.core.methods import egath
+    from egath_lite.core.train import DiscreteCodes, egath_epoch
+
+    g = torch.Generator().manual_seed(0)
+    n, C = 24, 4
+    Y = (torch.rand(n, C, generator=g) < 0.4).float()
+    Y[torch.arange(n), torch.randint(0, C, (n,), generator=g)] = 1.0
+    graph = {"label_emb": torch.randn(C, 12, generator=g), "edge_index": torch.tensor([[0, 1], [1, 0]])}
+    cfg = egath.Config()
+    cfg.hash = type(cfg.hash)(hidden_dim=16)
+    cfg.gat = type(cfg.gat)(hidden=16)
+    image, text = torch.randn(n, 16, generator=g), (torch.rand(n, 20, generator=g) < 0.3).float()
+    torch.manual_seed(0)
+    model = egath.build(16, 20, C, 8, cfg, graph=graph)
+    twin = copy.deepcopy(model)
+    state = egath.init_state(Y, 8, cfg, torch.Generator().manual_seed(1))
+    pos = torch.tensor([3, 1, 7, 0])
+    out = model(image[pos], text[pos])
+    got = egath.loss(out, pos, Y[pos], state, cfg)
+    want = egath_loss(out, Y[pos], state["B"][pos], cfg.loss)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    batches = [(p, image[p], text[p]) for p in torch.arange(n).split(8)]
+    codes = DiscreteCodes(state["B"].clone(), state["H_image"].clone(), state["H_text"].clone())
+    torch.manual_seed(5)
+    egath.epoch(model, egath.loss, batches, Y, state, egath.optimizer(model, cfg), cfg)
+    torch.manual_seed(5)
+    fn = lambda o, y, b: egath_loss(o, y, b, cfg.loss)  # noqa: E731
+    egath_epoch(twin, fn, batches, Y, codes, egath.optimizer(twin, cfg), cfg.mu)
+    assert torch.equal(state["B"], codes.B) and torch.equal(state["H_text"], codes.H_text)
