@@ -281,3 +281,14 @@ def test_egath_adapter_is_the_package_loss_and_epoch():
     fn = lambda o, y, b: egath_loss(o, y, b, cfg.loss)  # noqa: E731
     egath_epoch(twin, fn, batches, Y, codes, egath.optimizer(twin, cfg), cfg.mu)
     assert torch.equal(state["B"], codes.B) and torch.equal(state["H_text"], codes.H_text)
+
+
+def test_driver_runs_comparison_methods_on_frozen_features_under_the_paper_preset(tmp_path):
+    from egath_lite.driver import cli as reproduce
+    from egath_lite.pipeline.methods import check_method
+
+    opts = {"data_root": str(tmp_path), "clip_model": "ViT-B-32", "clip_pretrained": "openai"}
+    cells = reproduce.cell_configs("paper", ["mirflickr25k"], [0], ["egath"], tmp_path, opts, methods=["egath", "jdsh"])
+    assert [(c.cfg.method, c.cfg.finetune_clip) for c in cells] == [("egath", True), ("jdsh", False)]
+    with pytest.raises(ValueError, match="method 'jdsh' runs on frozen CLIP features only; set finetune_clip=False"):
+        check_method(cells[1].cfg.replace(finetune_clip=True))

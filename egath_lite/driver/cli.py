@@ -186,7 +186,8 @@ def cell_configs(
     """Every grid cell's configuration, validated (ConfigError before anything runs).
 
     ``methods``: ``egath`` runs each of ``variants``; every other method (``core.methods``) runs once per
-    dataset and seed (EGATH's ablations are not its variants)."""
+    dataset and seed (EGATH's ablations are not its variants), on frozen CLIP features (``finetune_clip=False``
+    for it even where the preset fine-tunes EGATH: the comparison methods do not fine-tune CLIP here)."""
     from egath_lite.data import dataset_label, is_manifest_path
 
     cells = []
@@ -210,6 +211,7 @@ def cell_configs(
                         "seed": seed,
                         "variant": variant,
                         "method": method,
+                        **({"finetune_clip": False} if method != "egath" else {}),
                         "runs_root": str(runs_root),
                         "run_name": f"{preset}-{dataset_label(dataset)}-s{seed}",
                     },
