@@ -298,9 +298,8 @@ class Searcher:
         from egath_lite.core.models import binarize
 
         with torch.no_grad(), self._threads():
-            if self._H is None:  # a comparison method: its image or text network
-                fn = self.model.image_code if modality == "image" else self.model.text_code
-                return binarize(fn(x.to(self.device).float()))[0].cpu()
+            if self._H is None:  # a comparison method: its own encode (the core.methods interface)
+                return self.model.encode(x.to(self.device).float(), modality)[0].cpu()
             branch = self.model.image_branch if modality == "image" else self.model.text_branch
             return binarize(branch(x.to(self.device), self._H)[2])[0].cpu()
 
