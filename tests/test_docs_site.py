@@ -35,6 +35,7 @@ NOTEBOOK_PAGES = (
     "03_gat_classification",
     "04_hash_learning",
     "05_pr_curve_evaluation",
+    "06_comparison",
 )
 
 

@@ -52,8 +52,8 @@ def test_ci_runs_the_readme_test_command():
     assert "bash scripts/run.sh" in readme
 
 
-def test_there_are_five_numbered_notebooks():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"], NOTEBOOKS
+def test_there_are_six_numbered_notebooks():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"], NOTEBOOKS
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

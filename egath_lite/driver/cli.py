@@ -33,8 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from egath_lite.core.methods import METHODS, get_method
 from egath_lite.files import ArtifactError, atomic_write_bytes, write_json
 from egath_lite.pipeline.artifacts import run_dir
+from egath_lite.pipeline.codes import codes_tag
 from egath_lite.pipeline.config import LOCATION_FIELDS, PRESETS, Config, ConfigError, get_config, parse_value
 from egath_lite.pipeline.runs import CELL_STAGE, default_runs_root, load_results, record_run_config, run_name_for
 from egath_lite.pipeline.variants import VARIANTS
@@ -70,7 +72,8 @@ class Cell:
     def label(self) -> str:
         from egath_lite.data import dataset_label
 
-        return f"{dataset_label(self.cfg.dataset)} seed {self.cfg.seed} variant {self.cfg.variant}"
+        what = f"variant {self.cfg.variant}" if self.cfg.method == "egath" else f"method {self.cfg.method}"
+        return f"{dataset_label(self.cfg.dataset)} seed {self.cfg.seed} {what}"
 
 
 def kernel_options(sockets: str) -> dict[str, Any]:
@@ -211,8 +214,13 @@ def cell_configs(
     variants: Sequence[str],
     runs_root: Path,
     options: dict[str, Any],
+    methods: Sequence[str] = ("egath",),
 ) -> list[Cell]:
-    """Every grid cell's configuration, validated (ConfigError before anything runs)."""
+    """Every grid cell's configuration, validated (ConfigError before anything runs).
+
+    ``methods``: ``egath`` runs each of ``variants``; every other method (``core.methods``) runs once per
+    dataset and seed (EGATH's ablations are not its variants), on frozen CLIP features (``finetune_clip=False``
+    for it even where the preset fine-tunes EGATH: the comparison methods do not fine-tune CLIP here)."""
     from egath_lite.data import is_manifest_path
 
     cells = []
@@ -225,7 +233,9 @@ def cell_configs(
         elif dataset != "toy_nuswide":
             opts["data_root"] = str(data_root_of(dataset, options.get("data_root"), num_real))
         for seed in seeds:
-            for variant in variants:
+            grid = [("egath", v) for v in variants if "egath" in methods]
+            grid += [(m, "egath") for m in methods if m != "egath"]
+            for method, variant in grid:
                 cfg = get_config(
                     preset,
                     **{
@@ -233,6 +243,8 @@ def cell_configs(
                         "dataset": dataset,
                         "seed": seed,
                         "variant": variant,
+                        "method": method,
+                        **({"finetune_clip": False} if method != "egath" else {}),
                         "runs_root": str(runs_root),
                         "run_name": run_name_for(preset, dataset, seed),
                     },
@@ -310,8 +322,9 @@ def run_cell(cell: Cell, force: bool, log=print) -> dict[str, Any]:
     """Run (or reuse) one grid cell; returns its result (``cache_hit`` True when reused)."""
     cfg = cell.cfg
     record_run_config(cfg)
-    key = CELL_STAGE.key(cfg, variant=cfg.variant)
-    executed = run_dir(cfg) / "executed" / f"{cfg.variant}-{key}"
+    tag = codes_tag(cfg)  # the variant, or the comparison method
+    key = CELL_STAGE.key(cfg, variant=tag)
+    executed = run_dir(cfg) / "executed" / f"{tag}-{key}"
     log_path = run_dir(cfg) / "driver.log"
 
     def compute():
@@ -331,6 +344,7 @@ def run_cell(cell: Cell, force: bool, log=print) -> dict[str, Any]:
             "dataset": cfg.dataset,
             "seed": cfg.seed,
             "variant": cfg.variant,
+            "method": cfg.method,
             "preset": cfg.preset,
             "stage_seconds": stages,
             "rows": _rows_from_results(cfg, res05),
@@ -339,7 +353,7 @@ def run_cell(cell: Cell, force: bool, log=print) -> dict[str, Any]:
         }
         return None, meta
 
-    payload = CELL_STAGE.run(cfg, compute, force=force, log=log, variant=cfg.variant)
+    payload = CELL_STAGE.run(cfg, compute, force=force, log=log, variant=tag)
     return {
         **payload["meta"],
         "cache_hit": payload["cache_hit"],
@@ -443,10 +457,10 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: use KEY=VALUE, e.g. --set zeta=0.1")
         name, text = item.split("=", 1)
         name = name.strip()
-        if name in LOCATION_FIELDS or name in ("dataset", "seed", "variant", "preset"):
+        if name in LOCATION_FIELDS or name in ("dataset", "seed", "variant", "method", "preset"):
             raise ConfigError(
                 f"--set {name}=...: use the driver's own option for {name} (--runs-root, --datasets, "
-                f"--seeds, --variants, --preset)"
+                f"--seeds, --variants, --methods, --preset)"
             )
         out[name] = parse_value(name, text)
     return out
@@ -465,6 +479,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="registered names and/or paths of own-data manifests (.csv / .jsonl); default: the preset's",
     )
     p.add_argument("--variants", nargs="+", default=["egath"], choices=list(VARIANTS))
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["egath"],
+        choices=list(METHODS),
+        help="egath and/or comparison methods (egath_lite.core.methods); one results row each",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--bits", nargs="+", type=int, default=None, help="default: the preset's bits")
     p.add_argument("--epochs", type=int, default=None, help="hash-learning epochs; default: the preset's")
@@ -515,13 +536,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options.update(_parse_sets(args.set))
         datasets = args.datasets or [get_config(args.preset, **options).dataset]
-        cells = cell_configs(args.preset, datasets, args.seeds, args.variants, runs_root, options)
+        for method in args.methods:
+            try:
+                get_method(method)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        cells = cell_configs(args.preset, datasets, args.seeds, args.variants, runs_root, options, args.methods)
     except ConfigError as exc:
         print(f"egath_lite.driver.cli: {exc}", file=sys.stderr)
         return 2
     print(
         f"egath_lite.driver.cli: preset {args.preset}, {len(cells)} grid cell(s) "
-        f"[datasets {datasets} x seeds {args.seeds} x variants {args.variants}], runs in {runs_root}"
+        f"[datasets {datasets} x seeds {args.seeds} x variants {args.variants} x methods {args.methods}], "
+        f"runs in {runs_root}"
     )
     t0 = time.perf_counter()
     for dataset in dict.fromkeys(c.cfg.dataset for c in cells):  # what the notebooks will work on, before minutes

@@ -43,6 +43,18 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+
+def _method_modules() -> tuple[str, ...]:
+    from egath_lite.core.methods import available_methods
+
+    names = [m for m in available_methods() if m != "egath"]
+    return (
+        "egath_lite.core.methods",
+        "egath_lite.core.methods._common",
+        *(f"egath_lite.core.methods.{m}" for m in names),
+    )
+
+
 # Every module of the paper (egath_lite/core/): what a whole notebook run, a grid cell, executes.
 CORE_MODULES = (
     "egath_lite.core.label_graph",
@@ -51,6 +63,7 @@ CORE_MODULES = (
     "egath_lite.core.losses",
     "egath_lite.core.train",
     "egath_lite.core.lsh",
+    *_method_modules(),  # the comparison methods of this installation (egath_lite.core.methods)
 )
 
 

@@ -11,6 +11,8 @@ artifact beside the default's and never overwrites it.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from egath_lite.core.losses import LossConfig
+from egath_lite.core.methods import METHODS
 from egath_lite.core.models import EGATH, EncoderConfig, GATConfig, HashConfig
 from egath_lite.files import ArtifactError
 from egath_lite.pipeline.artifacts import run_dir
@@ -101,6 +104,28 @@ CODES_STAGE = Stage(
 )
 
 
+@functools.cache
+def codes_stage(method: str = "egath") -> Stage:
+    """The codes stage of ``method``: ``CODES_STAGE`` for EGATH; for a comparison method the same stage keyed
+    on ``pipeline.methods.METHOD_FIELDS`` and its module's source, its ``variant`` parameter the method's name
+    (files ``codes-<method>-<bits>-<key>.pt``)."""
+    if method == "egath":
+        return CODES_STAGE
+    from egath_lite.pipeline.methods import METHOD_FIELDS, method_code
+
+    return dataclasses.replace(
+        CODES_STAGE,
+        fields=METHOD_FIELDS,
+        code=method_code(method),
+        description=f"a trained {method} model and its query/retrieval codes in both modalities",
+    )
+
+
+def codes_tag(cfg: Config) -> str:
+    """What names a run's codes: the ablation ``cfg.variant`` for EGATH, else ``cfg.method``."""
+    return cfg.variant if cfg.method == "egath" else cfg.method
+
+
 def split_codes(model: EGATH, data: Any) -> dict[str, torch.Tensor]:
     """Codes int8 (n, bits) of both modalities and labels uint8 (n, C) of the query and retrieval rows of ``data``."""
     q, r = data.split["query"], data.split["retrieval"]
@@ -134,6 +159,10 @@ def ensure_codes(
     """
     if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
         raise ValueError(f"bits must be a positive integer, got {bits!r}")
+    if cfg.method != "egath":
+        if loss_fn is not None or model_fn is not None:
+            raise ValueError(f"loss_fn/model_fn replace EGATH's; method={cfg.method!r} trains its own (core.methods)")
+        return _ensure_method_codes(cfg, bits, force, progress)
     variant_settings(cfg)  # unknown variant → clear error before any work
     custom = custom_code(loss_fn, model_fn)  # a lambda → CodeKeyError before any work
     features, graph = ensure_features(cfg), ensure_graph(cfg)
@@ -207,8 +236,70 @@ def resume_path(
     """Where the hash training of ``cfg``/``bits`` (with ``loss_fn``/``model_fn``, or their ``custom_code``)
     keeps its state after each epoch until the codes are written: named by the same key as the codes."""
     custom = custom_code(loss_fn, model_fn) if custom is None else custom
-    key = CODES_STAGE.key(cfg, custom, variant=cfg.variant, bits=bits)
-    return run_dir(cfg) / f"codes-{cfg.variant}-{bits}-{key}.resume.pt"
+    tag = codes_tag(cfg)
+    key = codes_stage(cfg.method).key(cfg, custom, variant=tag, bits=bits)
+    return run_dir(cfg) / f"codes-{tag}-{bits}-{key}.resume.pt"
+
+
+def _ensure_method_codes(cfg: Config, bits: int, force: bool, progress: bool) -> Codes:
+    """``ensure_codes`` of a comparison method (``pipeline.methods.train_method``)."""
+    from egath_lite.pipeline.methods import check_method, method_data, train_method
+
+    module = check_method(cfg)
+    stage, tag = codes_stage(cfg.method), cfg.method
+    features, graph = ensure_features(cfg), ensure_graph(cfg)
+    key = stage.key(cfg, variant=tag, bits=bits)
+    resume = resume_path(cfg, bits)
+
+    def compute():
+        data = method_data(features, module)
+        model, hist = train_method(cfg, bits, data, graph["tensors"], module, progress, resume, key)
+        tensors = split_codes(model, data)
+        tensors.update({f"state.{k}": v for k, v in model.state_dict().items()})
+        for name, values in hist.items():
+            if isinstance(values, list):
+                tensors[f"history_{name}"] = torch.tensor(values, dtype=torch.float64)
+        meta = dict(
+            variant=tag,
+            method=cfg.method,
+            bits=bits,
+            best_epoch=int(hist["best_epoch"]),
+            val_map=float(hist["val_map"]),
+            train_seconds=float(hist["train_seconds"]),
+            seconds_per_epoch=float(hist["seconds_per_epoch"]),
+            cpu_seconds_per_epoch=float(hist["cpu_seconds_per_epoch"]),
+            threads=torch.get_num_threads(),
+            epochs_run=int(hist["epochs_run"]),
+            selected_on="validation",
+            device=str(resolve_device(cfg.device)),
+            image_dim=int(data.image.shape[1]),
+            text_dim=int(data.text.shape[1]),
+            text_input=module.TEXT_INPUT,
+            resumed_after_epoch=hist["resumed_after_epoch"],
+            custom={},
+        )
+        return tensors, meta
+
+    if force:
+        resume.unlink(missing_ok=True)
+    payload = Codes(stage.run(cfg, compute, force=force, variant=tag, bits=bits))
+    resume.unlink(missing_ok=True)
+    return payload
+
+
+def load_method(cfg: Config, payload: dict[str, Any], graph: dict[str, torch.Tensor]) -> nn.Module:
+    """The trained comparison model (``cfg.method``) stored in a codes payload, in eval mode.
+
+    ``graph``: the run's graph tensors (``ensure_graph(cfg)["tensors"]``; read by methods with ``NEEDS_GRAPH``).
+    """
+    from egath_lite.pipeline.methods import build_method, check_method
+
+    module = check_method(cfg)
+    meta, bits = payload["meta"], int(payload["params"]["bits"])
+    num_labels = int(payload["tensors"]["query_labels"].shape[1])
+    model = build_method(module, int(meta["image_dim"]), int(meta["text_dim"]), num_labels, bits, graph)
+    load_state(model, state_from(payload), f"{cfg.method} model in {payload.get('path')}")
+    return model.eval()
 
 
 def load_egath(
@@ -284,7 +375,9 @@ def load_run_codes(recorded: Config, variant: str, bits: int) -> tuple[Config, d
     """
     folder = run_dir(recorded)
     entries = [e for e in codes_in_run(folder) if e["variant"] == variant and e["bits"] == bits]
-    base = recorded.replace(variant=variant)
+    method = variant if variant in METHODS else "egath"  # a comparison method's codes are tagged by its name
+    base = recorded.replace(variant="egath" if method != "egath" else variant, method=method)
+    stage = codes_stage(method)
     candidates = [base]
     for e in entries:
         try:
@@ -292,10 +385,10 @@ def load_run_codes(recorded: Config, variant: str, bits: int) -> tuple[Config, d
         except ValueError:  # a field this version does not know: that artifact cannot be keyed here
             continue
     for cfg in candidates:
-        if CODES_STAGE.path(cfg, variant=variant, bits=bits).is_file():
-            return cfg, CODES_STAGE.load(cfg, variant=variant, bits=bits)
+        if stage.path(cfg, variant=variant, bits=bits).is_file():
+            return cfg, stage.load(cfg, variant=variant, bits=bits)
     if entries:
-        current = CODES_STAGE.code_record()
+        current = stage.code_record()
         changed = [m for e in entries if isinstance(e["code"], dict) for m in code_changes(e["code"], current)]
         why = (
             f"the code of {', '.join(dict.fromkeys(changed))} changed"

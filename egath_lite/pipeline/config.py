@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from egath_lite.core.losses import LossConfig
+from egath_lite.core.methods import METHODS
 from egath_lite.core.models import EncoderConfig, GATConfig, HashConfig
 from egath_lite.data.manifest import MANIFEST_SUFFIXES, TEXT_KINDS, is_manifest_path
 from egath_lite.pipeline.variants import VARIANTS
@@ -159,6 +160,7 @@ HashingSection = dataclasses.make_dataclass(
     "HashingSection",
     [
         ("variant", str, _check("egath", choices=tuple(VARIANTS))),
+        ("method", str, _check("egath", choices=METHODS, doc="egath or a comparison method (core.methods)")),
         ("bits", tuple[int, ...], _check((16, 32, 64), ge=1, le=4096, doc="code lengths")),
     ]
     + _component_fields(HashConfig)
@@ -445,6 +447,10 @@ def _check_range(name: str, v: Any, rule: Any) -> None:
 def _cross_checks(section: Any) -> None:
     if isinstance(section, HashingSection) and section.lr_min > section.lr:
         raise ConfigError(f"lr_min ({section.lr_min}) must not exceed lr ({section.lr})")
+    if isinstance(section, HashingSection) and section.method != "egath" and section.variant != "egath":
+        raise ConfigError(
+            f"variant={section.variant!r} is an ablation of EGATH; method={section.method!r} takes variant='egath'"
+        )
 
 
 def _check_across_sections(cfg: Config) -> None:

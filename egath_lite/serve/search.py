@@ -87,13 +87,15 @@ class Searcher:
         self, cfg: Config, bits: int, payload: dict[str, Any], device: str | torch.device = "cpu", dataset: Any = None
     ):
         from egath_lite.clip.images import Preprocess
+        from egath_lite.core.methods import get_method
         from egath_lite.core.models import CLIPImageBackbone
         from egath_lite.data import dataset_from_config
-        from egath_lite.pipeline.codes import load_egath
+        from egath_lite.pipeline.codes import codes_tag, load_egath, load_method
         from egath_lite.pipeline.features import FEATURES_STAGE
+        from egath_lite.pipeline.graph import GRAPH_STAGE
         from egath_lite.pipeline.variants import variant_settings
 
-        self.cfg, self.bits, self.variant = cfg, int(bits), cfg.variant
+        self.cfg, self.bits, self.variant = cfg, int(bits), codes_tag(cfg)  # variant: the ablation or the method
         self.device = torch.device(device)
         self.codes_path = payload.get("path")
         t, meta = payload["tensors"], payload["meta"]
@@ -113,15 +115,21 @@ class Searcher:
         num_items = len(ft["labels"])
         del features, ft  # the embeddings of every item are not needed any more
 
-        self.text_input = variant_settings(cfg)["text_input"]
+        egath = cfg.method == "egath"
+        self.text_input = variant_settings(cfg)["text_input"] if egath else get_method(cfg.method).TEXT_INPUT
         self.clip, _, self.tokenizer = load_clip(cfg.clip_model, clip_weights(cfg), self.device, seed=cfg.seed)
         self.prep = Preprocess.from_model(self.clip)
         backbone = CLIPImageBackbone(self.clip.visual, self.prep) if cfg.finetune_clip else None
-        graph = {name: t[f"state.{name}"] for name in ("label_emb", "edge_index", "edge_weight")}  # buffers
-        self.model = load_egath(cfg, payload, graph, int(meta["image_dim"]), int(meta["text_dim"]), backbone)
+        if egath:
+            graph = {name: t[f"state.{name}"] for name in ("label_emb", "edge_index", "edge_weight")}  # buffers
+            self.model = load_egath(cfg, payload, graph, int(meta["image_dim"]), int(meta["text_dim"]), backbone)
+        else:  # a comparison method (core.methods): the run's graph only where the method reads one
+            needs = getattr(get_method(cfg.method), "NEEDS_GRAPH", False)
+            graph = _load(lambda: GRAPH_STAGE.load(cfg), "graph", "02_label_graph", cfg)["tensors"] if needs else {}
+            self.model = load_method(cfg, payload, graph)
         self.model.to(self.device).eval()  # a fine-tuned image tower is now the model's own (its stored state)
         with torch.no_grad():  # H depends on the weights only: computed once, not per query as model.encode does
-            self._H = self.model.label_classifiers()
+            self._H = self.model.label_classifiers() if egath else None
         self.packed = {
             "image": pack_codes(t["retrieval_image_codes"], "retrieval_image_codes", pad=True),
             "text": pack_codes(t["retrieval_text_codes"], "retrieval_text_codes", pad=True),
@@ -143,11 +151,14 @@ class Searcher:
         runs_root: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         log: Callable[[str], None] = print,
+        method: str = "egath",
     ) -> Searcher:
         """Load run ``run`` (a folder, or a run name under ``runs_root``, default ``default_runs_root()``) at ``variant``/``bits``.
 
         ``bits=None`` takes the largest bit length trained for ``variant`` (and says so through ``log``).
+        ``method``: a comparison method's codes (``egath_lite.core.methods``) instead of EGATH's ``variant``.
         """
+        from egath_lite.core.methods import METHODS
         from egath_lite.pipeline.codes import codes_in_run, describe_codes, load_run_codes
         from egath_lite.pipeline.runs import RUN_CONFIG, load_run_config
         from egath_lite.pipeline.variants import VARIANTS
@@ -161,7 +172,13 @@ class Searcher:
             raise SearchError(f"run {name!r}: {exc}") from None
         if recorded is None:
             raise SearchError(f"{folder} has no {RUN_CONFIG}: not a run folder (notebook 01 records it)")
-        if variant not in VARIANTS:
+        if method not in METHODS:
+            raise SearchError(f"unknown method {method!r}; methods: {', '.join(METHODS)}")
+        if method != "egath":
+            if variant != "egath":
+                raise SearchError(f"variant={variant!r} is an ablation of EGATH; method={method!r} takes none")
+            variant = method  # a comparison method's codes are named by the method
+        elif variant not in VARIANTS:
             raise SearchError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
         entries = codes_in_run(folder)
         trained = sorted({e["bits"] for e in entries if e["variant"] == variant})
@@ -190,10 +207,11 @@ class Searcher:
 
         ``dataset``: the run's data set when the caller has loaded it already (``dataset_from_config(cfg)``).
         """
-        from egath_lite.pipeline.codes import CODES_STAGE
+        from egath_lite.pipeline.codes import codes_stage, codes_tag
 
         check_weights(cfg)
-        payload = _load(lambda: CODES_STAGE.load(cfg, variant=cfg.variant, bits=bits), "codes", "04_hash_learning", cfg)
+        stage, tag = codes_stage(cfg.method), codes_tag(cfg)
+        payload = _load(lambda: stage.load(cfg, variant=tag, bits=bits), "codes", "04_hash_learning", cfg)
         return cls(cfg, bits, payload, device, dataset)
 
     # ------------------------------------------------------------------ queries
@@ -279,8 +297,10 @@ class Searcher:
         """int8 (bits,) of one model input (1, ...): ``EGATH.encode``'s branch and sign, with the cached H."""
         from egath_lite.core.models import binarize
 
-        branch = self.model.image_branch if modality == "image" else self.model.text_branch
         with torch.no_grad(), self._threads():
+            if self._H is None:  # a comparison method: its own encode (the core.methods interface)
+                return self.model.encode(x.to(self.device).float(), modality)[0].cpu()
+            branch = self.model.image_branch if modality == "image" else self.model.text_branch
             return binarize(branch(x.to(self.device), self._H)[2])[0].cpu()
 
     def _threads(self):
@@ -424,6 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="folder of the runs (default: $EGATH_RUNS, else the checkout's runs/, else ./runs)",
     )
     p.add_argument("--variant", default="egath", help="which trained model (default: egath)")
+    p.add_argument("--method", default="egath", help="a comparison method's model instead (egath_lite.core.methods)")
     p.add_argument("--bits", type=int, default=None, help="code length (default: the longest trained)")
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--text", help="a tag string or caption: ranks the retrieval images (T→I)")
@@ -434,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # torch_geometric's import-time deprecation notice is not about this command (pytest filters it too)
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     try:
-        s = Searcher.from_run(args.run, args.variant, args.bits, args.runs_root, device=args.device)
+        s = Searcher.from_run(args.run, args.variant, args.bits, args.runs_root, device=args.device, method=args.method)
         if args.text is not None:
             hits = s.search_text(args.text, args.k)
             unknown = s.vocabulary_words(args.text)[1] if s.text_input == "bow" else []
