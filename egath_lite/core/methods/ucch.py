@@ -155,10 +155,10 @@ def contrast_weights(u: torch.Tensor, v: torch.Tensor, pos: torch.Tensor, state:
         ar = torch.arange(b, device=u.device)
         others = ar.repeat(b, 1)[~torch.eye(b, dtype=torch.bool, device=u.device)].view(b, b - 1)
         return mean.detach()[torch.cat([ar[:, None], others], dim=1)].sign()
-    memory = state["memory"].to(u.device)
-    idx = torch.randint(0, len(memory), (b, cfg.negatives + 1)).to(u.device)
-    idx[:, 0] = pos.to(u.device)
-    return memory[idx].sign()
+    memory = state["memory"]
+    idx = torch.randint(0, len(memory), (b, cfg.negatives + 1))
+    idx[:, 0] = pos.cpu()
+    return memory[idx.to(memory.device)].to(u.device).sign()
 
 
 def nce_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -198,8 +198,9 @@ def update_memory(state: dict, pos: torch.Tensor, u: torch.Tensor, v: torch.Tens
     """M[pos] <- normalize(mu M[pos] + (1 - mu) normalize((u + v) / 2)); mu = 0 during the warm-up."""
     mu = 0.0 if int(state["epoch"]) < cfg.warmup_epochs else cfg.momentum
     memory = state["memory"]
-    mean = F.normalize((u + v).float().cpu() / 2.0, dim=1)
-    memory[pos.cpu()] = F.normalize(memory[pos.cpu()] * mu + mean * (1 - mu), dim=1)
+    rows = pos.to(memory.device)
+    mean = F.normalize((u + v).float().to(memory.device) / 2.0, dim=1)
+    memory[rows] = F.normalize(memory[rows] * mu + mean * (1 - mu), dim=1)
 
 
 def epoch(model, loss_fn, batches, Y: torch.Tensor, state: dict, opt, cfg: Config) -> dict[str, float]:
