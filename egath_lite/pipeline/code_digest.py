@@ -43,6 +43,8 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from egath_lite.errors import EgathError
+
 # Every module of the paper (egath_lite/core/): what a whole notebook run, a grid cell, executes.
 CORE_MODULES = (
     "egath_lite.core.label_graph",
@@ -60,7 +62,7 @@ _CLASS_NOISE = frozenset(
 )
 
 
-class CodeKeyError(ValueError):
+class CodeKeyError(EgathError, ValueError):
     """A callable whose code cannot key an artifact (a lambda, a function without readable source)."""
 
 
