@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -304,8 +305,11 @@ class Stage:
             payload = self._reader()(path)
         except ArtifactError as exc:
             raise ArtifactError(f"{path.name}: {exc}") from None
-        except pickle.UnpicklingError as exc:  # torch's weights_only refusal: keep its meaning, whole
-            reason = " ".join(str(exc).split())
+        except pickle.UnpicklingError as exc:
+            reason = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+            if "Unsupported global" not in reason and "GLOBAL " not in reason:  # damaged bytes, not a refused object
+                raise ArtifactError(f"{path.name}: unreadable (UnpicklingError: {reason[:300]})") from None
+            # torch's weights_only refusal: keep its meaning, whole (its advice to load fully is not ours to cut)
             raise ArtifactError(
                 f"{path}: not a plain tensor file: it carries pickled Python objects, and torch.load(weights_only=True) "
                 f"refused it, since loading it fully could execute code it holds; it was not loaded. Delete it and "
@@ -427,8 +431,6 @@ def scan_artifacts(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
     Only each file's header is used (tensors are memory-mapped, not read); files that are not artifacts of
     this format, or cannot be read, are left out (their own load says why)."""
-    import re
-
     import torch
 
     folder = Path(folder)
