@@ -103,6 +103,35 @@ def check_labels(labels: Any, source: str, num_labels: int | None = None, allow_
     return arr
 
 
+MIN_LABELS = 2  # with one label (or one every item carries) every item is relevant to every query: mAP 1.0
+MIN_ITEMS = 3  # a seeded split needs one query item, one training item and one validation item
+
+
+def check_enough(source: str, labels: np.ndarray, label_names: Sequence[str], split: bool = False) -> None:
+    """DatasetError unless the data set has at least ``MIN_LABELS`` labels; with ``split`` (a run's data set,
+    before its split), also none carried by every item and at least ``MIN_ITEMS`` items (the minimum is named)."""
+    n, c = labels.shape
+    if c < MIN_LABELS:
+        raise DatasetError(
+            f"{source}: {c} label ({', '.join(map(str, label_names))}); a retrieval benchmark needs at least "
+            f"{MIN_LABELS}: with one, every item is relevant to every query and mAP is 1.0 whatever the codes. "
+            f"Give the items their labels"
+        )
+    if not split:
+        return
+    everywhere = [str(label_names[j]) for j in np.flatnonzero(labels.sum(axis=0) == n)] if n > 1 else []
+    if everywhere:
+        raise DatasetError(
+            f"{source}: every one of its {n} items carries label(s) {everywhere}: every item is relevant to every "
+            f"query and mAP is 1.0 whatever the codes; at least {MIN_LABELS} labels that tell items apart are needed"
+        )
+    if n < MIN_ITEMS:
+        raise DatasetError(
+            f"{source}: {n} item(s); the split needs at least {MIN_ITEMS} (one query, one training and one "
+            f"validation item)"
+        )
+
+
 def check_same_length(source: str, **columns: Sequence[Any] | np.ndarray | None) -> int:
     """All given per-item columns must have the same length; returns it. ``None`` columns are skipped."""
     lengths = {name: len(col) for name, col in columns.items() if col is not None}
