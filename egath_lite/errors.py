@@ -65,7 +65,18 @@ def os_error_line(exc: OSError) -> str:
         where += f" → {os.fsdecode(exc.filename2)}"
     if problem is None:
         return f"{where}: {exc.strerror or exc}"
+    if exc.errno == errno.ENOTDIR and path is not None:  # name the file that stands where a folder should be
+        blocker = next((p for p in _parents(os.fsdecode(path)) if os.path.exists(p) and not os.path.isdir(p)), None)
+        if blocker is not None:
+            return f"{where}: {blocker} is a file, not a folder; give a folder (e.g. --runs-root), or move the file away"
     return f"{where} {problem}; {fix}"
+
+
+def _parents(path: str) -> list[str]:
+    out = [path]
+    while os.path.dirname(out[-1]) != out[-1]:
+        out.append(os.path.dirname(out[-1]))
+    return out
 
 
 def is_expected(exc: BaseException) -> bool:

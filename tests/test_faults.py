@@ -123,7 +123,7 @@ def test_a_runs_root_that_is_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "runs").write_text("not a folder")
     assert driver.main([*TINY, "--runs-root", str(tmp_path / "runs")]) == 2
     err = one_line_error(capsys)
-    assert str(tmp_path / "runs") in err and "not a folder" in err
+    assert f"{tmp_path / 'runs'} is a file, not a folder" in err
 
 
 def test_clip_pretrained_naming_a_folder_is_one_line(tmp_path, runs, capsys):
@@ -486,3 +486,54 @@ def test_a_deleted_or_damaged_index_is_rebuilt_from_the_artifacts(tmp_path):
     assert index.is_file() and read_index(folder) == made
     index.write_text("{ damaged")
     assert len(codes_in_run(folder)) == 2 and read_index(folder) == made
+
+
+def test_the_notebook_setup_raises_one_line(tmp_path):
+    from egath_lite.pipeline.notebook import SetupError, setup_from
+
+    (tmp_path / "runs").write_text("a file where the runs root should be")
+    namespace = {"PRESET": "tiny", "RUN_NAME": "r", "RUNS_ROOT": str(tmp_path / "runs")}
+    with pytest.raises(SetupError) as info:
+        setup_from("01_feature_extraction", namespace)
+    msg = str(info.value)
+    assert len(msg.splitlines()) == 1 and f"{tmp_path / 'runs'} is a file, not a folder" in msg
+    assert isinstance(info.value, OSError) and info.value.__suppress_context__  # one line, not a chain
+
+
+@pytest.mark.slow
+def test_three_drivers_at_once_keep_their_own_results(runs, tmp_path, monkeypatch):
+    """The same three drivers as above, concurrently (forked processes): each prints the files it wrote, and they
+    hold its own table and timings (the twins wait for each other's cell instead of running it twice)."""
+    import multiprocessing
+    import sys
+
+    calls = []
+    fake_notebooks(monkeypatch, calls)
+    argv = [*TINY, "--runs-root", str(runs)]
+
+    def child(extra, log):
+        with open(log, "w") as f:
+            sys.stdout = sys.stderr = f
+            code = driver.main(argv + extra)
+            f.flush()
+        os._exit(code)
+
+    ctx = multiprocessing.get_context("fork")
+    logs = [tmp_path / f"driver{i}.log" for i in range(3)]
+    procs = [
+        ctx.Process(target=child, args=(extra, log)) for extra, log in zip(([], [], ["--variants", "no_gat"]), logs)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0, 0], [log.read_text()[-2000:] for log in logs]
+    outs = [log.read_text() for log in logs]
+    paths = [_printed(o, "results (this invocation)") for o in outs]
+    assert paths[0] == paths[1] != paths[2]
+    assert "| egath |" not in paths[2].with_suffix(".md").read_text()
+    assert "no_gat" not in paths[0].with_suffix(".md").read_text()
+    twins = json.loads(_printed(outs[0], "timings").read_text())["invocations"]
+    assert sorted(e["cells_run"] for e in twins) == [0, 1]  # one ran the cell, the other waited and reused it
+    (other,) = json.loads(_printed(outs[2], "timings").read_text())["invocations"]
+    assert other["cells_run"] == 1
