@@ -68,7 +68,9 @@ def os_error_line(exc: OSError) -> str:
     if exc.errno == errno.ENOTDIR and path is not None:  # name the file that stands where a folder should be
         blocker = next((p for p in _parents(os.fsdecode(path)) if os.path.exists(p) and not os.path.isdir(p)), None)
         if blocker is not None:
-            return f"{where}: {blocker} is a file, not a folder; give a folder (e.g. --runs-root), or move the file away"
+            return (
+                f"{where}: {blocker} is a file, not a folder; give a folder (e.g. --runs-root), or move the file away"
+            )
     return f"{where} {problem}; {fix}"
 
 
