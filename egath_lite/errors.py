@@ -4,10 +4,10 @@ Every error the project raises on purpose derives from ``EgathError`` (``ConfigE
 ``DatasetError``, ``ClipWeightsError``, ``SearchError``, ...): its message already says what to do. The
 operating system's expected errors (a missing file, a folder where a file should be, no permission, a
 read-only file system, a full disk) are turned into a line naming the path and the fix. Anything else is a
-bug and keeps its traceback. ``boundary(prog, debug)`` wraps a command's body::
+bug and keeps its traceback. ``run_main(prog, body, debug)`` runs a command's body inside ``boundary``::
 
-    with boundary("python -m egath_lite.search", args.debug) as exit_code:
-        ...                       # a known error prints "python -m egath_lite.search: error: ..." and exits 2
+    return run_main("python -m egath_lite.search", lambda: _search(args), args.debug)
+    # a known error prints "python -m egath_lite.search: error: <one line>" and returns 2
 
 ``--debug`` (``debug=True``) re-raises, so the traceback is shown. Imports nothing of the package: every
 module may use it.
