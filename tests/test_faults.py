@@ -219,6 +219,9 @@ def test_search_device_mistakes_are_one_line(tmp_path, capsys, monkeypatch):
     assert "CUDA is not available" in err and "download" not in err
     assert search.main([*argv, "--device", "tpu"]) == 2
     assert "unknown device 'tpu'" in one_line_error(capsys, "python -m egath_lite.search")
+    assert driver.main([*TINY, "--runs-root", str(tmp_path / "runs"), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in one_line_error(capsys)
+    assert not (tmp_path / "runs").exists()  # refused before anything ran
 
 
 def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):

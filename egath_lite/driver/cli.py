@@ -38,6 +38,7 @@ from egath_lite.pipeline.artifacts import run_dir
 from egath_lite.pipeline.config import LOCATION_FIELDS, PRESETS, Config, ConfigError, get_config, parse_value
 from egath_lite.pipeline.runs import CELL_STAGE, load_results, record_run_config
 from egath_lite.pipeline.variants import VARIANTS
+from egath_lite.utils import resolve_device
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = (
@@ -528,6 +529,7 @@ def _main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"egath_lite.driver.cli: {exc}", file=sys.stderr)
         return 2
+    resolve_device(args.device)  # a device this machine lacks: one line now, not inside notebook 01
     print(
         f"egath_lite.driver.cli: preset {args.preset}, {len(cells)} grid cell(s) "
         f"[datasets {datasets} x seeds {args.seeds} x variants {args.variants}], runs in {runs_root}"
