@@ -3,12 +3,15 @@
 A write goes to a temporary file beside its target (named with the writer's pid) and is
 renamed into place, so a crash never leaves half a file; temporary files of writers that
 died are removed by the next write to the same target; files get the umask's permissions.
-Imports nothing else of the package, so ``data/`` and ``clip/`` can use it.
+A write that fails for want of space raises the ``OSError`` (ENOSPC) naming its target, even when the
+writer (``torch.save``) wraps it in its own error. Imports nothing else of the package but ``egath_lite.errors``,
+so ``data/`` and ``clip/`` can use it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -21,8 +24,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from egath_lite.errors import EgathError
 
-class ArtifactError(RuntimeError):
+
+class ArtifactError(EgathError, RuntimeError):
     """A cached artifact is missing, corrupt, or was made by another configuration."""
 
 
@@ -88,16 +93,61 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[Any], None]) ->
     remove_orphan_temp_files(path)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_umask())
+    f = _Recording(_open_temp(fd))
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if f.os_error is not None and f.os_error is not exc:  # e.g. torch.save's "unexpected pos" of a full disk
+            raise OSError(f.os_error.errno, f.os_error.strerror, os.fspath(path)) from exc
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
         raise
+
+
+def _open_temp(fd: int):
+    """The temp file's binary file object (a seam: tests make it fail as a full disk does)."""
+    return os.fdopen(fd, "wb")
+
+
+class _Recording:
+    """A binary file that remembers the first OSError of its writes: writers that wrap it (torch.save) lose it."""
+
+    def __init__(self, f):
+        self._f, self.os_error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.os_error = self.os_error or exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as exc:
+            self.os_error = self.os_error or exc
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._f.close()
+        except OSError as err:
+            self.os_error = self.os_error or err
+            if exc[0] is None:
+                raise
 
 
 @contextlib.contextmanager
@@ -105,8 +155,16 @@ def file_lock(path: str | os.PathLike, what: str | None = None, log: Callable[[s
     """Hold an exclusive lock on ``<folder>/.locks/<name>.lock`` (fcntl); a second process waits, saying who holds it."""
     path = Path(path)
     lock = path.parent / ".locks" / f"{path.name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        # a read-only folder: nothing here can be written, by this process or another, so reading needs no
+        # lock; a write that follows fails with its own clear error
+        yield
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -137,7 +195,7 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         raise ArtifactError(f"no results file at {path}; run the notebook or stage that writes it")
     try:
         data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); delete {path} and rerun") from exc
     if not isinstance(data, dict):
         raise ArtifactError(f"{path} holds a JSON {type(data).__name__}, not an object; delete {path} and rerun")

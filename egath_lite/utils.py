@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 
 import numpy as np
 import torch
+
+from egath_lite.errors import SettingsError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -19,12 +22,20 @@ def resolve_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if name not in ("cpu", "mps") and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise SettingsError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for but CUDA is not available; use DEVICE='auto' or 'cpu'")
+        raise SettingsError(
+            f"device {name!r} asked for but CUDA is not available on this machine (no GPU or no CUDA build of "
+            f"torch); use device 'auto' or 'cpu'"
+        )
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise SettingsError(
+            f"device {name!r} asked for but this machine has {torch.cuda.device_count()} CUDA device(s); "
+            f"use 'cuda' or 'auto'"
+        )
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("device 'mps' asked for but MPS is not available; use DEVICE='auto' or 'cpu'")
-    if name not in ("cpu", "mps") and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+        raise SettingsError("device 'mps' asked for but MPS is not available; use device 'auto' or 'cpu'")
     return torch.device(name)
 
 

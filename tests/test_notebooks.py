@@ -39,7 +39,7 @@ def test_driver_writes_executed_notebooks_and_tables(tiny_runs):
         nb = json.loads(p.read_text())
         errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, f"{p.name} recorded an error output"
-    csv_lines = (tiny_runs / "reproduce-tiny" / "results.csv").read_text().splitlines()
+    csv_lines = next((tiny_runs / "reproduce-tiny").glob("results-egath-*.csv")).read_text().splitlines()
     assert csv_lines[0].startswith("dataset,method,bits")
     methods = {line.split(",")[1] for line in csv_lines[1:]}
     assert "egath" in methods and len(csv_lines) - 1 >= 3  # 16/32/64 bits at least
@@ -81,7 +81,8 @@ def test_bits_16_after_a_full_run_reuses_artifacts_and_prints_only_its_own_numbe
     out = capsys.readouterr().out
     table = _table(out)
     assert "I→T 16" in table and "I→T 32" not in table and "I→T 64" not in table
-    timings = json.loads((tiny_runs / "reproduce-tiny" / "timings.json").read_text())
+    timings_file = out.split("\ntimings: ")[1].split()[0]  # the invocation's own file: its entry is the last
+    timings = json.loads(open(timings_file).read())["invocations"][-1]
     assert timings["cells_run"] == 1 and set(timings["stage_seconds"]) == set(reproduce.NOTEBOOKS)
     cfg16 = _cfg(tiny_runs, bits=[16])
     r1 = load_results(cfg16, "01_feature_extraction")

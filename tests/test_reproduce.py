@@ -87,6 +87,13 @@ def fake_notebooks(monkeypatch, calls):
     monkeypatch.setattr(reproduce, "run_notebook", run)
 
 
+def _printed_path(out, what):
+    """The path the driver printed after ``<what>:`` (results: the .csv)."""
+    from pathlib import Path
+
+    return Path(out.split(f"\n{what}")[1].split(":", 1)[1].split()[0])
+
+
 def test_finished_cells_are_reused_only_for_the_same_configuration(tmp_path, monkeypatch, capsys):
     runs = tmp_path / "runs"
     calls = []
@@ -99,7 +106,7 @@ def test_finished_cells_are_reused_only_for_the_same_configuration(tmp_path, mon
     assert "1200" in out.replace(",", "") and "sky" in out
     png = runs / "tiny-toy_nuswide-s0" / "data_examples.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (runs / "reproduce-tiny" / "results.csv").is_file()
+    assert len(list((runs / "reproduce-tiny").glob("results-egath-*.csv"))) == 1
     assert json.loads((runs / "tiny-toy_nuswide-s0" / "run_config.json").read_text())["config"]["preset"] == "tiny"
 
     # the same configuration again: reused, nothing runs, and no stage time is reported as this invocation's
@@ -118,7 +125,8 @@ def test_finished_cells_are_reused_only_for_the_same_configuration(tmp_path, mon
         and "0.6320" not in out
         and "32" not in out.split("mAP@all")[1].split("\n")[2]
     )
-    timings = json.loads((runs / "reproduce-tiny" / "timings.json").read_text())
+    assert len(list((runs / "reproduce-tiny").glob("timings-*.json"))) == 2  # its own file beside the first run's
+    timings = json.loads(_printed_path(out, "timings").read_text())["invocations"][-1]
     assert timings["cells_run"] == 1 and timings["stage_seconds"]["04_hash_learning"] == 0.25
 
     # --force reaches every notebook (each recomputes its own stages)

@@ -222,7 +222,7 @@ def test_missing_run_is_named(tmp_path):
 def test_cli_missing_run_exits_2_with_one_line(tmp_path, capsys):
     assert search.main(["--run", "nope", "--runs-root", str(tmp_path), "--text", "sky"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: no run 'nope'") and len(err.splitlines()) == 1
+    assert err.startswith("python -m egath_lite.search: error: no run 'nope'") and len(err.splitlines()) == 1
 
 
 @slow

@@ -210,6 +210,8 @@ def _header(data: bytes) -> tuple[str, str, tuple[int, int]]:
             return str(img.format), str(img.mode), img.size
     except UnidentifiedImageError:
         raise ValueError(f"not an image in a format PIL knows (first bytes {data[:8]!r})") from None
+    except Image.DecompressionBombError as exc:  # over twice PIL's MAX_IMAGE_PIXELS: refused before decoding
+        raise ValueError(f"{exc}; shrink the image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it") from None
 
 
 def _png_bit_depth(data: bytes) -> int:
@@ -221,11 +223,14 @@ def _as_tensor(data: bytes) -> torch.Tensor:
 
 
 def decode_pil(data: bytes) -> torch.Tensor:
-    """uint8 (3, h, w) RGB via PIL's ``convert("RGB")`` (as MultiModalDataset.get_image)."""
+    """uint8 (3, h, w) RGB via PIL, 16-bit, integer and float images scaled to 8 bits, not clipped
+    (``egath_lite.data.dataset.image_to_rgb``, as MultiModalDataset.get_image)."""
     from PIL import Image
 
+    from egath_lite.data.dataset import image_to_rgb
+
     with Image.open(io.BytesIO(data)) as img:
-        arr = np.asarray(img.convert("RGB"))
+        arr = np.asarray(image_to_rgb(img))
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
@@ -244,6 +249,23 @@ def torchvision_decodes(fmt: str, mode: str, data: bytes) -> bool:
     if mode not in _TORCHVISION_MODES.get(fmt, ()):
         return False
     return fmt != "PNG" or _png_bit_depth(data) == 8
+
+
+def max_file_bytes() -> int:
+    """The largest image file read: 4 bytes per pixel of PIL's decompression-bomb limit (2 × MAX_IMAGE_PIXELS)."""
+    from PIL import Image
+
+    return 8 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+def check_file_size(path: str | os.PathLike) -> None:
+    """ValueError before a file larger than ``max_file_bytes()`` is read whole (no image needs that many bytes)."""
+    size = os.stat(path).st_size
+    if size > max_file_bytes():
+        raise ValueError(
+            f"{os.fspath(path)} has {size:,} bytes, more than an image within PIL's pixel limit needs "
+            f"({max_file_bytes():,}); is it an image? Shrink it, or raise PIL.Image.MAX_IMAGE_PIXELS"
+        )
 
 
 def decode_bytes(data: bytes, decoder: str = "auto") -> torch.Tensor:
@@ -350,6 +372,7 @@ class ImageItems(torch.utils.data.Dataset):
         """The encoded file of the image at ``pos`` (raises FileNotFoundError/DatasetError naming the paths tried)."""
         item = int(self.items[pos])
         path = Path(self.paths[item]) if self.paths is not None else self.ds.image_path(item)
+        check_file_size(path)
         return Path(path).read_bytes()
 
     def load(self, pos: int, epoch: int = 0) -> ImageItem:

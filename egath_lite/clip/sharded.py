@@ -30,6 +30,7 @@ from egath_lite.clip.images import (
     make_image_loader,
     to_model_input,
 )
+from egath_lite.errors import EgathError
 from egath_lite.files import atomic_write_bytes
 from egath_lite.progress import tqdm
 
@@ -39,7 +40,7 @@ _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 MESSAGE_LIMIT = 50
 
 
-class UnreadableImagesError(ValueError):
+class UnreadableImagesError(EgathError, ValueError):
     """Images that could not be read in a pass: ``errors`` (ImageError list), ``failed_shards``, ``report`` path."""
 
     def __init__(

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from egath_lite.errors import EgathError
 from egath_lite.utils import resolve_device
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
@@ -27,7 +28,7 @@ TINY_CLIP = "egath-tiny-clip"
 RANDOM_INIT = (None, "", "none", "random")
 
 
-class ClipWeightsError(RuntimeError):
+class ClipWeightsError(EgathError, RuntimeError):
     """Pretrained CLIP weights cannot be had here (offline, unknown tag, missing or unfit file)."""
 
 
@@ -125,6 +126,7 @@ def load_clip(
     elif open_clip.get_pretrained_cfg(model_name, pretrained):
         offline_ctx = _hub_offline_unless_reachable()
     elif _looks_like_path(pretrained):
+        check_not_folder(pretrained)
         if not Path(pretrained).is_file():
             raise ClipWeightsError(
                 f"CLIP checkpoint file {pretrained!r} does not exist; pass an existing open_clip checkpoint "
@@ -191,6 +193,21 @@ def _without_random_init_notice(active: bool):
         yield
     finally:
         root.removeFilter(notice)
+
+
+def check_not_folder(path: str | os.PathLike) -> None:
+    """ClipWeightsError when ``path`` (clip_pretrained) is a folder: name the checkpoint files inside it."""
+    p = Path(path)
+    if not p.is_dir():
+        return
+    inside = sorted(
+        str(f) for f in p.rglob("*") if f.suffix in (".pt", ".pth", ".bin", ".safetensors") and f.is_file()
+    )[:5]
+    raise ClipWeightsError(
+        f"CLIP weights {os.fspath(path)!r} (clip_pretrained, --clip-pretrained) is a folder, not a checkpoint file; "
+        f"pass the file itself"
+        + (f", e.g. {inside[0]!r} (checkpoint files there: {', '.join(inside)})" if inside else " (none is in it)")
+    )
 
 
 def _looks_like_path(value: str) -> bool:
@@ -269,6 +286,7 @@ def weights_fingerprint(cfg: Any) -> str:
         return f"random:{cfg.seed}"
     if Path(p).is_file():  # a file can change in place: hash its bytes
         return f"file:{file_digest(p)}"
+    check_not_folder(p)
     if _looks_like_path(p):
         raise ClipWeightsError(
             f"CLIP checkpoint file {p!r} does not exist (clip_pretrained); pass an existing file "

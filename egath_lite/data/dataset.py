@@ -17,13 +17,52 @@ from typing import Any
 
 import numpy as np
 
+from egath_lite.errors import EgathError
 
-class DatasetError(ValueError):
+
+class DatasetError(EgathError, ValueError):
     """Bad or missing data: the message names the file or field, the problem and the fix."""
 
 
 class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """A data folder or file that a loader needs is not there."""
+
+
+# ----------------------------------------------------------------------------- images
+def image_to_rgb(img: Any) -> Any:
+    """A PIL image as 8-bit RGB, its values *scaled* to 0..255 where PIL's ``convert("RGB")`` would clip them.
+
+    16-bit greyscale (``I;16*``): value / 257 (the whole 16-bit range onto 0..255). 32-bit integer (``I``):
+    as is when its values fit 0..255, / 257 when they fit 0..65535 (a 16-bit image PIL opened as ``I``),
+    else stretched from its minimum to its maximum. Float (``F``): × 255 when its values fit 0..1, else
+    stretched from its minimum to its maximum. A float image with NaN or Inf is refused (ValueError). Every
+    other mode goes through ``convert("RGB")`` (8-bit already; PIL reduces 16-bit RGB itself).
+    """
+    from PIL import Image
+
+    if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
+        return img.convert("RGB")
+    arr = np.asarray(img)
+    if arr.dtype.byteorder not in ("=", "|"):
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    arr = arr.astype(np.float64)
+    if arr.size == 0:
+        raise ValueError("the image has no pixels")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"a {img.mode} image with NaN or Inf pixels cannot be shown as 8 bits; clean the file")
+    lo, hi = float(arr.min()), float(arr.max())
+    if img.mode.startswith("I;16"):
+        scaled = arr / 257.0
+    elif img.mode == "F" and lo >= 0.0 and hi <= 1.0:
+        scaled = arr * 255.0
+    elif img.mode == "I" and lo >= 0 and hi <= 255:
+        scaled = arr
+    elif img.mode == "I" and lo >= 0 and hi <= 65535:
+        scaled = arr / 257.0
+    else:  # no known range: its own minimum to maximum (a constant image is mid-grey)
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.full_like(arr, 127.0)
+    grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.repeat(grey[..., None], 3, axis=2), "RGB")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -62,6 +101,35 @@ def check_labels(labels: Any, source: str, num_labels: int | None = None, allow_
             f"drop_unlabeled=True to the loader to drop them explicitly"
         )
     return arr
+
+
+MIN_LABELS = 2  # with one label (or one every item carries) every item is relevant to every query: mAP 1.0
+MIN_ITEMS = 3  # a seeded split needs one query item, one training item and one validation item
+
+
+def check_enough(source: str, labels: np.ndarray, label_names: Sequence[str], split: bool = False) -> None:
+    """DatasetError unless the data set has at least ``MIN_LABELS`` labels; with ``split`` (a run's data set,
+    before its split), also none carried by every item and at least ``MIN_ITEMS`` items (the minimum is named)."""
+    n, c = labels.shape
+    if c < MIN_LABELS:
+        raise DatasetError(
+            f"{source}: {c} label ({', '.join(map(str, label_names))}); a retrieval benchmark needs at least "
+            f"{MIN_LABELS}: with one, every item is relevant to every query and mAP is 1.0 whatever the codes. "
+            f"Give the items their labels"
+        )
+    if not split:
+        return
+    everywhere = [str(label_names[j]) for j in np.flatnonzero(labels.sum(axis=0) == n)] if n > 1 else []
+    if everywhere:
+        raise DatasetError(
+            f"{source}: every one of its {n} items carries label(s) {everywhere}: every item is relevant to every "
+            f"query and mAP is 1.0 whatever the codes; at least {MIN_LABELS} labels that tell items apart are needed"
+        )
+    if n < MIN_ITEMS:
+        raise DatasetError(
+            f"{source}: {n} item(s); the split needs at least {MIN_ITEMS} (one query, one training and one "
+            f"validation item)"
+        )
 
 
 def check_same_length(source: str, **columns: Sequence[Any] | np.ndarray | None) -> int:
@@ -200,7 +268,7 @@ class MultiModalDataset:
         path = self.image_path(i)
         try:
             with Image.open(path) as img:
-                return img.convert("RGB")
+                return image_to_rgb(img)
         except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
             raise DatasetError(f"{self.name}: image {path} of item {i} cannot be read ({exc}); re-extract it") from exc
 

@@ -33,7 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from egath_lite.data.dataset import DatasetError, DatasetNotFoundError, MultiModalDataset, Split, SplitDefaults
+from egath_lite.data.dataset import (
+    DatasetError,
+    DatasetNotFoundError,
+    MultiModalDataset,
+    Split,
+    SplitDefaults,
+    check_enough,
+)
 from egath_lite.data.fingerprint import file_digest
 from egath_lite.data.vocabulary import ENGLISH_STOP_WORDS, tokenize
 
@@ -295,6 +302,7 @@ def load_manifest(
     labels = np.zeros((len(idx), len(names)), np.uint8)
     for r, item in enumerate(kept.labels):
         labels[r, [column[n] for n in item]] = 1
+    check_enough(str(rows.path), labels, names)
     kind = resolve_text_kind(kept.texts, text_kind)
     seed = 0 if split_seed is None else split_seed
     fixed = None if kept.splits is None else _split_of_column(kept, seed)

@@ -48,9 +48,17 @@ def load_mat(path: Path) -> dict[str, Any]:
                 f"{path} is a MATLAB v7.3 (HDF5) file and reading it needs h5py: `pip install h5py` "
                 f"(or re-save it in MATLAB with save(..., '-v7'))"
             ) from exc
-        with h5py.File(path, "r") as f:
-            # MATLAB stores column-major: h5py sees the transpose of the MATLAB matrix.
-            return {k: np.asarray(v).T for k, v in f.items() if isinstance(v, h5py.Dataset) and v.dtype.kind in "biuf"}
+        try:
+            with h5py.File(path, "r") as f:
+                # MATLAB stores column-major: h5py sees the transpose of the MATLAB matrix.
+                return {
+                    k: np.asarray(v).T for k, v in f.items() if isinstance(v, h5py.Dataset) and v.dtype.kind in "biuf"
+                }
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py: a truncated or damaged HDF5 file
+            raise DatasetError(
+                f"{path} is a MATLAB v7.3 (HDF5) file that cannot be read ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]}): truncated or damaged; re-download or re-create it"
+            ) from None
     try:
         return loadmat(path)
     except Exception as exc:  # noqa: BLE001 - scipy raises several types for corrupt files

@@ -134,6 +134,37 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+def _field(path: Path, entry, name: str, kind: type):
+    """``entry[name]`` as ``kind``, or DatasetError naming the file, the entry and the field."""
+    try:
+        return kind(entry[name])
+    except (KeyError, TypeError, ValueError):
+        what = entry.get("id", "?") if isinstance(entry, dict) else repr(entry)[:60]
+        raise DatasetError(
+            f"{path}: entry {what} has no valid {name!r} ({kind.__name__}); fix or re-download the annotations"
+        ) from None
+
+
+def _unique_images(path: Path, images, split: str, seen: dict[int, str]) -> list[dict]:
+    """The 'images' entries sorted by id; DatasetError naming the ids listed twice (in this file or both splits)."""
+    repeated: dict[int, list[str]] = {}
+    for im in images:
+        i = _field(path, im, "id", int)
+        where = f"{split}: {im.get('file_name', '?')}"
+        if i in seen:
+            repeated.setdefault(i, [seen[i]]).append(where)
+        else:
+            seen[i] = where
+    if repeated:
+        listed = "; ".join(f"id {i}: {', '.join(w)}" for i, w in sorted(repeated.items())[:5])
+        raise DatasetError(
+            f"{path}: {len(repeated)} image id(s) listed more than once ({listed}{'; ...' if len(repeated) > 5 else ''}); "
+            f"an id names one image: its labels and captions would go to the wrong item. Remove the duplicate "
+            f"entries or re-download the annotations"
+        )
+    return sorted(images, key=lambda im: int(im["id"]))
+
+
 def _mscoco_json(
     root: Path, label_order: str, year, image_dir, drop_unlabeled: bool, check_images: bool
 ) -> MultiModalDataset:
@@ -153,23 +184,41 @@ def _mscoco_json(
     labels, texts, paths, ids, splits = [], [], [], [], []
     excluded = no_caption = 0
     files = []
+    seen: dict[int, str] = {}  # image id -> "<split>: <file_name>" of its first entry
     for split in SPLIT_NAMES:
         inst_path, cap_path = _json_path(root, "instances", split, year), _json_path(root, "captions", split, year)
         files += [inst_path, cap_path]
         inst, caps = _read_json(inst_path), _read_json(cap_path)
-        cat_name = {int(c["id"]): c["name"] for c in inst.get("categories", [])}
+        try:
+            cat_name = {int(c["id"]): c["name"] for c in inst.get("categories", [])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"{inst_path}: a category without an integer 'id' and a 'name' ({exc!r})") from None
         if sorted(cat_name.values()) != sorted(MSCOCO_LABELS):
             raise DatasetError(
                 f"{inst_path}: its categories are not COCO's 80 ({len(cat_name)} found: "
                 f"{sorted(cat_name.values())[:5]}...); is it an instances_*.json file?"
             )
-        images = sorted(inst.get("images", []), key=lambda im: int(im["id"]))
+        images = _unique_images(inst_path, inst.get("images", []), split, seen)
         per_image: dict[int, set[int]] = {int(im["id"]): set() for im in images}
         for a in inst["annotations"]:
-            per_image.setdefault(int(a["image_id"]), set()).add(column[cat_name[int(a["category_id"])]])
+            cat = _field(inst_path, a, "category_id", int)
+            if cat not in cat_name:
+                raise DatasetError(
+                    f"{inst_path}: annotation {a.get('id', '?')} (image {a.get('image_id', '?')}) has category_id "
+                    f"{cat}, which is not one of its 'categories' ({sorted(cat_name)[:5]}...); fix or re-download "
+                    f"the annotations"
+                )
+            per_image.setdefault(_field(inst_path, a, "image_id", int), set()).add(column[cat_name[cat]])
         captions: dict[int, list[tuple[int, str]]] = {}
         for a in caps["annotations"]:
-            captions.setdefault(int(a["image_id"]), []).append((int(a.get("id", 0)), str(a["caption"]).strip()))
+            text = a.get("caption") if isinstance(a, dict) else None
+            if not isinstance(text, str):
+                raise DatasetError(
+                    f"{cap_path}: caption annotation {a.get('id', '?') if isinstance(a, dict) else a!r} "
+                    f"(image {a.get('image_id', '?') if isinstance(a, dict) else '?'}) has no 'caption' text; "
+                    f"is it a captions_*.json file? Fix or re-download the annotations"
+                )
+            captions.setdefault(_field(cap_path, a, "image_id", int), []).append((int(a.get("id", 0)), text.strip()))
         for im in images:
             i = int(im["id"])
             if not per_image[i]:
@@ -180,7 +229,7 @@ def _mscoco_json(
             caption = " ".join(c for _, c in sorted(captions.get(i, [])))
             no_caption += caption == ""
             labels.append(row), texts.append(caption), ids.append(i), splits.append(split)
-            paths.append(f"{split}{year}/{im['file_name']}")
+            paths.append(f"{split}{year}/{_field(inst_path, im, 'file_name', str)}")
     if not labels:
         raise DatasetError(f"mscoco (json layout): no image with a label in {files}")
     return finish_dataset(

@@ -191,6 +191,9 @@ def split_from_config(ds: MultiModalDataset, cfg) -> tuple[np.ndarray, np.ndarra
     A manifest with a split column keeps its own query / train / retrieval (validation is carved from its
     train rows as for every set); sizes that differ from it raise (``MultiModalDataset.split``).
     """
+    from egath_lite.data.dataset import check_enough
+
+    check_enough(ds.info.get("source", ds.name), np.asarray(ds.labels), ds.label_names, split=True)
     split = ds.split(cfg.num_query, cfg.num_train, cfg.split_seed)
     train, val = split.carve_validation(cfg.val_fraction)
     return split.query, train, val, split.retrieval

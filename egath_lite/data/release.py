@@ -13,6 +13,7 @@ from egath_lite.data.dataset import (
     MultiModalDataset,
     SplitDefaults,
     candidate_image_paths,
+    check_enough,
     check_labels,
     check_same_length,
 )
@@ -54,6 +55,7 @@ def finish_dataset(
         labels = labels[keep]
         texts = [t for t, k in zip(texts, keep) if k]
         image_paths = [p for p, k in zip(image_paths, keep) if k]
+    check_enough(source, labels, label_names)
     ds = MultiModalDataset(
         name=name,
         label_names=list(label_names),

@@ -34,12 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from egath_lite.core.methods import METHODS, get_method
-from egath_lite.files import ArtifactError, atomic_write_bytes, write_json
+from egath_lite.errors import run_main
+from egath_lite.files import ArtifactError, atomic_write_bytes, file_lock, read_json, write_json
 from egath_lite.pipeline.artifacts import run_dir
 from egath_lite.pipeline.codes import codes_tag
 from egath_lite.pipeline.config import LOCATION_FIELDS, PRESETS, Config, ConfigError, get_config, parse_value
 from egath_lite.pipeline.runs import CELL_STAGE, default_runs_root, load_results, record_run_config, run_name_for
 from egath_lite.pipeline.variants import VARIANTS
+from egath_lite.utils import resolve_device
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = (
@@ -301,9 +303,35 @@ def describe_dataset(cfg, png: Path) -> Path:
         f"seed {ds.split_defaults.seed if cfg.split_seed is None else cfg.split_seed}"
     )
     print("\n".join(summary))
-    path = write_example_grid(ds, png)
+    fingerprint = dataset_fingerprint_of(cfg)
+    if grid_is_current(png, fingerprint):  # a finished run on a read-only runs root still prints its table
+        print(f"example images with their tags: {png} (current)")
+        return png
+    path = write_example_grid(ds, png, fingerprint=fingerprint)
     print(f"example images with their tags: {path}")
     return path
+
+
+def dataset_fingerprint_of(cfg: Config) -> str:
+    """The data set's fingerprint as ``run_inputs`` keys it (what the example grid shows)."""
+    from egath_lite.data import dataset_fingerprint
+
+    return str(dataset_fingerprint(cfg))
+
+
+def grid_is_current(png: Path, fingerprint: str) -> bool:
+    """Whether ``png`` is an example grid written for the data set of ``fingerprint`` (its PNG text says so)."""
+    from egath_lite.data.__main__ import GRID_KEY
+
+    if not png.is_file():
+        return False
+    try:
+        from PIL import Image
+
+        with Image.open(png) as im:
+            return im.text.get(GRID_KEY) == fingerprint
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def notebook_parameters(cfg: Config, force: bool) -> dict[str, Any]:
@@ -429,10 +457,23 @@ def format_markdown(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(table: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
-    """Write results.csv and results.md atomically; return their paths."""
+def invocation_tag(variants: Sequence[str], results: list[dict[str, Any]]) -> str:
+    """``<variants>-<8 hex>``: the name of one invocation's tables, from its variants and its cells' artifact keys.
+
+    Two invocations with the same options (the same cells) share it, and their tables are identical; any other
+    option (variants, seeds, bits, ``--set``) gives other cells, so another name: nothing overwrites another's table.
+    """
+    import hashlib
+
+    names = sorted(Path(r["path"]).name for r in results)
+    return "+".join(dict.fromkeys(variants)) + "-" + hashlib.sha256("\n".join(names).encode()).hexdigest()[:8]
+
+
+def write_tables(table: list[dict[str, Any]], out_dir: Path, tag: str | None = None) -> tuple[Path, Path]:
+    """Write ``results[-<tag>].csv`` and ``.md`` atomically; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = out_dir / "results.csv", out_dir / "results.md"
+    stem = f"results-{tag}" if tag else "results"
+    csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
     fields = ["dataset", "method", "bits", "seeds", "i2t_mean", "i2t_std", "t2i_mean", "t2i_std"]
 
     def write_csv(f):
@@ -448,6 +489,18 @@ def write_tables(table: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path
     md = format_markdown(table)
     atomic_write_bytes(md_path, lambda f: f.write(md.encode()))
     return csv_path, md_path
+
+
+def append_timings(path: Path, entry: dict[str, Any]) -> Path:
+    """Add one invocation's timings to ``path`` (``{"invocations": [...]}``, under a lock: concurrent drivers
+    each keep their own entry); a damaged file is started afresh."""
+    with file_lock(path, path.name, log=lambda s: None):
+        try:
+            old = read_json(path).get("invocations") if path.is_file() else []
+        except ArtifactError:
+            old = []
+        write_json(path, {"invocations": [*(old if isinstance(old, list) else []), entry]})
+    return path
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
@@ -466,8 +519,16 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+PROG = "python -m egath_lite.reproduce"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit code."""
+    """Command-line entry point; returns the process exit code (2 with one line for a mistake, ``--debug``: traceback)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_main(PROG, lambda: _main(argv), debug="--debug" in argv)
+
+
+def _main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m egath_lite.reproduce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -511,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="recompute every stage of every cell")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     args = p.parse_args(argv)
 
     runs_root = Path(args.runs_root).resolve() if args.runs_root else default_runs_root()
@@ -545,6 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"egath_lite.driver.cli: {exc}", file=sys.stderr)
         return 2
+    resolve_device(args.device)  # a device this machine lacks: one line now, not inside notebook 01
     print(
         f"egath_lite.driver.cli: preset {args.preset}, {len(cells)} grid cell(s) "
         f"[datasets {datasets} x seeds {args.seeds} x variants {args.variants} x methods {args.methods}], "
@@ -567,28 +630,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(res)
     table = summarize(results)
     out_dir = runs_root / f"reproduce-{args.preset}"
-    csv_path, md_path = write_tables(table, out_dir)
     stage_totals: dict[str, float] = {}
     for res in results:
         if not res["cache_hit"]:  # only what ran in this invocation
             for k, v in res.get("stage_seconds", {}).items():
                 stage_totals[k] = stage_totals.get(k, 0.0) + v
-    write_json(
-        out_dir / "timings.json",
-        {
-            "stage_seconds": stage_totals,
-            "wall_seconds": time.perf_counter() - t0,
-            "cells_run": sum(not r["cache_hit"] for r in results),
-            "cells_reused": sum(r["cache_hit"] for r in results),
-        },
-    )
     print("\nmAP@all (Hamming ranking; queries without a relevant item skipped)\n")
     print(format_markdown(table))
     if stage_totals:
         print("wall time per stage (this invocation): " + ", ".join(f"{k} {v:.0f} s" for k, v in stage_totals.items()))
     else:
         print("every cell was reused: no notebook ran in this invocation")
-    print(f"results: {csv_path}\n         {md_path}\ntotal {time.perf_counter() - t0:.0f} s")
+    tag = invocation_tag(args.variants, results)
+    try:
+        csv_path, md_path = write_tables(table, out_dir, tag)
+        timings = append_timings(
+            out_dir / f"timings-{tag}.json",
+            {
+                "argv": list(argv),
+                "pid": os.getpid(),
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "stage_seconds": stage_totals,
+                "wall_seconds": time.perf_counter() - t0,
+                "cells_run": sum(not r["cache_hit"] for r in results),
+                "cells_reused": sum(r["cache_hit"] for r in results),
+                "cells": [r["path"] for r in results],
+            },
+        )
+    except OSError as exc:  # a read-only or full runs root: the table above is complete, its files are not written
+        from egath_lite.errors import one_line
+
+        print(f"{PROG}: the table above is complete but was not saved: {one_line(exc)}", file=sys.stderr)
+        return 0
+    print(f"results (this invocation): {csv_path}\n                           {md_path}\ntimings: {timings}")
+    print(f"total {time.perf_counter() - t0:.0f} s")
     return 0
 
 

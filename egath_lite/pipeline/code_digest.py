@@ -43,14 +43,21 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from egath_lite.errors import EgathError
+
 
 def _method_modules() -> tuple[str, ...]:
+    """The registry, its shared helpers (``_common``, ``_bertadam``, ...) and every method module installed."""
+    import pkgutil
+
+    import egath_lite.core.methods as package
     from egath_lite.core.methods import available_methods
 
+    helpers = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("_"))
     names = [m for m in available_methods() if m != "egath"]
     return (
         "egath_lite.core.methods",
-        "egath_lite.core.methods._common",
+        *(f"egath_lite.core.methods.{h}" for h in helpers),
         *(f"egath_lite.core.methods.{m}" for m in names),
     )
 
@@ -73,7 +80,7 @@ _CLASS_NOISE = frozenset(
 )
 
 
-class CodeKeyError(ValueError):
+class CodeKeyError(EgathError, ValueError):
     """A callable whose code cannot key an artifact (a lambda, a function without readable source)."""
 
 

@@ -25,6 +25,7 @@ from egath_lite.core.losses import LossConfig
 from egath_lite.core.methods import METHODS
 from egath_lite.core.models import EncoderConfig, GATConfig, HashConfig
 from egath_lite.data.manifest import MANIFEST_SUFFIXES, TEXT_KINDS, is_manifest_path
+from egath_lite.errors import EgathError
 from egath_lite.pipeline.variants import VARIANTS
 
 PRESETS = ("tiny", "default", "paper")
@@ -219,7 +220,7 @@ for _section, _cls in SECTIONS.items():
         FIELD_SECTION[_f.name] = _section
 
 
-class ConfigError(ValueError):
+class ConfigError(EgathError, ValueError):
     """A config value has the wrong type, range or choice, or names no field."""
 
 
@@ -453,7 +454,23 @@ def _cross_checks(section: Any) -> None:
         )
 
 
+# What the models require of their sizes (core.models: GATClassifier, CLIPTrans/TransFC's nn.TransformerEncoder),
+# checked when the config is built rather than minutes later when a notebook builds the model.
+_DIVISIBLE = (
+    ("gat_hidden", "gat_heads", "GATClassifier splits its hidden width over its heads"),
+    ("trans_width", "trans_heads", "the transformer encoders split their token width over their heads"),
+)
+
+
 def _check_across_sections(cfg: Config) -> None:
+    for width, heads, why in _DIVISIBLE:
+        w, h = getattr(cfg, width), getattr(cfg, heads)
+        if w % h:
+            fits = [d for d in range(1, w + 1) if w % d == 0 and d <= max(h, 16)]
+            raise ConfigError(
+                f"{width}={w} is not divisible by {heads}={h} ({why}); pick {heads} from {fits[-6:]} "
+                f"or a {width} that is a multiple of {h}"
+            )
     if cfg.clip_pretrained == "train" and cfg.dataset != "toy_nuswide":
         raise ConfigError(
             f"clip_pretrained='train' trains the offline tiny CLIP on toy_nuswide's in-memory images only; "

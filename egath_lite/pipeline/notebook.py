@@ -6,13 +6,16 @@ S.cfg, S.device, S.force, S.save_results(RESULTS)
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from egath_lite.errors import EgathError, is_expected, one_line
 from egath_lite.pipeline.artifacts import run_dir
 from egath_lite.pipeline.config import Config
 from egath_lite.pipeline.runs import default_runs_root, resolve_run_config, run_name_for, save_results
@@ -48,6 +51,24 @@ class Session:
 _SESSION_PARAMETERS = ("PRESET", "RUN_NAME", "RUNS_ROOT", "OVERRIDES", "FORCE")
 # Parameters whose config field is not their name in lower case (notebook 01's short names for its CLIP knobs).
 PARAMETER_FIELDS = {"MODEL": "clip_model", "PRETRAINED": "clip_pretrained", "BATCH_SIZE": "extract_batch_size"}
+
+
+class SetupError(EgathError, OSError):
+    """The notebook's setup met a file it cannot use (missing, unreadable, read-only, a full disk): one line."""
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """In a notebook an exception is the report: an OS error becomes ``SetupError`` whose message is one line
+    naming the file, the problem and the fix (the project's own errors already say so, and keep their type)."""
+    try:
+        yield
+    except SetupError:
+        raise
+    except OSError as exc:
+        if not is_expected(exc) or isinstance(exc, EgathError):
+            raise
+        raise SetupError(one_line(exc)) from None
 
 
 def setup_from(notebook: str, namespace: dict[str, Any], offline: bool = True) -> Session:
@@ -126,9 +147,10 @@ def setup(
         runs_root = str(default_runs_root())
     if run_name is None:
         run_name = default_run_name(preset, given)
-    cfg, recorded = resolve_run_config(preset, run_name, runs_root, given)
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    with one_line_errors():
+        cfg, recorded = resolve_run_config(preset, run_name, runs_root, given)
+        seed_everything(cfg.seed)
+        device = resolve_device(cfg.device)
     from egath_lite.version import __version__
 
     print(

@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -303,6 +305,16 @@ class Stage:
             payload = self._reader()(path)
         except ArtifactError as exc:
             raise ArtifactError(f"{path.name}: {exc}") from None
+        except pickle.UnpicklingError as exc:
+            reason = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+            if "Unsupported global" not in reason and "GLOBAL " not in reason:  # damaged bytes, not a refused object
+                raise ArtifactError(f"{path.name}: unreadable (UnpicklingError: {reason[:300]})") from None
+            # torch's weights_only refusal: keep its meaning, whole (its advice to load fully is not ours to cut)
+            raise ArtifactError(
+                f"{path}: not a plain tensor file: it carries pickled Python objects, and torch.load(weights_only=True) "
+                f"refused it, since loading it fully could execute code it holds; it was not loaded. Delete it and "
+                f"rerun the stage that writes it (torch said: {reason})"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - any failure to read means a corrupt file
             raise ArtifactError(f"{path.name}: unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -380,27 +392,84 @@ INDEX_NAME = "index.json"
 def _index_add(stage: Stage, cfg: Config, path: Path, payload: dict[str, Any]) -> None:
     index = path.parent / INDEX_NAME
     with file_lock(index, INDEX_NAME, log=lambda s: None):
-        try:
-            entries = read_json(index).get("artifacts", {}) if index.is_file() else {}
-        except ArtifactError:
-            entries = {}  # a damaged index is rebuilt from what is written next; the artifacts stay valid
+        entries = _stored_index(path.parent)
+        if entries is None:  # missing or damaged: rebuilt from the artifacts on disk (they stay valid)
+            entries = scan_artifacts(path.parent)
         entries = {k: v for k, v in entries.items() if (path.parent / k).is_file()}
-        entries[path.name] = {
-            "stage": stage.name,
-            "key": payload["key"],
-            "params": payload["params"],
-            "config": payload["config"],
-            "code": payload.get("code"),
-            "created": payload["created"],
-            "bytes": os.path.getsize(path),
-        }
+        entries[path.name] = _index_entry(payload, path)
         write_json(index, {"artifacts": entries})
 
 
+def _index_entry(payload: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    return {
+        "stage": payload["stage"],
+        "key": payload["key"],
+        "params": payload["params"],
+        "config": payload["config"],
+        "code": payload.get("code"),
+        "created": payload["created"],
+        "bytes": os.path.getsize(path),
+    }
+
+
+def _stored_index(folder: Path) -> dict[str, dict[str, Any]] | None:
+    """The index file's entries, or None when it is missing or damaged."""
+    index = folder / INDEX_NAME
+    if not index.is_file():
+        return None
+    try:
+        entries = read_json(index).get("artifacts")
+    except ArtifactError:
+        return None
+    if not isinstance(entries, dict) or not all(isinstance(v, dict) for v in entries.values()):
+        return None
+    return entries
+
+
+def scan_artifacts(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Index entries read from the artifacts themselves (``<stage>...-<16 hex>.pt`` / ``.json`` of this format).
+
+    Only each file's header is used (tensors are memory-mapped, not read); files that are not artifacts of
+    this format, or cannot be read, are left out (their own load says why)."""
+    import torch
+
+    folder = Path(folder)
+    out: dict[str, dict[str, Any]] = {}
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.iterdir()):
+        if not re.fullmatch(r"[A-Za-z0-9_]+(-[^/]+)?-[0-9a-f]{16}\.(pt|json)", path.name) or not path.is_file():
+            continue
+        try:
+            if path.suffix == ".json":
+                payload = read_json(path)
+            else:
+                payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            if isinstance(payload, dict) and payload.get("format") == FORMAT:
+                out[path.name] = _index_entry(payload, path)
+        except Exception:  # noqa: BLE001, S112 - not an artifact of this format: its own load will say why
+            continue
+    return out
+
+
 def read_index(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """``{file name: {stage, key, params, config, code, created, bytes}}`` of a run folder (empty when none)."""
-    index = Path(folder) / INDEX_NAME
-    return read_json(index).get("artifacts", {}) if index.is_file() else {}
+    """``{file name: {stage, key, params, config, code, created, bytes}}`` of a run folder (empty when none).
+
+    A missing or damaged ``index.json`` is rebuilt from the artifacts on disk (and written back where the
+    folder is writable): deleting it loses nothing."""
+    folder = Path(folder)
+    entries = _stored_index(folder)
+    if entries is not None:
+        return entries
+    entries = scan_artifacts(folder)
+    if entries:
+        try:
+            with file_lock(folder / INDEX_NAME, INDEX_NAME, log=lambda s: None):
+                if _stored_index(folder) is None:
+                    write_json(folder / INDEX_NAME, {"artifacts": entries})
+        except OSError:
+            pass  # a read-only folder: the rebuilt index serves this call
+    return entries
 
 
 # --------------------------------------------------------------------------- which code changed

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from egath_lite.clip.weights import ClipWeightsError, load_clip, weights_fingerprint
+from egath_lite.errors import EgathError, run_main
 from egath_lite.files import ArtifactError
 from egath_lite.metrics.inputs import pack_codes, popcount
 from egath_lite.pipeline.config import Config, ConfigError
@@ -38,7 +39,7 @@ from egath_lite.pipeline.config import Config, ConfigError
 MODALITIES = ("image", "text")
 
 
-class SearchError(ValueError):
+class SearchError(EgathError, ValueError):
     """A query or a run that cannot be searched; the message names the problem and the fix."""
 
 
@@ -96,7 +97,7 @@ class Searcher:
         from egath_lite.pipeline.variants import variant_settings
 
         self.cfg, self.bits, self.variant = cfg, int(bits), codes_tag(cfg)  # variant: the ablation or the method
-        self.device = torch.device(device)
+        self.device = _device(device)
         self.codes_path = payload.get("path")
         t, meta = payload["tensors"], payload["meta"]
         features = _load(lambda: FEATURES_STAGE.load(cfg), "features", "01_feature_extraction", cfg)
@@ -164,6 +165,7 @@ class Searcher:
         from egath_lite.pipeline.variants import VARIANTS
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a query never downloads: the run's weights are local
+        device = _device(device)  # before any weights load: a missing GPU is not a missing download
         root, name = _locate_run(run, runs_root)
         folder = root / name
         try:
@@ -338,7 +340,9 @@ class Searcher:
             source: Any = [os.fspath(path)]
         else:
             if isinstance(image, Image.Image):
-                image = np.asarray(image.convert("RGB"))
+                from egath_lite.data.dataset import image_to_rgb
+
+                image = np.asarray(image_to_rgb(image))
             if not isinstance(image, np.ndarray):
                 raise SearchError(
                     f"an image query is a file path, a PIL image or a uint8 array (H, W, 3); got {type(image).__name__}"
@@ -357,6 +361,21 @@ class Searcher:
             raise SearchError(
                 f"cannot read image {image if isinstance(image, (str, os.PathLike)) else 'array'}: {exc}"
             ) from None
+
+
+def _device(device: str | torch.device) -> torch.device:
+    """A usable device (``resolve_device``'s checks), or SearchError saying which and what to use instead."""
+    from egath_lite.errors import SettingsError
+    from egath_lite.utils import resolve_device
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise SearchError(f"device must be a name such as 'cpu' or 'cuda', got {device!r}")
+    try:
+        return resolve_device(device)
+    except SettingsError as exc:
+        raise SearchError(f"--device: {exc}") from None
 
 
 def clip_weights(cfg: Config) -> str | None:
@@ -451,23 +470,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     query.add_argument("--image", help="an image file: ranks the retrieval texts (I→T)")
     p.add_argument("-k", type=int, default=10, help="how many items to print (default: 10)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
+    return run_main(p.prog, lambda: _search(args), args.debug)
+
+
+def _search(args: argparse.Namespace) -> int:
     # torch_geometric's import-time deprecation notice is not about this command (pytest filters it too)
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
-    try:
-        s = Searcher.from_run(args.run, args.variant, args.bits, args.runs_root, device=args.device, method=args.method)
-        if args.text is not None:
-            hits = s.search_text(args.text, args.k)
-            unknown = s.vocabulary_words(args.text)[1] if s.text_input == "bow" else []
-            what = f"text {args.text!r} → retrieval images (T→I)" + (
-                f"; not in the vocabulary, ignored: {', '.join(unknown)}" if unknown else ""
-            )
-        else:
-            hits = s.search_image(args.image, args.k)
-            what = f"image {args.image} → retrieval texts (I→T)"
-    except (SearchError, ArtifactError, ClipWeightsError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    s = Searcher.from_run(args.run, args.variant, args.bits, args.runs_root, device=args.device, method=args.method)
+    if args.text is not None:
+        hits = s.search_text(args.text, args.k)
+        unknown = s.vocabulary_words(args.text)[1] if s.text_input == "bow" else []
+        what = f"text {args.text!r} → retrieval images (T→I)" + (
+            f"; not in the vocabulary, ignored: {', '.join(unknown)}" if unknown else ""
+        )
+    else:
+        hits = s.search_image(args.image, args.k)
+        what = f"image {args.image} → retrieval texts (I→T)"
     print(f"run {s.cfg.run_name}, {s.variant}, {s.bits} bits, {len(s.retrieval_idx)} retrieval items; {what}")
     print(format_hits(hits))
     return 0
