@@ -458,7 +458,8 @@ def format_markdown(table: list[dict[str, Any]]) -> str:
 
 
 def invocation_tag(variants: Sequence[str], results: list[dict[str, Any]]) -> str:
-    """``<variants>-<8 hex>``: the name of one invocation's tables, from its variants and its cells' artifact keys.
+    """``<variants>-<8 hex>``: the name of one invocation's tables, from its variants (and other methods) and its
+    cells' artifact keys.
 
     Two invocations with the same options (the same cells) share it, and their tables are identical; any other
     option (variants, seeds, bits, ``--set``) gives other cells, so another name: nothing overwrites another's table.
@@ -641,7 +642,8 @@ def _main(argv: Sequence[str]) -> int:
         print("wall time per stage (this invocation): " + ", ".join(f"{k} {v:.0f} s" for k, v in stage_totals.items()))
     else:
         print("every cell was reused: no notebook ran in this invocation")
-    tag = invocation_tag(args.variants, results)
+    names = [*(args.variants if "egath" in args.methods else []), *(m for m in args.methods if m != "egath")]
+    tag = invocation_tag(names, results)  # e.g. egath+no_gat+dcmh-1a2b3c4d
     try:
         csv_path, md_path = write_tables(table, out_dir, tag)
         timings = append_timings(
