@@ -7,6 +7,7 @@ S.cfg, S.device, S.force, S.save_results(RESULTS)
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,10 @@ def setup(
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if not isinstance(force, bool):
         raise TypeError(f"FORCE must be True or False, got {force!r}")
+    if "ipykernel" in sys.modules:  # a notebook run (by hand or by the driver), not a library call
+        from egath_lite.data.fingerprint import begin_session
+
+        begin_session()  # this run stats the data set's image folders once (a driver hands its digests down)
     given = {**params, **(overrides or {})}
     cfg, recorded = resolve_run_config(preset, run_name, runs_root, given)
     seed_everything(cfg.seed)
