@@ -154,3 +154,36 @@ def test_a_real_set_is_loaded_once_per_fingerprint(nus, tmp_path, capsys):
         f.write(b"zzz")
     third = dataset_from_config(cfg)
     assert "reloading the release files" in capsys.readouterr().out and third.texts == direct.texts
+
+
+def test_an_artifact_opens_memory_mapped_and_one_pass_still_checks_bytes_and_nan(tmp_path, monkeypatch):
+    import torch
+
+    from egath_lite.files import ArtifactError
+    from egath_lite.pipeline import stages
+    from egath_lite.pipeline.stages import Stage, checksum
+
+    monkeypatch.setattr(stages, "CHUNK_BYTES", 4096)  # many slices: the one pass must cover every byte
+    cfg = get_config("tiny", runs_root=str(tmp_path / "runs"))
+    stage = Stage("bigfeat", fields=("seed",), tensors=("x",))
+    x = torch.arange(50_000, dtype=torch.float32).reshape(500, 100)
+    path = Path(stage.save(cfg, {"x": x}, {"n": 500})["path"])
+    loaded = stage.load(cfg)
+    torch.testing.assert_close(loaded["tensors"]["x"], x, rtol=0, atol=0)
+    maps = Path("/proc/self/maps").read_text()
+    assert str(path) in maps  # the tensor's bytes are mapped from the file, not read into a copy
+    payload = torch.load(path, weights_only=True)
+    assert payload["checksum"] == checksum(payload)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(x[499].numpy().tobytes())  # the last row's bytes, in the last slice of the pass
+    raw[at + 5] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        stage.load(cfg)
+    bad = x.clone()
+    bad[499, 99] = float("nan")  # a NaN in the last slice, with a checksum that matches it
+    payload["tensors"]["x"] = bad
+    payload["checksum"] = checksum(payload)
+    torch.save(payload, path)
+    with pytest.raises(ArtifactError, match="tensor 'x' contains NaN or Inf"):
+        stage.load(cfg)

@@ -314,45 +314,84 @@ class Stage:
             raise ArtifactError(f"{path.name}: holds a {payload.get('stage')!r} artifact, not {self.name!r}")
         if payload.get("key") != key:
             raise ArtifactError(f"{path.name}: made by another configuration (key {payload.get('key')} != {key})")
-        if payload.get("checksum") != checksum(payload):
+        digest_, not_finite = verify(payload)  # one pass over the mapped bytes: checksum and finiteness
+        if payload.get("checksum") != digest_:
             raise ArtifactError(f"{path.name}: checksum mismatch (the file was altered or damaged)")
-        problems = self._problems(cfg, params, payload)
+        problems = self._problems(cfg, params, payload, not_finite)
         if problems:
             raise ArtifactError(f"{path.name}: " + "; ".join(problems))
         return {**payload, "path": str(path), "cache_hit": True}
 
-    def _problems(self, cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> list[str]:
+    def _problems(
+        self, cfg: Config, params: dict[str, Any], payload: dict[str, Any], not_finite: list[str] | None = None
+    ) -> list[str]:
+        """What is wrong with ``payload``; ``not_finite``: the tensors ``verify`` found NaN/Inf in (None: check)."""
         import torch
 
         tensors = payload.get("tensors")
         if not isinstance(tensors, dict):
             return ["no tensors"]
         problems = [f"lacks tensor {name!r}" for name in self.tensors if name not in tensors]
-        for name, t in tensors.items():
-            if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
-                problems.append(f"tensor {name!r} contains NaN or Inf")
+        if not_finite is None:
+            not_finite = [
+                name
+                for name, t in tensors.items()
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and not _all_finite(t)
+            ]
+        problems += [f"tensor {name!r} contains NaN or Inf" for name in not_finite]
         if not problems and self.expect is not None:
             problems += self.expect(cfg, params, payload)
         return problems
 
 
+CHUNK_BYTES = 64 << 20  # verify reads a tensor in slices this size: each page is read once, while it is cached
+
+
 def checksum(payload: dict[str, Any]) -> str:
     """sha256 over the meta (as JSON) and every tensor's name, dtype, shape and bytes."""
+    return verify(payload, finite=False)[0]
+
+
+def verify(payload: dict[str, Any], finite: bool = True) -> tuple[str, list[str]]:
+    """(``checksum``, names of floating tensors holding NaN/Inf) in one pass over each tensor's bytes.
+
+    A memory-mapped artifact is read from disk once: each slice is hashed and checked while its pages are in memory.
+    """
+    import torch
+
     h = hashlib.sha256()
     h.update(json.dumps(payload.get("meta"), sort_keys=True).encode())
+    bad = []
     for name in sorted(payload.get("tensors") or {}):
         t = payload["tensors"][name]
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         flat = t.detach().cpu().contiguous().reshape(-1)
-        if flat.numel():
-            h.update(flat.view(__import__("torch").uint8).numpy())  # the bytes, without a copy
-    return h.hexdigest()
+        check = finite and flat.is_floating_point()
+        step = max(1, CHUNK_BYTES // max(1, flat.element_size()))
+        ok = True
+        for lo in range(0, flat.numel(), step):
+            part = flat[lo : lo + step]
+            h.update(part.view(torch.uint8).numpy())  # the bytes, without a copy
+            if check and ok and not bool(torch.isfinite(part).all()):
+                ok = False
+        if not ok:
+            bad.append(name)
+    return h.hexdigest(), bad
+
+
+def _all_finite(t: Any) -> bool:
+    import torch
+
+    flat = t.detach().reshape(-1)
+    step = max(1, CHUNK_BYTES // max(1, flat.element_size()))
+    return all(bool(torch.isfinite(flat[lo : lo + step]).all()) for lo in range(0, flat.numel(), step))
 
 
 def _read_torch(path: Path) -> dict[str, Any]:
+    """The payload with its tensors memory-mapped from the file (``mmap=True``): opened, not copied."""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
 # --------------------------------------------------------------------------- expectations
