@@ -187,3 +187,33 @@ def test_an_artifact_opens_memory_mapped_and_one_pass_still_checks_bytes_and_nan
     torch.save(payload, path)
     with pytest.raises(ArtifactError, match="tensor 'x' contains NaN or Inf"):
         stage.load(cfg)
+
+
+@pytest.mark.parametrize("slow_with", [2, 1])
+def test_the_thread_chooser_keeps_the_faster_count_and_restores_the_setting(monkeypatch, slow_with):
+    import torch
+
+    from egath_lite.clip import encode
+
+    monkeypatch.setattr(encode, "available_cores", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    used = []
+    try:
+        model = object()  # a fresh id: no remembered choice
+        with encode.ThreadChooser(model, "text", "cpu") as chooser:
+            for _ in range(8):
+                with chooser.batch(10) as n:
+                    assert torch.get_num_threads() == n
+                    used.append(n)
+                    time.sleep(0.03 if n == slow_with else 0.001)
+        fast = 3 - slow_with
+        assert used[:5].count(1) == 2 and used[1:5].count(2) == 2  # warm-up on 2, then two timed batches each
+        assert chooser.chosen == fast and used[5:] == [fast] * 3
+        assert torch.get_num_threads() == 2  # restored
+        with encode.ThreadChooser(model, "text", "cpu") as again:  # remembered for this model
+            assert again.chosen == fast
+        with encode.ThreadChooser(model, "text", "cuda") as gpu:
+            assert gpu.candidates == [] and gpu.chosen == 2
+    finally:
+        torch.set_num_threads(before)
