@@ -217,3 +217,23 @@ def test_the_thread_chooser_keeps_the_faster_count_and_restores_the_setting(monk
             assert gpu.candidates == [] and gpu.chosen == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_bench_scale_at_a_small_size_is_correct(tmp_path, capsys):
+    """benchmarks/bench_scale.py inline (new code, 200 items per set): its correctness checks, no timing."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_scale", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_scale.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(["--sizes", "200", "--inline", "--work", str(tmp_path), "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert [(r["dataset"], r["items"]) for r in report["results"]] == [("nuswide_tc10", 200), ("mscoco", 200)]
+    for r in report["results"]:
+        assert r["checks"] == {"reopen equals load": True, "opened artifact equals saved": True}
+        rows = r["rows"]["new"]
+        assert rows["keys"]["session"] is True and len(rows["keys"]["check"].split("-")) == 4
+    assert out.count("reusing the loaded data set") == 2  # the second load of each set opened its bundle
+    assert "| nuswide_tc10 | 200 | fingerprint (fresh process) |" in out
