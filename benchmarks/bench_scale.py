@@ -3,6 +3,7 @@
     python benchmarks/bench_scale.py                                   # 20k and 50k items, NUS-WIDE and MS-COCO
     python benchmarks/bench_scale.py --sizes 20000 50000 full          # "full": 186,577 (NUS) / 122,218 (COCO)
     python benchmarks/bench_scale.py --old /work/main --json out.json --markdown out.md
+    python benchmarks/bench_scale.py --threads 4096                    # texts/s at 1 and 2 torch threads
 
 Data: NUS-WIDE TC-10 in GCDH's ``.mat`` layout (tagList.mat as MATLAB v7.3) and MS-COCO 2014's JSON
 layout, written by ``egath_lite.testing.fixtures`` at the real file layout and counts; every image is
@@ -315,6 +316,47 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def bench_threads(num_texts: int, repeats: int = 3, batch_size: int = 256) -> dict[str, Any]:
+    """Texts/s of the tiny CLIP's text encoder with torch set to 1 and 2 threads: the plain batch loop (what
+    ``encode_texts`` ran before) next to ``encode_texts`` (its ``ThreadChooser``), interleaved, median of repeats."""
+    import numpy as np
+    import torch
+
+    from egath_lite.clip.encode import encode_texts
+    from egath_lite.clip.weights import load_clip
+    from egath_lite.pipeline.config import get_config
+
+    cfg = get_config("tiny")
+    model, _, tokenizer = load_clip(cfg.clip_model, None, "cpu", seed=0)
+    rng = np.random.default_rng(0)
+    words = [f"tag{j}" for j in range(1000)]
+    texts = [" ".join(rng.choice(words, rng.integers(1, 12))) for _ in range(num_texts)]
+
+    @torch.no_grad()
+    def plain() -> None:
+        for start in range(0, len(texts), batch_size):
+            model.encode_text(tokenizer(texts[start : start + batch_size]), normalize=True)
+
+    def chooser() -> None:
+        encode_texts(model, tokenizer, texts, batch_size, "cpu", progress=False)
+
+    saved = torch.get_num_threads()
+    rates: dict[str, list[float]] = {}
+    try:
+        for _ in range(repeats):
+            for threads in (1, 2):
+                for name, fn in (("plain loop", plain), ("encode_texts", chooser)):
+                    torch.set_num_threads(threads)
+                    start = time.perf_counter()
+                    fn()
+                    rates.setdefault(f"{name}, {threads} thread(s)", []).append(
+                        len(texts) / (time.perf_counter() - start)
+                    )
+    finally:
+        torch.set_num_threads(saved)
+    return {k: float(np.median(v)) for k, v in rates.items()}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", default=["20000", "50000"], help='item counts, or "full"')
@@ -324,7 +366,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--inline", action="store_true", help="run the steps in this process, new code only (CI)")
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None)
+    p.add_argument("--threads", type=int, default=None, help="only: texts/s at 1 and 2 threads over this many texts")
     args = p.parse_args(argv)
+    if args.threads:
+        rates = bench_threads(args.threads)
+        for name, rate in rates.items():
+            print(f"{name:<28} {rate:8.0f} texts/s")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"threads": rates, "texts": args.threads}, indent=2))
+        return {"threads": rates}
     if args.inline and args.old:
         p.error("--inline runs the new code only; leave out --old")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_scale-"))
