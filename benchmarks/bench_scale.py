@@ -187,8 +187,20 @@ def run_step(step: str, dataset: str, root: Path, runs: Path, n: int) -> dict[st
         out["check"] = f"{float(tensors['image'].double().sum()):.6e}/{float(tensors['text'].double().sum()):.6e}"
     else:
         raise ValueError(step)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM (reset by exec, unlike ``ru_maxrss``, which keeps the
+    forking parent's peak), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(argv: list[str]) -> None:
@@ -197,7 +209,7 @@ def _child(argv: list[str]) -> None:
 
     if step not in DATA_STEPS:
         import egath_lite.pipeline.stages  # noqa: F401
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak_rss_mb()
 
     out = run_step(step, dataset, Path(root), Path(runs), int(n))
     out["imports_rss_mb"] = base
@@ -221,10 +233,14 @@ def run_child(code: Path, step: str, dataset: str, root: Path, runs: Path, n: in
 # The comparison
 # --------------------------------------------------------------------------------------
 def measure(dataset: str, n: int, work: Path, old: Path | None, inline: bool, log=print) -> dict[str, Any]:
-    root = work / f"{dataset}-{n}"
-    shutil.rmtree(root, ignore_errors=True)
-    write_seconds = write_data(dataset, n, root)
-    log(f"  {dataset} {n:,}: fixture written in {write_seconds:.1f} s")
+    root, done = work / f"{dataset}-{n}", work / f"{dataset}-{n}.complete"
+    if done.is_file():  # a kept --work folder: the same fixture, written before
+        log(f"  {dataset} {n:,}: fixture of an earlier run")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+        write_seconds = write_data(dataset, n, root)
+        done.write_text(f"{write_seconds:.1f}\n")
+        log(f"  {dataset} {n:,}: fixture written in {write_seconds:.1f} s")
     versions = {"new": REPO} if old is None else {"old": old, "new": REPO}
     rows: dict[str, dict[str, Any]] = {}
     for name, code in versions.items():
@@ -241,7 +257,6 @@ def measure(dataset: str, n: int, work: Path, old: Path | None, inline: bool, lo
             log(f"    {name:<3} {step:<14} {r['seconds']:8.2f} s  peak {r['peak_rss_mb']:7.0f} MB")
         shutil.rmtree(runs, ignore_errors=True)
     checks = verify(rows)
-    shutil.rmtree(root, ignore_errors=True)
     return {"dataset": dataset, "n": n, "items": rows["new"]["load"]["items"], "rows": rows, "checks": checks}
 
 

@@ -191,11 +191,15 @@ def test_an_artifact_opens_memory_mapped_and_one_pass_still_checks_bytes_and_nan
 
 @pytest.mark.parametrize("slow_with", [2, 1])
 def test_the_thread_chooser_keeps_the_faster_count_and_restores_the_setting(monkeypatch, slow_with):
+    from types import SimpleNamespace
+
     import torch
 
     from egath_lite.clip import encode
 
     monkeypatch.setattr(encode, "available_cores", lambda: 2)
+    clock = {"t": 0.0}  # a batch's time is what the test says, not what a busy machine makes of it
+    monkeypatch.setattr(encode, "time", SimpleNamespace(perf_counter=lambda: clock["t"]))
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     used = []
@@ -206,7 +210,7 @@ def test_the_thread_chooser_keeps_the_faster_count_and_restores_the_setting(monk
                 with chooser.batch(10) as n:
                     assert torch.get_num_threads() == n
                     used.append(n)
-                    time.sleep(0.03 if n == slow_with else 0.001)
+                    clock["t"] += 0.03 if n == slow_with else 0.001
         fast = 3 - slow_with
         assert used[:5].count(1) == 2 and used[1:5].count(2) == 2  # warm-up on 2, then two timed batches each
         assert chooser.chosen == fast and used[5:] == [fast] * 3
@@ -237,3 +241,18 @@ def test_bench_scale_at_a_small_size_is_correct(tmp_path, capsys):
         assert rows["keys"]["session"] is True and len(rows["keys"]["check"].split("-")) == 4
     assert out.count("reusing the loaded data set") == 2  # the second load of each set opened its bundle
     assert "| nuswide_tc10 | 200 | fingerprint (fresh process) |" in out
+
+
+def test_the_driver_exports_its_session_to_the_notebooks_it_runs(nus, tmp_path, monkeypatch):
+    from egath_lite.driver import cli
+
+    monkeypatch.delenv(fpm.ENV_VAR, raising=False)
+    fpm.begin_session(inherit=False)
+    try:
+        dataset_fingerprint(_cfg(nus, tmp_path))
+        with cli._streamed("01_features", None):  # what run_notebook wraps papermill in: the kernel inherits it
+            handed = os.environ[fpm.ENV_VAR]
+        assert handed == fpm.export_session() and str(nus / "images") in handed
+        assert fpm.ENV_VAR not in os.environ  # restored afterwards
+    finally:
+        fpm.end_session()
