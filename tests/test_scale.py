@@ -213,7 +213,7 @@ def test_the_thread_chooser_keeps_the_faster_count_and_restores_the_setting(monk
     torch.set_num_threads(2)
     used = []
     try:
-        model = object()  # a fresh id: no remembered choice
+        model = torch.nn.Linear(1, 1)  # a new model: no remembered choice
         with encode.ThreadChooser(model, "text", "cpu") as chooser:
             for _ in range(8):
                 with chooser.batch(10) as n:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -101,7 +102,8 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-_CHOSEN: dict[tuple[int, str, int], int] = {}  # (model id, what, thread limit) -> the count a loop measured fastest
+# model -> {(what, thread limit): the count a loop measured fastest}; weak: a freed model's id is never reused here
+_CHOSEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class ThreadChooser:
@@ -119,9 +121,13 @@ class ThreadChooser:
         self.saved = torch.get_num_threads()
         cpu = torch.device(device).type == "cpu"
         self.most = max(1, min(self.saved, available_cores() - max(0, workers))) if cpu else self.saved
-        self.memo_key = (id(model), what, self.most)
+        try:
+            self.memo = _CHOSEN.setdefault(model, {})
+        except TypeError:  # not weakly referenceable: measured per call
+            self.memo = {}
+        self.memo_key = (what, self.most)
         self.candidates = [self.most, 1] if cpu and self.most > 1 else []
-        self.chosen = _CHOSEN.get(self.memo_key) if self.candidates else self.saved
+        self.chosen = self.memo.get(self.memo_key) if self.candidates else self.saved
         self.trials, self.seen, self.times = trials, 0, {c: [] for c in self.candidates}
 
     def __enter__(self) -> ThreadChooser:
@@ -151,7 +157,7 @@ class ThreadChooser:
             self.times[threads].append((time.perf_counter() - start) / max(1, items))
             if all(len(t) >= self.trials for t in self.times.values()):
                 self.chosen = min(self.candidates, key=lambda c: (sorted(self.times[c])[len(self.times[c]) // 2], c))
-                _CHOSEN[self.memo_key] = self.chosen
+                self.memo[self.memo_key] = self.chosen
 
 
 # --------------------------------------------------------------------------- extraction
