@@ -77,6 +77,9 @@ def artifact_names() -> list[re.Pattern]:
 
     names = [row["artifact"] for row in stage_table(STAGES, get_config("default"))]
     names.append(cache_path(".", 10, 0, 8).name.rsplit("-", 1)[0] + "-<key>.bundle")
+    from egath_lite.data.dataset_cache import bundle_path  # a real data set, loaded once: dataset-<name>-<key>.bundle
+
+    names.append(bundle_path(".", "<name>", "").name.rsplit("-", 1)[0] + "-<key>.bundle")
     out = []
     for name in names:
         parts = re.split(r"(<\w+>)", name)

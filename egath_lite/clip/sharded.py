@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from egath_lite.clip.amp import autocast
+from egath_lite.clip.encode import ThreadChooser
 from egath_lite.clip.images import (
     ImageError,
     ImageItems,
@@ -202,12 +203,12 @@ def encode_images_sharded(
         )
         it = iter(loader)
         try:
-            with main_threads_beside_workers(num_workers, device):
+            with main_threads_beside_workers(num_workers, device), ThreadChooser(model, "image", device) as threads:
                 for s, batch in zip(batch_shard, it):
                     positions, x, errors = to_model_input(batch, items, device)
                     emb = None
                     if len(positions):
-                        with autocast(device)[0]:
+                        with threads.batch(len(positions)), autocast(device)[0]:
                             emb = model.encode_image(x, normalize=True).float().cpu().numpy()
                     state.add(s, positions.tolist(), emb, errors)
                     bar.update(len(positions) + len(errors))

@@ -15,7 +15,15 @@ import numpy as np
 
 from egath_lite.data.dataset import DatasetError, DatasetNotFoundError, MultiModalDataset
 from egath_lite.data.layouts import HOW_TO, Layout, Requirement, image_folder_mistake, resolve_layout
-from egath_lite.data.matfiles import load_mat, mat_field, mat_matrix, mat_strings, read_lines, require_files
+from egath_lite.data.matfiles import (
+    load_mat,
+    load_mat_binary,
+    mat_field,
+    mat_matrix,
+    mat_strings,
+    read_lines,
+    require_files,
+)
 from egath_lite.data.reference import NUS_TC10_LABELS
 from egath_lite.data.release import existing, finish_dataset
 
@@ -107,18 +115,24 @@ def _tag_words(tag_path: Path, num_tags: int, tag_source: str) -> list[str]:
     return vocab
 
 
-def _texts(tags: np.ndarray, vocab: list[str]) -> list[str]:
-    rows, cols = np.nonzero(tags)
-    per_item: list[list[str]] = [[] for _ in range(tags.shape[0])]
-    for r, c in zip(rows.tolist(), cols.tolist()):
-        per_item[r].append(vocab[c])
-    return [" ".join(t) for t in per_item]
+def _texts(tags: np.ndarray, vocab: list[str], chunk: int = 16_384) -> list[str]:
+    """Each row's tag words in column order, joined by spaces (rows taken in chunks: no (nnz,) int64 pair of the
+    whole matrix)."""
+    out: list[str] = []
+    for lo in range(0, tags.shape[0], chunk):
+        block = tags[lo : lo + chunk]
+        rows, cols = np.nonzero(block)
+        per_item: list[list[str]] = [[] for _ in range(block.shape[0])]
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            per_item[r].append(vocab[c])
+        out += [" ".join(t) for t in per_item]
+    return out
 
 
 def _nuswide_gcdh(root: Path, tag_list, image_dir, drop_unlabeled: bool, check_images: bool) -> MultiModalDataset:
     img_file, tag_file, label_file = require_files(root, GCDH_LAYOUT, "nuswide_tc10", "GCDH", HOW_TO)
     names = mat_strings(mat_field(load_mat(img_file), ["FAll", "imgs", "index"], img_file), img_file, "FAll")
-    tags = mat_matrix(mat_field(load_mat(tag_file), ["YAll", "tags"], tag_file), tag_file, "YAll")
+    tags = load_mat_binary(tag_file, ["YAll", "tags"])  # uint8, read in slabs: never the float64 matrix
     labels = mat_matrix(mat_field(load_mat(label_file), ["LAll", "labels"], label_file), label_file, "LAll")
     from egath_lite.data.dataset import check_same_length
 
@@ -136,8 +150,6 @@ def _nuswide_gcdh(root: Path, tag_list, image_dir, drop_unlabeled: bool, check_i
                 f"tag_list='index' to name the tags tag0000...tag{tags.shape[1] - 1:04d}. {HOW_TO}"
             )
         vocab = _tag_words(tag_path, tags.shape[1], f"{tag_file} YAll")
-    if not np.isfinite(tags).all():
-        raise DatasetError(f"{tag_file}: YAll contains NaN/Inf; re-create the file")
     return finish_dataset(
         "nuswide_tc10",
         "gcdh",

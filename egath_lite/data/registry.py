@@ -127,7 +127,15 @@ def dataset_from_config(cfg) -> MultiModalDataset:
         return load_dataset(
             "toy_nuswide", size=cfg.toy_size, seed=cfg.seed, image_size=cfg.image_size, cache_dir=cfg.runs_root
         )
-    return load_dataset(cfg.dataset, root=cfg.data_root, **_loader_options(cfg))
+    # a real set is loaded once per fingerprint into <runs_root>/shared-cache (egath_lite.data.dataset_cache)
+    from egath_lite.data.dataset_cache import load_cached
+
+    return load_cached(
+        cfg.dataset,
+        dataset_fingerprint(cfg),
+        cfg.runs_root,
+        lambda: load_dataset(cfg.dataset, root=cfg.data_root, **_loader_options(cfg)),
+    )
 
 
 def _layout_for_fingerprint(name: str, root: Path, layout: str) -> Layout | None:

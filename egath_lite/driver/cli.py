@@ -178,8 +178,11 @@ class _streamed:
 
     def __enter__(self):
         # text progress bars in the kernel (egath_lite.progress): widget updates never reach the stream
-        self.env = {k: os.environ.get(k) for k in ("EGATH_PROGRESS", "MPLBACKEND")}
+        from egath_lite.data import fingerprint
+
+        self.env = {k: os.environ.get(k) for k in ("EGATH_PROGRESS", "MPLBACKEND", fingerprint.ENV_VAR)}
         os.environ["EGATH_PROGRESS"] = "log"
+        os.environ[fingerprint.ENV_VAR] = fingerprint.export_session()  # the data stat'ed once per invocation
         # kernels draw inline figures into the executed copy (the docs site shows them); a
         # non-interactive MPLBACKEND inherited from the shell (scripts/test.sh: Agg) would drop them
         os.environ.pop("MPLBACKEND", None)
@@ -525,8 +528,14 @@ PROG = "python -m egath_lite.reproduce"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code (2 with one line for a mistake, ``--debug``: traceback)."""
+    from egath_lite.data import fingerprint
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_main(PROG, lambda: _main(argv), debug="--debug" in argv)
+    fingerprint.begin_session(inherit=False)  # one stat pass of each data set per invocation, handed to notebooks
+    try:
+        return run_main(PROG, lambda: _main(argv), debug="--debug" in argv)
+    finally:
+        fingerprint.end_session()
 
 
 def _main(argv: Sequence[str]) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,10 @@ def setup(
     quiet_widgetless_kernel()
     if not isinstance(force, bool):
         raise TypeError(f"FORCE must be True or False, got {force!r}")
+    if "ipykernel" in sys.modules:  # a notebook run (by hand or by the driver), not a library call
+        from egath_lite.data.fingerprint import begin_session
+
+        begin_session()  # this run stats the data set's image folders once (a driver hands its digests down)
     given = {**params, **(overrides or {})}
     if runs_root is None:
         runs_root = str(default_runs_root())

@@ -279,7 +279,7 @@ class Stage:
             "meta": plain(meta),
             "tensors": clean,
         }
-        payload["checksum"] = checksum(payload)
+        payload["checksum"] = checksum(payload, _default_hash())
         return payload
 
     def _writer(self) -> Callable[[Path, dict[str, Any]], None]:
@@ -326,45 +326,133 @@ class Stage:
             raise ArtifactError(f"{path.name}: holds a {payload.get('stage')!r} artifact, not {self.name!r}")
         if payload.get("key") != key:
             raise ArtifactError(f"{path.name}: made by another configuration (key {payload.get('key')} != {key})")
-        if payload.get("checksum") != checksum(payload):
+        digest_, not_finite = verify(payload)  # one pass over the mapped bytes: checksum and finiteness
+        if payload.get("checksum") != digest_:
             raise ArtifactError(f"{path.name}: checksum mismatch (the file was altered or damaged)")
-        problems = self._problems(cfg, params, payload)
+        problems = self._problems(cfg, params, payload, not_finite)
         if problems:
             raise ArtifactError(f"{path.name}: " + "; ".join(problems))
         return {**payload, "path": str(path), "cache_hit": True}
 
-    def _problems(self, cfg: Config, params: dict[str, Any], payload: dict[str, Any]) -> list[str]:
+    def _problems(
+        self, cfg: Config, params: dict[str, Any], payload: dict[str, Any], not_finite: list[str] | None = None
+    ) -> list[str]:
+        """What is wrong with ``payload``; ``not_finite``: the tensors ``verify`` found NaN/Inf in (None: check)."""
         import torch
 
         tensors = payload.get("tensors")
         if not isinstance(tensors, dict):
             return ["no tensors"]
         problems = [f"lacks tensor {name!r}" for name in self.tensors if name not in tensors]
-        for name, t in tensors.items():
-            if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
-                problems.append(f"tensor {name!r} contains NaN or Inf")
+        if not_finite is None:
+            not_finite = [
+                name
+                for name, t in tensors.items()
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and not _all_finite(t)
+            ]
+        problems += [f"tensor {name!r} contains NaN or Inf" for name in not_finite]
         if not problems and self.expect is not None:
             problems += self.expect(cfg, params, payload)
         return problems
 
 
-def checksum(payload: dict[str, Any]) -> str:
-    """sha256 over the meta (as JSON) and every tensor's name, dtype, shape and bytes."""
-    h = hashlib.sha256()
+CHUNK_BYTES = 64 << 20  # verify reads a tensor in slices this size: each page is read once, while it is cached
+
+
+FAST_HASH = "xxh3_128"  # the checksum of new artifacts where xxhash is installed (torch_geometric needs it)
+
+
+def _hasher(name: str):
+    if name == FAST_HASH:
+        import xxhash
+
+        return xxhash.xxh3_128()
+    return hashlib.sha256()
+
+
+def _default_hash() -> str:
+    try:
+        import xxhash  # noqa: F401
+    except ImportError:
+        return "sha256"
+    return FAST_HASH
+
+
+def checksum(payload: dict[str, Any], algorithm: str | None = None) -> str:
+    """A digest of the meta (as JSON) and every tensor's name, dtype, shape and bytes.
+
+    ``"xxh3_128:<hex>"`` (xxhash: 725 MB/s on the busy 2-core machine where sha256 ran at 81 MB/s, so a
+    915 MiB features artifact verifies in about a second, not eleven) or, without xxhash, a plain sha256 hex
+    digest, which artifacts written before keep and are verified with. It guards against damage, not tampering
+    (the file holds its own checksum either way).
+    """
+    return verify(payload, finite=False, algorithm=algorithm)[0]
+
+
+def verify(payload: dict[str, Any], finite: bool = True, algorithm: str | None = None) -> tuple[str, list[str]]:
+    """(``checksum``, names of floating tensors holding NaN/Inf) in one pass over each tensor's bytes.
+
+    A memory-mapped artifact is read from disk once: each slice is hashed and checked while its pages are in memory.
+    ``algorithm`` None: the one the payload's recorded checksum names (``sha256`` for a plain hex digest), else the
+    default for new artifacts.
+    """
+    import torch
+
+    if algorithm is None:
+        recorded = payload.get("checksum")
+        if isinstance(recorded, str):
+            algorithm = recorded.split(":", 1)[0] if ":" in recorded else "sha256"
+        else:
+            algorithm = _default_hash()
+    if algorithm not in ("sha256", FAST_HASH):
+        return f"unknown checksum algorithm {algorithm!r}", []
+    h = _hasher(algorithm)
     h.update(json.dumps(payload.get("meta"), sort_keys=True).encode())
+    bad = []
     for name in sorted(payload.get("tensors") or {}):
         t = payload["tensors"][name]
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         flat = t.detach().cpu().contiguous().reshape(-1)
-        if flat.numel():
-            h.update(flat.view(__import__("torch").uint8).numpy())  # the bytes, without a copy
-    return h.hexdigest()
+        check = finite and flat.is_floating_point()
+        step = max(1, CHUNK_BYTES // max(1, flat.element_size()))
+        ok = True
+        for lo in range(0, flat.numel(), step):
+            part = flat[lo : lo + step]
+            h.update(part.view(torch.uint8).numpy())  # the bytes, without a copy
+            if check and ok and not _finite_slice(part):
+                ok = False
+        if not ok:
+            bad.append(name)
+    return (h.hexdigest() if algorithm == "sha256" else f"{algorithm}:{h.hexdigest()}"), bad
+
+
+def _all_finite(t: Any) -> bool:
+    flat = t.detach().cpu().contiguous().reshape(-1)
+    step = max(1, CHUNK_BYTES // max(1, flat.element_size()))
+    return all(_finite_slice(flat[lo : lo + step]) for lo in range(0, flat.numel(), step))
+
+
+def _finite_slice(part: Any) -> bool:
+    """No NaN/Inf in a 1-D CPU slice. A float64 sum is finite exactly when every element is (a NaN or Inf makes
+    it NaN or Inf; only an overflow makes it so without one, and then the element-wise check decides). One
+    thread and no (n,) bool temporary: torch.isfinite on a busy 2-core machine spent 6 s on 390 MB."""
+    import numpy as np
+    import torch
+
+    if part.dtype in (torch.float16, torch.float32, torch.float64):
+        a = part.numpy()
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.sum(a, dtype=np.float64)):
+                return True
+        return bool(np.isfinite(a).all())
+    return bool(torch.isfinite(part).all())
 
 
 def _read_torch(path: Path) -> dict[str, Any]:
+    """The payload with its tensors memory-mapped from the file (``mmap=True``): opened, not copied."""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
 # --------------------------------------------------------------------------- expectations
