@@ -100,7 +100,7 @@ def _png(path: Path, value: int = 100, size: int = 8) -> Path:
 
 
 def test_unreadable_manifest_image_is_one_line(tmp_path, capsys, monkeypatch):
-    rows = [(_png(tmp_path / f"{i}.png", 10 * i).name, f"word{i} sky", "a" if i % 2 else "a;b") for i in range(12)]
+    rows = [(_png(tmp_path / f"{i}.png", 10 * i).name, f"word{i} sky", "a" if i % 2 else "b;c") for i in range(12)]
     (tmp_path / "3.png").write_bytes(b"this is no image at all")
     manifest = _manifest(tmp_path, rows)
     fake_notebooks(monkeypatch, [])

@@ -292,12 +292,14 @@ def load_method(cfg: Config, payload: dict[str, Any], graph: dict[str, torch.Ten
 
     ``graph``: the run's graph tensors (``ensure_graph(cfg)["tensors"]``; read by methods with ``NEEDS_GRAPH``).
     """
-    from egath_lite.pipeline.methods import build_method, check_method
+    from egath_lite.pipeline.methods import build_method, check_method, method_config
 
     module = check_method(cfg)
     meta, bits = payload["meta"], int(payload["params"]["bits"])
     num_labels = int(payload["tensors"]["query_labels"].shape[1])
-    model = build_method(module, int(meta["image_dim"]), int(meta["text_dim"]), num_labels, bits, graph)
+    model = build_method(
+        module, int(meta["image_dim"]), int(meta["text_dim"]), num_labels, bits, graph, method_config(module, cfg)
+    )
     load_state(model, state_from(payload), f"{cfg.method} model in {payload.get('path')}")
     return model.eval()
 

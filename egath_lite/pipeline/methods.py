@@ -12,6 +12,7 @@ features and graph. ``train_method`` is the loop: seeded, resumable after every 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -26,13 +27,20 @@ import torch.nn as nn
 
 from egath_lite.core.methods import get_method
 from egath_lite.files import atomic_write_bytes
+from egath_lite.pipeline.code_digest import CORE_MODULES
 from egath_lite.pipeline.config import Config
 from egath_lite.pipeline.engine import HashData, validation_map
 from egath_lite.pipeline.results import training_split
 from egath_lite.progress import tqdm
 from egath_lite.utils import cpu_threads, resolve_device, seed_everything
 
-METHOD_FIELDS = ("method", "epochs", "early_stop_patience", "seed")
+METHOD_FIELDS = ("method", "preset", "epochs", "early_stop_patience", "seed")
+# The releases size their networks for a GPU. On the ``tiny`` preset (CI, a first look on a laptop) these widths
+# are narrowed so that every method trains in seconds; every other preset uses the release's ``Config()`` as it is.
+TINY_WIDTHS: dict[str, dict[str, Any]] = {
+    "ucch": {"hidden": 512},  # release 8192: a 67 M-parameter image MLP
+    "gcdh": {"text_hidden": (512, 512), "hidden_dim": 512},  # release (8192, 4096) and 2048
+}
 RESUME_FORMAT = "egath_lite.method_resume/1"
 
 
@@ -52,12 +60,21 @@ def check_method(cfg: Config) -> ModuleType:
     return module
 
 
+def method_config(module: ModuleType, cfg: Config) -> Any:
+    """The method's ``Config()`` of its release, with ``TINY_WIDTHS`` applied on the ``tiny`` preset."""
+    mcfg = module.Config()
+    if cfg.preset == "tiny":
+        mcfg = dataclasses.replace(mcfg, **TINY_WIDTHS.get(module.NAME, {}))
+    return mcfg
+
+
 def build_method(
-    module: ModuleType, image_dim: int, text_dim: int, num_labels: int, bits: int, graph: dict
+    module: ModuleType, image_dim: int, text_dim: int, num_labels: int, bits: int, graph: dict, mcfg: Any = None
 ) -> nn.Module:
-    """``module.build`` with the release's ``Config()`` (and the run's label graph when the method reads it)."""
+    """``module.build`` with ``mcfg`` (default: the release's ``Config()``) and the run's label graph when the
+    method reads it."""
     extra = {"graph": graph} if getattr(module, "NEEDS_GRAPH", False) else {}
-    return module.build(image_dim, text_dim, num_labels, bits, module.Config(), **extra)
+    return module.build(image_dim, text_dim, num_labels, bits, module.Config() if mcfg is None else mcfg, **extra)
 
 
 def method_data(features: dict[str, Any], module: ModuleType) -> HashData:
@@ -93,10 +110,11 @@ def train_method(
     with cpu_threads(1):
         seed_everything(cfg.seed)
         device = resolve_device(cfg.device)
-        mcfg = module.Config()
+        mcfg = method_config(module, cfg)
         train_idx = data.split["train"]
         Ytr = data.labels[train_idx].float()
-        model = build_method(module, data.image.shape[1], data.text.shape[1], Ytr.shape[1], bits, graph).to(device)
+        model = build_method(module, data.image.shape[1], data.text.shape[1], Ytr.shape[1], bits, graph, mcfg)
+        model = model.to(device)
         opt = module.optimizer(model, mcfg)
         gen = torch.Generator().manual_seed(cfg.seed)
         state = module.init_state(Ytr, bits, mcfg, gen)
@@ -201,7 +219,8 @@ def method_code(method: str) -> tuple[str, ...]:
     """The modules whose source keys a method's codes: its own, the registry, the shared helpers, core.models."""
     return (
         "egath_lite.core.methods",
-        "egath_lite.core.methods._common",
+        *(m for m in CORE_MODULES if m.startswith("egath_lite.core.methods._")),  # _common, _bertadam, ...
         f"egath_lite.core.methods.{method}",
         "egath_lite.core.models",
+        "egath_lite.pipeline.methods",  # the loop and TINY_WIDTHS
     )
