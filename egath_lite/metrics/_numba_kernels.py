@@ -397,17 +397,21 @@ def stable_hits(qc, rc, ql, rl, num_bins, ks, stripes):
 _NO_KS = np.zeros(0, np.int64)
 
 
-@njit(cache=True, nogil=True)
-def _tie_group(items_before, rel_before, n_g, r_g):
-    """Expected sum of precision-at-rank over one tie group's relevant items (McSherry & Najork 2008)."""
+@njit(cache=True, nogil=True, fastmath=True)
+def _tie_group(items_before, rel_before, n_g, r_g, inv):
+    """Expected sum of precision-at-rank over one tie group's relevant items (McSherry & Najork 2008).
+
+    ``inv[k] = 1 / k``: the same correctly rounded reciprocals as dividing here, read in order (the loop
+    vectorises; fastmath only reorders the two sums, a rounding-level change).
+    """
     # Position N+i holds a relevant item with probability r/n; given that, the expected
     # number of relevant items ahead of it inside the group is (i-1)(r-1)/(n-1).
     inv_sum = 0.0  # sum_i 1 / (N + i)
     lead_sum = 0.0  # sum_i (i - 1) / (N + i)
     for i in range(1, n_g + 1):
-        inv = 1.0 / (items_before + i)
-        inv_sum += inv
-        lead_sum += (i - 1) * inv
+        x = inv[np.uint64(items_before + i)]
+        inv_sum += x
+        lead_sum += (i - 1) * x
     within = 0.0 if n_g == 1 else (r_g - 1) / (n_g - 1)
     return (r_g / n_g) * ((rel_before + 1) * inv_sum + within * lead_sum)
 
@@ -418,6 +422,7 @@ def tie_aware_ap(cnt, rcnt):
     nq = cnt.shape[0]
     num_bins = cnt.shape[1]
     ap = np.zeros(nq, np.float64)
+    inv = _reciprocals(cnt[0].sum() if nq > 0 else 0)
     for i in prange(nq):
         total_rel = rcnt[i].sum()
         if total_rel == 0:
@@ -429,7 +434,7 @@ def tie_aware_ap(cnt, rcnt):
             n_g = cnt[i, d]
             r_g = rcnt[i, d]
             if r_g > 0:
-                total += _tie_group(items_before, rel_before, n_g, r_g)
+                total += _tie_group(items_before, rel_before, n_g, r_g, inv)
             items_before += n_g
             rel_before += r_g
         ap[i] = total / total_rel
