@@ -124,7 +124,7 @@ class HammingIndex:
         self.kind = kind
         self._width = _padded_bits(self.num_bits)
         self._index = None  # the IVF index is made at the first add, when the codes to train on are known
-        self._packed: list[np.ndarray] = []  # uint8 (n, width / 8) per add: the packed backend and radius search
+        self._packed: list[np.ndarray] = []  # uint8 (n, width / 8): the packed backend's codes (faiss: read back)
         self._hash = None  # faiss multi-hash for range_search, built on the first radius query
         self._size = 0
         if backend == "packed":
@@ -216,13 +216,19 @@ class HammingIndex:
                 self._index.add(packed)
                 if self._hash is not None:
                     self._hash.add(packed)
-            self._packed.append(packed)
+            else:
+                self._packed.append(packed)
             self._size += len(packed)
         return self
 
     def _database(self) -> np.ndarray:
-        """All packed codes added so far, uint8 (n, width / 8), as one array."""
-        if len(self._packed) > 1:
+        """All packed codes added so far, uint8 (n, width / 8), as one array (faiss: read back from the index)."""
+        if self.backend == "faiss":
+            if len(self._packed) != 1 or len(self._packed[0]) != len(self):  # read back once per size
+                if self.kind == "ivf":
+                    self._index.make_direct_map()  # IVF reads codes back by id only through a direct map
+                self._packed = [self._index.reconstruct_n(0, len(self))]
+        elif len(self._packed) > 1:
             self._packed = [np.concatenate(self._packed)]
         return self._packed[0]
 
