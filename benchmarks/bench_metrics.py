@@ -2,6 +2,13 @@
 
     python benchmarks/bench_metrics.py                      # both scales, 16/32/64 bits
     python benchmarks/bench_metrics.py --scales mir --bits 64 --ref-queries 300
+    python benchmarks/bench_metrics.py --floors             # ns/pair against the floors, before vs after
+
+``--floors`` (issues 22/23): at NUS-WIDE scale (184,477 retrieval items, 64 bits; ``--queries`` of the 2,100
+queries), one thread, the ns per query–item pair of mAP@all, the PR curve, precision@K and ``evaluate_retrieval``
+(against the sum of its parts), at 10 (the real NUS-WIDE TC-10 labels), 24 and 80 labels, next to two floors
+compiled here (a popcount-and-sum and a distance histogram over the same packed words), for the code under
+``--before`` (default /work/main, run through PYTHONPATH in a subprocess) and this checkout, in one run.
 
 Scales: MIRFlickr-25K (2,000 queries × 18,015 retrieval items, 24 labels drawn with the
 real per-label frequencies of mir_adj.mat's ``num``) and NUS-WIDE TC-10 (2,100 × 184,477,
@@ -26,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +173,167 @@ def _child(data: Path, impl: str, num_queries: int | None, threads: int | None) 
 
 
 # --------------------------------------------------------------------------------------
+# --floors: ns/pair of each metric against the popcount and histogram floors, before vs after
+# --------------------------------------------------------------------------------------
+LABEL_COUNTS = (10, 24, 80)
+
+
+def make_label_variants(folder: Path, num_queries: int) -> Path:
+    """NUS-scale 64-bit codes with the real TC-10 labels and with 24 and 80 synthetic labels (about 2.5 per item)."""
+    base = np.load(make_data("nus", 64, folder))
+    rng = np.random.default_rng(24)
+    arrays = {"qB": base["qB"][:num_queries], "rB": base["rB"]}
+    arrays["qL10"], arrays["rL10"] = base["qL"][:num_queries], base["rL"]
+    for num_labels in LABEL_COUNTS[1:]:
+        p = 2.5 / num_labels
+        arrays[f"qL{num_labels}"] = (rng.random((num_queries, num_labels)) < p).astype(np.uint8)
+        arrays[f"rL{num_labels}"] = (rng.random((len(base["rB"]), num_labels)) < p).astype(np.uint8)
+    path = folder / "floors.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def _floor_kernels():
+    """Two floors over the packed 64-bit words: XOR + popcount summed, and a per-query distance histogram."""
+    import numba
+    from numba import njit
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def popcount(typingctx, x):
+        sig = numba.types.uint64(numba.types.uint64)
+        return sig, lambda context, builder, signature, args: builder.ctpop(args[0])
+
+    @njit
+    def popcount_sum(qc, rc):
+        total = np.uint64(0)
+        for i in range(qc.shape[0]):
+            q = qc[i, 0]
+            for j in range(rc.shape[0]):
+                total += popcount(q ^ rc[j, 0])
+        return total
+
+    @njit
+    def histogram(qc, rc):
+        cnt = np.zeros(65, np.int64)
+        for i in range(qc.shape[0]):
+            q = qc[i, 0]
+            for j in range(rc.shape[0]):
+                cnt[popcount(q ^ rc[j, 0])] += 1
+        return cnt
+
+    return popcount_sum, histogram
+
+
+def run_floors_case(data: Path, repeats: int) -> dict:
+    """In this process (egath_lite from PYTHONPATH): min-of-``repeats`` CPU ns/pair of each measure, one thread."""
+    import numba
+
+    numba.set_num_threads(1)
+    from egath_lite import metrics
+    from egath_lite.metrics.inputs import pack_bits
+
+    arrays = np.load(data)
+    qB, rB = arrays["qB"], arrays["rB"]
+    pairs = len(qB) * len(rB)
+    ks = [50, 100, 500, 1000]
+
+    def best(fn):
+        fn()  # compile or load the cache
+        times = []
+        for _ in range(repeats):
+            cpu, wall = time.process_time(), time.perf_counter()
+            fn()
+            times.append((time.process_time() - cpu, time.perf_counter() - wall))
+        return min(t[0] for t in times) * 1e9 / pairs, min(t[1] for t in times) * 1e9 / pairs
+
+    out = {"pairs": pairs, "num_queries": len(qB), "num_retrieval": len(rB), "repeats": repeats}
+    popcount_sum, histogram = _floor_kernels()
+    qc, rc = pack_bits(qB > 0), pack_bits(rB > 0)
+    out["popcount floor"] = best(lambda: popcount_sum(qc, rc))
+    out["histogram floor"] = best(lambda: histogram(qc, rc))
+    for num_labels in LABEL_COUNTS:
+        qL, rL = arrays[f"qL{num_labels}"], arrays[f"rL{num_labels}"]
+        args = (qB, rB, qL, rL)
+        kw = {"backend": "numba", "progress": False}
+        out[f"mAP@all {num_labels}"] = best(partial(metrics.average_precisions, *args, **kw))
+        if num_labels == 10:
+            out["map_value"] = metrics.mean_average_precision(*args, **kw)
+        out[f"PR {num_labels}"] = best(partial(metrics.pr_curve, *args, **kw))
+        out[f"P@K {num_labels}"] = best(partial(metrics.precision_at_k, *args, ks, **kw))
+        out[f"evaluate_retrieval {num_labels}"] = best(partial(metrics.evaluate_retrieval, *args, ks, **kw))
+        report = metrics.evaluate_retrieval(*args, ks, **kw)
+        out[f"report {num_labels}"] = {k: report[k] for k in ("map", "map_tie_aware", "precision_at_k", "pr_recall")}
+    out["threads"] = numba.get_num_threads()
+    return out
+
+
+def _floors_child(data: Path, repeats: int, pythonpath: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=pythonpath, NUMBA_NUM_THREADS="1")
+    cmd = [sys.executable, __file__, "--floors-child", str(data), str(repeats)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=pythonpath)
+    if result.returncode != 0:
+        raise RuntimeError(f"floors case under {pythonpath} failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def floors_table(before: dict, after: dict) -> str:
+    """The --floors rows: CPU ns/pair before and after (wall in brackets), the ratio, and the one-sweep check."""
+    lines = [
+        "| measure | labels | before ns/pair | after ns/pair | before / after |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+
+    def row(name, labels, key):
+        b, a = before[key], after[key]
+        lines.append(f"| {name} | {labels} | {b[0]:.2f} ({b[1]:.2f}) | {a[0]:.2f} ({a[1]:.2f}) | {b[0] / a[0]:.2f}× |")
+
+    row("popcount-and-sum floor", "–", "popcount floor")
+    row("distance-histogram floor", "–", "histogram floor")
+    for num_labels in LABEL_COUNTS:
+        for name in ("mAP@all", "PR", "P@K", "evaluate_retrieval"):
+            row(name, num_labels, f"{name} {num_labels}")
+        for res in (before, after):
+            parts = sum(res[f"{m} {num_labels}"][0] for m in ("mAP@all", "PR", "P@K"))
+            res[f"parts {num_labels}"] = (parts, float("nan"))
+        b, a = before[f"parts {num_labels}"][0], after[f"parts {num_labels}"][0]
+        lines.append(f"| mAP + PR + P@K (sum of parts) | {num_labels} | {b:.2f} | {a:.2f} | {b / a:.2f}× |")
+    return "\n".join(lines)
+
+
+def main_floors(args) -> None:
+    load = os.getloadavg()
+    print(
+        f"# bench_metrics --floors: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, one thread, "
+        f"{args.queries} queries × 184,477 items, 64 bits, min of {args.repeats}; load average before "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench_metrics_floors_") as tmp:
+        data = make_label_variants(Path(tmp), args.queries)
+        before = _floors_child(data, args.repeats, str(args.before))
+        after = _floors_child(data, args.repeats, str(REPO))
+    load = os.getloadavg()
+    print(f"# load average after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+    print(floors_table(before, after))
+    diffs = []
+    for num_labels in LABEL_COUNTS:
+        rb, ra = before[f"report {num_labels}"], after[f"report {num_labels}"]
+        diffs.append(abs(rb["map"] - ra["map"]))
+        diffs.append(abs(rb["map_tie_aware"] - ra["map_tie_aware"]))
+        diffs += list(np.abs(np.subtract(rb["precision_at_k"], ra["precision_at_k"])))
+        diffs += list(np.abs(np.subtract(rb["pr_recall"], ra["pr_recall"])))
+    print(
+        f"\nmAP@all (10 labels) {after['map_value']:.6f}; largest |before − after| over every reported number: {max(diffs):.1e}"
+    )
+    print(
+        "CPU time (process_time) per pair, wall in brackets; threads before/after:", before["threads"], after["threads"]
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"before": before, "after": after}, indent=2))
+
+
+# --------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------
 def main() -> None:
@@ -187,7 +356,16 @@ def main() -> None:
         help="threads for both (torch.set_num_threads / numba.set_num_threads); default: their own",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    parser.add_argument("--floors", action="store_true", help="ns/pair against the floors, before vs after")
+    parser.add_argument("--queries", type=int, default=2_100, help="--floors: NUS queries timed (of 2,100)")
+    parser.add_argument("--repeats", type=int, default=3, help="--floors: timed repeats (the minimum is kept)")
+    parser.add_argument(
+        "--before", type=Path, default=Path("/work/main"), help="--floors: checkout holding the code before"
+    )
     args = parser.parse_args()
+    if args.floors:
+        main_floors(args)
+        return
 
     load = os.getloadavg()
     print(
@@ -269,7 +447,9 @@ def markdown_table(rows: list[dict], with_numpy: bool) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+    if len(sys.argv) > 1 and sys.argv[1] == "--floors-child":
+        print(json.dumps(run_floors_case(Path(sys.argv[2]), int(sys.argv[3]))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--child":
         result = run_case(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]) or None, int(sys.argv[5]) or None)
         print(json.dumps(result))
     else:

@@ -35,9 +35,11 @@ Conventions (the same for every function here):
   GCDH's ``p_topK`` skips the queries without a relevant item in the sum and divides by all
   queries (they count 0): ``empty_queries="zero"`` (its sort is unstable; ours is not).
 
-Speed: codes and labels are packed into 64-bit words; a compiled kernel (numba, compiled
-on first use and cached on disk) computes each item's rank from per-distance counters
-instead of sorting (see ``_numba_kernels``), in parallel over queries and in chunks.
+Speed: codes and labels are packed into 64-bit words (any number of words; 1 to 4 words
+run unrolled, so 80 labels cost what 64 do); a compiled kernel (numba, compiled on first
+use and cached on disk) computes each item's rank from per-distance counters instead of
+sorting, in one sweep per query that also yields the histograms and the hits in the first
+K (see ``_numba_kernels``), in parallel over queries and in chunks.
 ``backend="numpy"`` is an independent pure-numpy route (stable sorts of small-integer
 distances) with identical integers and floats equal to rounding (~1e-15).
 """
@@ -113,6 +115,7 @@ def _chunked(
         "stable_ap": "mAP",
         "gcdh_ap": "mAP (GCDH)",
         "stable_hits": "precision@K",
+        "sweep_all": "retrieval metrics",
     }[name]
     nq, n = packed.num_query, packed.num_retrieval
     if chunk_size is None:
@@ -368,20 +371,25 @@ def evaluate_retrieval(
     backend: str = "auto",
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Every number of one retrieval direction as a JSON-able dict (mAP, tie-aware mAP, counts, PR, precision@K)."""
+    """Every number of one retrieval direction as a JSON-able dict (mAP, tie-aware mAP, counts, PR, precision@K).
+
+    One sweep over the packed codes per query computes them all; each equals its separate function
+    (``mean_average_precision``, ``pr_curve``, ``precision_at_k``) to rounding.
+    """
     ks = check_ks(ks)
     packed = _prepare(query_codes, retrieval_codes, query_labels, retrieval_labels)
     kernels = _backend(backend)
-    cnt, rcnt = _chunked(kernels, "histograms", packed, chunk_size=None, progress=progress)
-    ap, num_rel = _chunked(
-        kernels, "stable_ap", packed, np.int64(packed.num_retrieval), chunk_size=None, progress=progress
-    )
-    valid = num_rel > 0
+    n = packed.num_retrieval
+    cut = np.minimum(ks, n)
+    unique = np.unique(cut)
+    # One sweep per query gives the stable APs, the hits in the first K and the per-distance histograms.
+    ap, _, hits_u, cnt, rcnt = _chunked(kernels, "sweep_all", packed, n, 0, unique, chunk_size=None, progress=progress)
+    valid = rcnt.sum(axis=1) > 0
     if not valid.any():
         raise ValueError("no query shares a label with any retrieval item; check the label matrices")
     ap_tie = kernels.tie_aware_ap(cnt, rcnt)
     precision, recall = _pr_from_histograms(cnt, rcnt, "valid")
-    p_at_k = _precision_at_k(packed, ks, False, kernels, None, progress)
+    p_at_k = _mean_over_queries(hits_u[:, np.searchsorted(unique, cut)] / cut, valid, "skip", "precision@K")
     return {
         "map": float(ap[valid].mean()),
         "map_tie_aware": float(ap_tie[valid].mean()),

@@ -1,22 +1,37 @@
-"""Compiled (numba) kernels: per-query Hamming histograms and stable ranks without sorting.
+"""Compiled (numba) kernels: per-query Hamming histograms and stable ranks without sorting, in one sweep.
 
 Imported lazily by ``egath_lite.metrics`` on first use, so importing the package compiles
 nothing; ``cache=True`` keeps the machine code on disk after the first call.
 
-One sweep over the retrieval set per query (queries in parallel): each item's Hamming
-distance ``d`` (XOR + POPCNT on packed words) and relevance (AND of label bitmasks). The
-stable rank of item ``j`` (ties broken by index) is
+The stable rank of retrieval item ``j`` at Hamming distance ``d`` (ties broken by index) is
 
-    rank_j = #items closer than d_j + #items at d_j with index < j + 1,
+    rank_j = 1 + #items closer than d + #items at d with index < j,
 
-and the second term is just the running count of distance ``d_j`` at the moment the sweep
-reaches ``j``. So the sweep counts items and relevant items per distance and, for each
-relevant item only, records (its position inside its distance group, d). After the sweep
-the per-distance counts give "#items closer than d", and a short pass over the relevant
-items turns the records into ranks and precisions. Nothing is sorted, the retrieval set is
-read once, and no query × retrieval matrix exists. The sweep has no data-dependent branch
-(relevance is ~50/50 and a branch on it mispredicts half the time): every item writes a
-record at slot ``h`` and only relevant items advance ``h``.
+and its rank among the relevant items is the same count over relevant items only. One
+sweep per query computes both without sorting:
+
+1. **Distances and relevance** of every item into two small buffers (XOR + POPCNT of the
+   packed code words; OR of the ANDs of the packed label words, tested once). Loops with a
+   fixed word count (1 or 2 words, the generic loop otherwise) compile to straight-line,
+   vectorised code, so 80 labels (2 words) cost what 64 do.
+2. **Counting**: the retrieval set is cut into ``SEGMENTS`` contiguous segments swept side
+   by side, each with its own counters per distance. A counter holds "items seen at d" in
+   its low 24 bits and "relevant items seen at d" above them, so one load/add/store updates
+   both, and the four segments' counters form four independent dependency chains (a single
+   histogram stalls on store-to-load forwarding whenever consecutive items share a
+   distance). Every item writes a record ``counter << 16 | d`` at its segment's slot ``h``
+   and only relevant items advance ``h`` (no data-dependent branch: relevance is near
+   50/50 and a branch on it mispredicts half the time).
+3. **Ranks**: after the sweep, per-distance offsets (items and relevant items closer, plus
+   those at the same distance in earlier segments) turn each record into its rank and
+   relevant rank with no running state, and precision = relevant rank × 1/rank (a table of
+   reciprocals instead of a division per item). mAP, AP@k, GCDH's AP@k, the hits in the
+   first K and the per-distance histograms (PR curve, tie-aware mAP) all come from this one
+   sweep (``evaluate``).
+
+Nothing is sorted, the retrieval set is read once per query, and no query × retrieval
+matrix exists. Segments hold at most ``2**23 - 1`` items (the counter's fields); larger
+retrieval sets use more segments, four at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +41,11 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+SEGMENTS = 4  # segments swept side by side (independent counter chains)
+_FIELD = 24  # bits of "items seen" in a counter; "relevant items seen" sits above
+_LOW = (1 << _FIELD) - 1
+_SEGMENT_MAX = (1 << 23) - 1  # relevant-items field (<< 24) and the record's << 16 stay inside int64
+
 
 def stripes(num_query: int) -> int:
     """How many interleaved stripes of queries to spread over the threads (a few per thread balances load)."""
@@ -34,7 +54,7 @@ def stripes(num_query: int) -> int:
 
 @intrinsic
 def _popcount64(typingctx, x):
-    """LLVM ctpop on a uint64: one POPCNT instruction on x86-64."""
+    """LLVM ctpop on a uint64: one POPCNT instruction on x86-64 (vectorised VPOPCNTQ where the CPU has it)."""
     if not isinstance(x, types.Integer):
         return None
     sig = types.uint64(types.uint64)
@@ -45,210 +65,353 @@ def _popcount64(typingctx, x):
     return sig, codegen
 
 
-@njit(cache=True, nogil=True)
-def _distance_and_relevance(q_code, rc, q_label, rl, j):
-    """Hamming distance and relevance (0/1) of retrieval item j to the query, on packed words."""
-    d = np.uint64(0)
-    for w in range(rc.shape[1]):
-        d += _popcount64(q_code[w] ^ rc[j, w])
-    rel = 0
-    for w in range(rl.shape[1]):
-        if (q_label[w] & rl[j, w]) != 0:
-            rel = 1
-    return np.int64(d), rel
+def segment_layout(n: int) -> tuple[int, int]:
+    """(number of segments, a multiple of SEGMENTS; items per segment) for ``n`` retrieval items."""
+    groups = max(1, -(-n // (SEGMENTS * _SEGMENT_MAX)))
+    nseg = SEGMENTS * groups
+    return nseg, max(1, -(-n // nseg))
+
+
+_segment_layout = njit(cache=True, nogil=True)(segment_layout)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _item(q_code, qw, rc, q_label, lw_, rl, j, cw, lw):
+    """Hamming distance and relevance (0/1) of item j, uint64 both (unsigned: no wrap-around when used as an index).
+
+    ``cw``/``lw``: tuples as long as the code/label words when that is 1…4 (a compile-time constant: the
+    query's words ``qw``/``lw_`` stay in registers and the word loop unrolls), else empty (a loop over the words).
+    """
+    if len(cw) == 0:
+        d = np.uint64(0)
+        for w in range(rc.shape[1]):
+            d += _popcount64(q_code[w] ^ rc[j, w])
+    else:
+        d = _popcount64(qw[0] ^ rc[j, 0])
+        for w in range(1, len(cw)):
+            d += _popcount64(qw[w] ^ rc[j, w])
+    if len(lw) == 0:
+        acc = np.uint64(0)
+        for w in range(rl.shape[1]):
+            acc |= q_label[w] & rl[j, w]
+    else:
+        acc = lw_[0] & rl[j, 0]
+        for w in range(1, len(lw)):
+            acc |= lw_[w] & rl[j, w]
+    return d, np.uint64(acc != np.uint64(0))
+
+
+def word_tokens(code_words: int, label_words: int) -> tuple[tuple, tuple]:
+    """The ``cw``/``lw`` arguments of the kernels: one entry per word for 1…4 words, empty beyond."""
+    return ((0,) * code_words if code_words <= 4 else ()), ((0,) * label_words if label_words <= 4 else ())
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _first_words(x):
+    """The first four words of a packed row as a tuple (repeating the last one when it has fewer)."""
+    last = x.shape[0] - 1
+    return (x[0], x[min(1, last)], x[min(2, last)], x[min(3, last)])
 
 
 @njit(cache=True, nogil=True)
-def _count(q_code, rc, q_label, rl, cnt, rcnt):
-    """cnt[d], rcnt[d] = items and relevant items at distance d from the query (arrays zeroed here)."""
-    cnt[:] = 0
-    rcnt[:] = 0
-    if rc.shape[1] == 1 and rl.shape[1] == 1:
-        # The common case (<= 64 bits, <= 64 labels): no inner loops, so LLVM keeps it tight.
-        qw, lw = q_code[0], q_label[0]
-        for j in range(rc.shape[0]):
-            d = np.int64(_popcount64(qw ^ rc[j, 0]))
-            cnt[d] += 1
-            rcnt[d] += np.int64((lw & rl[j, 0]) != 0)
-        return
-    for j in range(rc.shape[0]):
-        d, rel = _distance_and_relevance(q_code, rc, q_label, rl, j)
-        cnt[d] += 1
-        rcnt[d] += rel
+def _four(q_code, qw, rc, q_label, lw_, rl, c0, c1, c2, c3, found, start, m, common, f, stride, cw, lw):
+    """Sweep items start + i + s·m (i < common) of four segments s = 0…3 side by side; return their record counts."""
+    # Unsigned indices: numba adds a negative-index wrap-around to every signed index, which halves the speed here.
+    m = np.uint64(m)
+    m2, m3 = m + m, m + m + m
+    h0 = np.uint64(f)
+    h1 = h0 + np.uint64(stride)
+    h2 = h1 + np.uint64(stride)
+    h3 = h2 + np.uint64(stride)
+    for j in range(np.uint64(start), np.uint64(start + common)):
+        d, r = _item(q_code, qw, rc, q_label, lw_, rl, j, cw, lw)
+        c = c0[d]
+        c0[d] = c + 1 + (np.int64(r) << _FIELD)
+        found[h0] = (c << 16) | np.int64(d)
+        h0 += r
+        d, r = _item(q_code, qw, rc, q_label, lw_, rl, j + m, cw, lw)
+        c = c1[d]
+        c1[d] = c + 1 + (np.int64(r) << _FIELD)
+        found[h1] = (c << 16) | np.int64(d)
+        h1 += r
+        d, r = _item(q_code, qw, rc, q_label, lw_, rl, j + m2, cw, lw)
+        c = c2[d]
+        c2[d] = c + 1 + (np.int64(r) << _FIELD)
+        found[h2] = (c << 16) | np.int64(d)
+        h2 += r
+        d, r = _item(q_code, qw, rc, q_label, lw_, rl, j + m3, cw, lw)
+        c = c3[d]
+        c3[d] = c + 1 + (np.int64(r) << _FIELD)
+        found[h3] = (c << 16) | np.int64(d)
+        h3 += r
+    return np.int64(h0) - f, np.int64(h1) - f - stride, np.int64(h2) - f - 2 * stride, np.int64(h3) - f - 3 * stride
 
 
 @njit(cache=True, nogil=True)
-def _sweep(q_code, rc, q_label, rl, cnt, rcnt, found):
-    """Count per distance and record each relevant item as (position in its distance group) << 16 | d; return how many."""
-    cnt[:] = 0
-    rcnt[:] = 0
-    h = 0
-    if rc.shape[1] == 1 and rl.shape[1] == 1:
-        qw, lw = q_code[0], q_label[0]
-        for j in range(rc.shape[0]):
-            d = np.int64(_popcount64(qw ^ rc[j, 0]))
-            rel = np.int64((lw & rl[j, 0]) != 0)
-            position = cnt[d]  # items at distance d with a smaller index
-            cnt[d] = position + 1
-            rcnt[d] += rel
-            found[h] = (position << 16) | d
-            h += rel  # branch-free: only a relevant item keeps its record
-        return h
-    for j in range(rc.shape[0]):
-        d, rel = _distance_and_relevance(q_code, rc, q_label, rl, j)
-        position = cnt[d]
-        cnt[d] = position + 1
-        rcnt[d] += rel
-        found[h] = (position << 16) | d
-        h += rel
+def _sweep(q_code, rc, q_label, rl, counters, found, cw, lw):
+    """Count per segment and distance, write the relevant items' records; return each segment's record count.
+
+    ``counters`` int64 (nseg, num_bins) ends with items | relevant << 24 per (segment, d); segment ``s``'s
+    records are ``found[s * (seg_len + 1) : ... + h[s]]``, in index order.
+    """
+    n = rc.shape[0]
+    nseg, seg_len = _segment_layout(n)
+    stride = seg_len + 1
+    counters[:] = 0
+    h = np.zeros(nseg, np.int64)
+    qw = _first_words(q_code)
+    lw_ = _first_words(q_label)
+    for g in range(0, nseg, SEGMENTS):
+        start = g * seg_len
+        # the last segments may be short or empty: sweep all four while all have items, then the rest one by one
+        common = max(0, min(seg_len, n - start - 3 * seg_len))
+        h[g], h[g + 1], h[g + 2], h[g + 3] = _four(
+            q_code,
+            qw,
+            rc,
+            q_label,
+            lw_,
+            rl,
+            counters[g],
+            counters[g + 1],
+            counters[g + 2],
+            counters[g + 3],
+            found,
+            start,
+            seg_len,
+            common,
+            g * stride,
+            stride,
+            cw,
+            lw,
+        )
+        for s in range(g, g + SEGMENTS):
+            cs = counters[s]
+            hs = s * stride + h[s]
+            for j in range(s * seg_len + common, min(n, (s + 1) * seg_len)):
+                d, r = _item(q_code, qw, rc, q_label, lw_, rl, j, cw, lw)
+                c = cs[d]
+                cs[d] = c + 1 + (np.int64(r) << _FIELD)
+                found[hs] = (c << 16) | np.int64(d)
+                hs += np.int64(r)
+            h[s] = hs - s * stride
     return h
 
 
 @njit(cache=True, nogil=True)
-def _rank_offsets(cnt, rcnt, first_rank, rel_counter):
-    """first_rank[d] = 1 + #items closer than d; rel_counter[d] = #relevant items closer than d; returns #relevant."""
-    items_before = 0
-    rel_before = 0
-    for d in range(cnt.shape[0]):
-        first_rank[d] = items_before + 1
-        rel_counter[d] = rel_before
+def _offsets(counters, cnt, rcnt, base, rbase):
+    """Histograms cnt/rcnt (num_bins,) and per (segment, d) the rank and relevant rank of its first item; returns #relevant."""
+    nseg, num_bins = counters.shape
+    cnt[:] = 0
+    rcnt[:] = 0
+    for s in range(nseg):
+        for d in range(num_bins):
+            c = counters[s, d]
+            cnt[d] += c & _LOW
+            rcnt[d] += c >> _FIELD
+    items_before = 1
+    rel_before = 1
+    for d in range(num_bins):
+        a, r = items_before, rel_before
+        for s in range(nseg):
+            c = counters[s, d]
+            base[s, d] = a
+            rbase[s, d] = r
+            a += c & _LOW
+            r += c >> _FIELD
         items_before += cnt[d]
         rel_before += rcnt[d]
-    return rel_before
+    return rel_before - 1
 
 
-@njit(cache=True, nogil=True)
-def _precision_sum(found, h, first_rank, rel_counter, cut):
-    """Sum of precision at the rank of every recorded relevant item ranked within ``cut``, and their number."""
+# The passes over the records: unsigned indices (no wrap-around code) and a reassociated float sum (fastmath), so
+# LLVM vectorises them; the sum's order changes the result by rounding only (~1e-16 relative).
+@njit(cache=True, nogil=True, fastmath=True)
+def _ap_sum(found, h, stride, base, rbase, inv, cut, n):
+    """Sum of precision at every relevant item ranked within ``cut`` and their number (AP@cut = sum / number)."""
     total = 0.0
     hits = 0
-    for t in range(h):  # records are in index order, so within a distance they are in rank order
-        x = found[t]
-        d = x & 0xFFFF
-        rank = first_rank[d] + (x >> 16)
-        if rank > cut:
+    for s in range(h.shape[0]):
+        bs, rs = base[s], rbase[s]
+        f = np.uint64(s * stride)
+        if cut >= n:  # AP@all: every relevant item counts
+            for t in range(f, f + np.uint64(h[s])):
+                x = found[t]
+                d = np.uint64(x & 0xFFFF)
+                c = x >> 16
+                total += (rs[d] + (c >> _FIELD)) * inv[np.uint64(bs[d] + (c & _LOW))]
+            hits += h[s]
             continue
-        rel_rank = rel_counter[d] + 1  # relevant items ranked at or before this one
-        rel_counter[d] = rel_rank
-        total += rel_rank / rank
-        hits += 1
+        for t in range(f, f + np.uint64(h[s])):
+            x = found[t]
+            d = np.uint64(x & 0xFFFF)
+            c = x >> 16
+            rank = bs[d] + (c & _LOW)
+            if rank <= cut:
+                total += (rs[d] + (c >> _FIELD)) * inv[np.uint64(rank)]
+                hits += 1
     return total, hits
 
 
-@njit(cache=True, parallel=True)
-def histograms(qc, rc, ql, rl, num_bins, stripes):
-    """Per query: items and relevant items at each Hamming distance, int64 (n_query, num_bins) twice."""
-    nq = qc.shape[0]
-    cnt = np.zeros((nq, num_bins), np.int64)
-    rcnt = np.zeros((nq, num_bins), np.int64)
-    for s in prange(stripes):  # a stripe = queries s, s + stripes, ...; a few stripes per thread balance load
-        for i in range(s, nq, stripes):
-            _count(qc[i], rc, ql[i], rl, cnt[i], rcnt[i])
-    return cnt, rcnt
-
-
-@njit(cache=True, parallel=True)
-def stable_ap(qc, rc, ql, rl, num_bins, topk, stripes):
-    """Per query: AP over the stable ranking cut at ``topk`` (float64) and #relevant items overall (int64)."""
-    nq = qc.shape[0]
-    n = rc.shape[0]
-    ap = np.zeros(nq, np.float64)
-    num_rel = np.zeros(nq, np.int64)
-    for s in prange(stripes):
-        cnt = np.empty(num_bins, np.int64)  # per-thread buffers, allocated once per stripe
-        rcnt = np.empty(num_bins, np.int64)
-        first_rank = np.empty(num_bins, np.int64)
-        rel_counter = np.empty(num_bins, np.int64)
-        found = np.empty(n + 1, np.int64)  # +1: the branch-free sweep writes one slot past the last record
-        for i in range(s, nq, stripes):
-            h = _sweep(qc[i], rc, ql[i], rl, cnt, rcnt, found)
-            num_rel[i] = _rank_offsets(cnt, rcnt, first_rank, rel_counter)
-            total, hits = _precision_sum(found, h, first_rank, rel_counter, topk)
-            if hits > 0:
-                ap[i] = total / hits
-    return ap, num_rel
+@njit(cache=True, nogil=True, fastmath=True)
+def _gcdh_sum(found, h, stride, base, rbase, inv, total_rel):
+    """Sum of precision at the ranks of the first ``total_rel`` relevant items of the ranking, wherever they rank."""
+    total = 0.0
+    for s in range(h.shape[0]):
+        bs, rs = base[s], rbase[s]
+        f = np.uint64(s * stride)
+        for t in range(f, f + np.uint64(h[s])):
+            x = found[t]
+            d = np.uint64(x & 0xFFFF)
+            c = x >> 16
+            rel_rank = rs[d] + (c >> _FIELD)
+            if rel_rank <= total_rel:
+                total += rel_rank * inv[np.uint64(bs[d] + (c & _LOW))]
+    return total
 
 
 @njit(cache=True, nogil=True)
-def _first_relevant_precision_sum(found, h, first_rank, rel_counter, total):
-    """Sum of precision at the ranks of the first ``total`` relevant items of the ranking, wherever they rank."""
-    s = 0.0
-    for t in range(h):
-        x = found[t]
-        d = x & 0xFFFF
-        rel_rank = rel_counter[d] + 1  # this item is the rel_rank-th relevant item of the ranking
-        rel_counter[d] = rel_rank
-        if rel_rank <= total:
-            s += rel_rank / (first_rank[d] + (x >> 16))
-    return s
+def _hits_at(found, h, stride, base, ks, per_bucket, out):
+    """out[b] = relevant items within the first ks[b] ranks (``ks`` sorted ascending)."""
+    nk = ks.shape[0]
+    kmax = ks[nk - 1]
+    per_bucket[:] = 0
+    for s in range(h.shape[0]):
+        bs = base[s]
+        f = s * stride
+        for t in range(f, f + h[s]):
+            x = found[t]
+            rank = bs[x & 0xFFFF] + ((x >> 16) & _LOW)
+            if rank <= kmax:  # rarely true (K << n): well predicted
+                per_bucket[np.searchsorted(ks, rank)] += 1
+    running = 0
+    for b in range(nk):
+        running += per_bucket[b]
+        out[b] = running
+
+
+@njit(cache=True, nogil=True)
+def _reciprocals(n):
+    """inv[r] = 1 / r for r = 1 … n (inv[0] = 0)."""
+    inv = np.zeros(n + 1, np.float64)
+    for r in range(1, n + 1):
+        inv[r] = 1.0 / r
+    return inv
+
+
+@njit(cache=True, nogil=True)
+def _buffers(n, num_bins):
+    nseg, seg_len = _segment_layout(n)
+    counters = np.empty((nseg, num_bins), np.int64)
+    found = np.empty(nseg * (seg_len + 1), np.int64)  # +1 per segment: the branch-free sweep writes one slot past
+    base = np.empty((nseg, num_bins), np.int64)
+    rbase = np.empty((nseg, num_bins), np.int64)
+    return counters, found, base, rbase, seg_len + 1
 
 
 @njit(cache=True, parallel=True)
-def gcdh_ap(qc, rc, ql, rl, num_bins, topk, stripes):
-    """Per query: GCDH's AP@k, mean of i / rank_i over the first min(k, R) relevant items (float64), and R (int64)."""
-    nq = qc.shape[0]
-    n = rc.shape[0]
-    ap = np.zeros(nq, np.float64)
-    num_rel = np.zeros(nq, np.int64)
-    for s in prange(stripes):
-        cnt = np.empty(num_bins, np.int64)
-        rcnt = np.empty(num_bins, np.int64)
-        first_rank = np.empty(num_bins, np.int64)
-        rel_counter = np.empty(num_bins, np.int64)
-        found = np.empty(n + 1, np.int64)
-        for i in range(s, nq, stripes):
-            h = _sweep(qc[i], rc, ql[i], rl, cnt, rcnt, found)
-            r = _rank_offsets(cnt, rcnt, first_rank, rel_counter)
-            num_rel[i] = r
-            total = min(topk, r)
-            if total > 0:
-                ap[i] = _first_relevant_precision_sum(found, h, first_rank, rel_counter, total) / total
-    return ap, num_rel
+def evaluate(qc, rc, ql, rl, num_bins, topk, gcdh_topk, ks, stripes, cw, lw):
+    """Everything of one sweep per query.
 
-
-@njit(cache=True, parallel=True)
-def stable_hits(qc, rc, ql, rl, num_bins, ks, stripes):
-    """Per query: relevant items within the first K of the stable ranking for each K of the sorted ``ks``, int64 (n_query, len(ks))."""
+    Returns AP@topk (float64 (n_query,); ``topk`` >= n gives AP@all), GCDH's AP@gcdh_topk (float64;
+    ``gcdh_topk`` <= 0 skips it), hits in the first K for the sorted ``ks`` (int64 (n_query, len(ks)); an
+    empty ``ks`` skips them) and the histograms cnt, rcnt (int64 (n_query, num_bins) each).
+    """
     nq = qc.shape[0]
     n = rc.shape[0]
     nk = ks.shape[0]
-    kmax = ks[nk - 1]
+    ap = np.zeros(nq, np.float64)
+    ap_gcdh = np.zeros(nq, np.float64)
     hits = np.zeros((nq, nk), np.int64)
-    num_rel = np.zeros(nq, np.int64)
-    for s in prange(stripes):
-        cnt = np.empty(num_bins, np.int64)
-        rcnt = np.empty(num_bins, np.int64)
-        first_rank = np.empty(num_bins, np.int64)
-        rel_counter = np.empty(num_bins, np.int64)
-        found = np.empty(n + 1, np.int64)
-        per_bucket = np.empty(nk, np.int64)
+    cnt = np.zeros((nq, num_bins), np.int64)
+    rcnt = np.zeros((nq, num_bins), np.int64)
+    inv = _reciprocals(n)
+    for s in prange(stripes):  # a stripe = queries s, s + stripes, ...; a few stripes per thread balance load
+        counters, found, base, rbase, stride = _buffers(n, num_bins)
+        per_bucket = np.empty(max(nk, 1), np.int64)
         for i in range(s, nq, stripes):
-            h = _sweep(qc[i], rc, ql[i], rl, cnt, rcnt, found)
-            num_rel[i] = _rank_offsets(cnt, rcnt, first_rank, rel_counter)
-            per_bucket[:] = 0
-            for t in range(h):  # a hit at rank r counts for every K >= r
-                x = found[t]
-                rank = first_rank[x & 0xFFFF] + (x >> 16)
-                if rank <= kmax:
-                    per_bucket[np.searchsorted(ks, rank)] += 1
-            running = 0
-            for b in range(nk):
-                running += per_bucket[b]
-                hits[i, b] = running
-    return hits, num_rel
+            h = _sweep(qc[i], rc, ql[i], rl, counters, found, cw, lw)
+            r = _offsets(counters, cnt[i], rcnt[i], base, rbase)
+            if r == 0:
+                continue
+            if topk > 0:
+                total, k_hits = _ap_sum(found, h, stride, base, rbase, inv, topk, n)
+                if k_hits > 0:
+                    ap[i] = total / k_hits
+            if gcdh_topk > 0:
+                t = min(gcdh_topk, r)
+                ap_gcdh[i] = _gcdh_sum(found, h, stride, base, rbase, inv, t) / t
+            if nk > 0:
+                _hits_at(found, h, stride, base, ks, per_bucket, hits[i])
+    return ap, ap_gcdh, hits, cnt, rcnt
 
 
-@njit(cache=True, nogil=True)
-def _tie_group(items_before, rel_before, n_g, r_g):
-    """Expected sum of precision-at-rank over one tie group's relevant items (McSherry & Najork 2008)."""
+@njit(cache=True, parallel=True)
+def _histograms(qc, rc, ql, rl, num_bins, stripes, cw, lw):
+    """Per query: items and relevant items at each Hamming distance, int64 (n_query, num_bins) twice."""
+    nq = qc.shape[0]
+    n = rc.shape[0]
+    cnt = np.zeros((nq, num_bins), np.int64)
+    rcnt = np.zeros((nq, num_bins), np.int64)
+    for s in prange(stripes):
+        counters, found, base, rbase, stride = _buffers(n, num_bins)
+        for i in range(s, nq, stripes):
+            _sweep(qc[i], rc, ql[i], rl, counters, found, cw, lw)
+            _offsets(counters, cnt[i], rcnt[i], base, rbase)
+    return cnt, rcnt
+
+
+def _tokens(qc, ql):
+    return word_tokens(qc.shape[1], ql.shape[1])
+
+
+def histograms(qc, rc, ql, rl, num_bins, stripes):
+    """Per query: items and relevant items at each Hamming distance, int64 (n_query, num_bins) twice."""
+    return _histograms(qc, rc, ql, rl, num_bins, stripes, *_tokens(qc, ql))
+
+
+def sweep_all(qc, rc, ql, rl, num_bins, topk, gcdh_topk, ks, stripes):
+    """``evaluate`` with the word-count arguments filled in (see there)."""
+    ks = np.ascontiguousarray(ks, np.int64)
+    return evaluate(qc, rc, ql, rl, num_bins, np.int64(topk), np.int64(gcdh_topk), ks, stripes, *_tokens(qc, ql))
+
+
+def stable_ap(qc, rc, ql, rl, num_bins, topk, stripes):
+    """Per query: AP over the stable ranking cut at ``topk`` (float64) and #relevant items overall (int64)."""
+    ap, _, _, _, rcnt = sweep_all(qc, rc, ql, rl, num_bins, topk, 0, _NO_KS, stripes)
+    return ap, rcnt.sum(axis=1)
+
+
+def gcdh_ap(qc, rc, ql, rl, num_bins, topk, stripes):
+    """Per query: GCDH's AP@k, mean of i / rank_i over the first min(k, R) relevant items (float64), and R (int64)."""
+    _, ap, _, _, rcnt = sweep_all(qc, rc, ql, rl, num_bins, 0, topk, _NO_KS, stripes)
+    return ap, rcnt.sum(axis=1)
+
+
+def stable_hits(qc, rc, ql, rl, num_bins, ks, stripes):
+    """Per query: relevant items within the first K of the stable ranking for each K of the sorted ``ks``, int64 (n_query, len(ks))."""
+    _, _, hits, _, rcnt = sweep_all(qc, rc, ql, rl, num_bins, 0, 0, ks, stripes)
+    return hits, rcnt.sum(axis=1)
+
+
+_NO_KS = np.zeros(0, np.int64)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _tie_group(items_before, rel_before, n_g, r_g, inv):
+    """Expected sum of precision-at-rank over one tie group's relevant items (McSherry & Najork 2008).
+
+    ``inv[k] = 1 / k``: the same correctly rounded reciprocals as dividing here, read in order (the loop
+    vectorises; fastmath only reorders the two sums, a rounding-level change).
+    """
     # Position N+i holds a relevant item with probability r/n; given that, the expected
     # number of relevant items ahead of it inside the group is (i-1)(r-1)/(n-1).
     inv_sum = 0.0  # sum_i 1 / (N + i)
     lead_sum = 0.0  # sum_i (i - 1) / (N + i)
     for i in range(1, n_g + 1):
-        inv = 1.0 / (items_before + i)
-        inv_sum += inv
-        lead_sum += (i - 1) * inv
+        x = inv[np.uint64(items_before + i)]
+        inv_sum += x
+        lead_sum += (i - 1) * x
     within = 0.0 if n_g == 1 else (r_g - 1) / (n_g - 1)
     return (r_g / n_g) * ((rel_before + 1) * inv_sum + within * lead_sum)
 
@@ -259,6 +422,7 @@ def tie_aware_ap(cnt, rcnt):
     nq = cnt.shape[0]
     num_bins = cnt.shape[1]
     ap = np.zeros(nq, np.float64)
+    inv = _reciprocals(cnt[0].sum() if nq > 0 else 0)
     for i in prange(nq):
         total_rel = rcnt[i].sum()
         if total_rel == 0:
@@ -270,7 +434,7 @@ def tie_aware_ap(cnt, rcnt):
             n_g = cnt[i, d]
             r_g = rcnt[i, d]
             if r_g > 0:
-                total += _tie_group(items_before, rel_before, n_g, r_g)
+                total += _tie_group(items_before, rel_before, n_g, r_g, inv)
             items_before += n_g
             rel_before += r_g
         ap[i] = total / total_rel

@@ -122,6 +122,17 @@ def stable_hits(qc, rc, ql, rl, num_bins, ks, stripes=1):
     return hits, num_rel
 
 
+def sweep_all(qc, rc, ql, rl, num_bins, topk, gcdh_topk, ks, stripes=1):
+    """The compiled ``evaluate``'s outputs, from the separate routes: AP@topk, GCDH AP@gcdh_topk, hits, cnt, rcnt."""
+    nq = qc.shape[0]
+    ap = stable_ap(qc, rc, ql, rl, num_bins, topk)[0] if topk > 0 else np.zeros(nq)
+    ap_gcdh = gcdh_ap(qc, rc, ql, rl, num_bins, gcdh_topk)[0] if gcdh_topk > 0 else np.zeros(nq)
+    ks = np.asarray(ks, np.int64)
+    hits = stable_hits(qc, rc, ql, rl, num_bins, ks)[0] if len(ks) else np.zeros((nq, 0), np.int64)
+    cnt, rcnt = histograms(qc, rc, ql, rl, num_bins)
+    return ap, ap_gcdh, hits, cnt, rcnt
+
+
 def tie_aware_ap(cnt, rcnt):
     """Expected AP@all over uniformly random orders within each distance (McSherry & Najork 2008), float64 (n_query,)."""
     nq, num_bins = cnt.shape

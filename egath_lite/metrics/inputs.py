@@ -80,6 +80,10 @@ def code_bits(codes: Any, name: str) -> np.ndarray:
     arr = _numeric_2d(codes, name, "codes must be numeric or bool")
     if arr.dtype == np.bool_:
         return arr
+    if arr.dtype.kind in "iu":  # integers: two reductions settle the common case (3 passes fewer than below)
+        lo, hi = arr.min(), arr.max()
+        if lo >= -1 and hi <= 1 and not (lo == -1 and (arr == 0).any()):
+            return arr > 0
     # Elementwise tests, not np.unique: a sort would cost more than the whole evaluation.
     is_zero = arr == 0
     is_minus = arr == -1
@@ -103,6 +107,8 @@ def label_bits(labels: Any, name: str) -> np.ndarray:
     arr = _numeric_2d(labels, name, "labels must be numeric or bool multi-hot")
     if arr.dtype == np.bool_:
         return arr
+    if arr.dtype.kind in "iu" and arr.min() >= 0 and arr.max() <= 1:  # integers: two reductions suffice
+        return arr > 0
     valid = (arr == 0) | (arr == 1)
     if not valid.all():
         odd = np.unique(arr[~valid])[:3].tolist()

@@ -1,6 +1,8 @@
-"""Top-K Hamming search over millions of binary codes through faiss: exact (flat) or approximate (IVF, HNSW).
+"""Top-K and radius Hamming search over millions of binary codes: exact (flat) or approximate (IVF, HNSW, faiss).
 
-``HammingIndex(num_bits, kind)`` wraps one faiss binary index over packed codes:
+``HammingIndex(num_bits, kind)`` wraps one faiss binary index over packed codes when faiss is installed, and
+works without it for the exact kind (``backend="packed"``, chosen automatically when faiss is missing): the
+project's own XOR + popcount over the packed bytes, chunked, with the same tie rule and the same results.
 
 - ``"flat"``: ``faiss.IndexBinaryFlat``, exact brute force (XOR + POPCNT over every code). The reference.
 - ``"ivf"``: ``faiss.IndexBinaryIVF``, k-means cells (``nlist``) trained on the codes of the first ``add``;
@@ -18,6 +20,14 @@ distance (``nprobe == nlist``, a large ``ef_search``) the items tied at the K-th
 on their scan order, not on the id; the tie rule then orders what they found. Measure them with
 ``tie_aware_recall`` (tests/test_serving.py, benchmarks/bench_serving.py).
 
+``range_search(queries, radius)`` returns every item within Hamming distance ``radius`` (inclusive, the answer
+of the PR curve at that radius), ordered by (distance, id), for every kind. Its fast path with faiss is a
+``faiss.IndexBinaryMultiHash`` (built on the first radius query): the code is split into ``nhash`` disjoint
+fields of ``b`` bits, and an item within distance r differs from the query in at most ``r // nhash`` bits of
+at least one field (pigeonhole), so enumerating the buckets within ``r // nhash`` flips of each field finds
+all of them, exactly. That enumeration grows as C(b, r // nhash), so from ``r // nhash > 2`` on the flat scan
+(faiss's, or the packed kernel without faiss) is faster and is used instead.
+
 Codes are ``{-1,+1}`` or ``{0,1}`` (numpy or torch), packed by ``egath_lite.metrics.pack_codes`` (the one
 bit order, docs/serving.md).
 """
@@ -28,10 +38,22 @@ from typing import Any
 
 import numpy as np
 
-from egath_lite.metrics.inputs import pack_codes, to_numpy
+from egath_lite.metrics.inputs import pack_codes, popcount, to_numpy
 
 KINDS = ("flat", "ivf", "hnsw")
+BACKENDS = ("auto", "faiss", "packed")
+_PAIRS_PER_CHUNK = 4_000_000  # query × item distances held at once by the packed backend (8 bytes each at most)
+_MAX_HASH_FLIPS = 2  # beyond this many flips per hash field the flat scan beats the multi-hash enumeration
 _MIN_POINTS_PER_CELL = 39  # faiss's k-means warns below 39 training points per centroid
+
+
+def faiss_available() -> bool:
+    """Whether ``import faiss`` works here."""
+    try:
+        _faiss()
+    except ImportError:
+        return False
+    return True
 
 
 def _faiss():
@@ -82,16 +104,32 @@ class HammingIndex:
         nlist: int | None = None,
         nprobe: int = 16,
         train_size: int = 256 * 1024,
+        backend: str = "auto",
     ) -> None:
         if isinstance(num_bits, bool) or not isinstance(num_bits, (int, np.integer)) or num_bits < 1:
             raise ValueError(f"num_bits must be a positive integer, got {num_bits!r}")
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; choose one of {KINDS}")
-        faiss = _faiss()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        if backend == "auto":
+            backend = "faiss" if faiss_available() else "packed"
+        if backend == "packed" and kind != "flat":
+            raise ImportError(
+                f"kind={kind!r} is a faiss index and faiss is not installed (or backend='packed' was asked for); "
+                f"`pip install faiss-cpu`, or use kind='flat' (exact, works without faiss)"
+            )
+        self.backend = backend
         self.num_bits = int(num_bits)
         self.kind = kind
         self._width = _padded_bits(self.num_bits)
         self._index = None  # the IVF index is made at the first add, when the codes to train on are known
+        self._packed: list[np.ndarray] = []  # uint8 (n, width / 8): the packed backend's codes (faiss: read back)
+        self._hash = None  # faiss multi-hash for range_search, built on the first radius query
+        self._size = 0
+        if backend == "packed":
+            return
+        faiss = _faiss()
         if kind == "flat":
             self._index = faiss.IndexBinaryFlat(self._width)
         elif kind == "hnsw":
@@ -106,10 +144,10 @@ class HammingIndex:
             self._train_size = _positive_int(train_size, "train_size")
 
     def __len__(self) -> int:
-        return 0 if self._index is None else int(self._index.ntotal)
+        return self._size
 
     def __repr__(self) -> str:
-        return f"HammingIndex(num_bits={self.num_bits}, kind={self.kind!r}, size={len(self)})"
+        return f"HammingIndex(num_bits={self.num_bits}, kind={self.kind!r}, backend={self.backend!r}, size={len(self)})"
 
     @property
     def nprobe(self) -> int:
@@ -170,21 +208,34 @@ class HammingIndex:
         arr = to_numpy(codes, "codes")
         if arr.ndim != 2 or arr.shape[0] == 0:
             raise ValueError(f"codes must be a non-empty 2-D array (items × bits), got shape {arr.shape}")
-        if self._index is None:
+        if self.backend == "faiss" and self._index is None:
             self._make_ivf(arr)
         for start in range(0, len(arr), batch_size):
-            self._index.add(pack_for_faiss(arr[start : start + batch_size], self.num_bits))
+            packed = pack_for_faiss(arr[start : start + batch_size], self.num_bits)
+            if self.backend == "faiss":
+                self._index.add(packed)
+                if self._hash is not None:
+                    self._hash.add(packed)
+            else:
+                self._packed.append(packed)
+            self._size += len(packed)
         return self
 
-    def search(
-        self, query_codes: Any, k: int, batch_size: int = 4096, progress: bool | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest codes per query: distances int32 (n_query, k') and ids int64 (n_query, k'), k' = min(k, len)."""
+    def _database(self) -> np.ndarray:
+        """All packed codes added so far, uint8 (n, width / 8), as one array (faiss: read back from the index)."""
+        if self.backend == "faiss":
+            if len(self._packed) != 1 or len(self._packed[0]) != len(self):  # read back once per size
+                if self.kind == "ivf":
+                    self._index.make_direct_map()  # IVF reads codes back by id only through a direct map
+                self._packed = [self._index.reconstruct_n(0, len(self))]
+        elif len(self._packed) > 1:
+            self._packed = [np.concatenate(self._packed)]
+        return self._packed[0]
+
+    def _query_batches(self, query_codes: Any, batch_size: int, progress: bool | None, desc: str):
+        """Packed query batches (start, uint8 (b, width / 8)) after checking the index and the queries."""
         if len(self) == 0:
             raise ValueError("the index is empty; add() retrieval codes before searching")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        k = min(int(k), len(self))
         arr = to_numpy(query_codes, "query_codes")
         if arr.ndim != 2 or arr.shape[0] == 0:
             raise ValueError(f"query_codes must be a non-empty 2-D array (queries × bits), got shape {arr.shape}")
@@ -194,11 +245,23 @@ class HammingIndex:
         if progress:
             from egath_lite.progress import tqdm
 
-            starts = tqdm(starts, desc="Hamming search", unit="batch", total=len(starts))
-        distances, ids = [], []
+            starts = tqdm(starts, desc=desc, unit="batch", total=len(starts))
         for start in starts:
-            packed = pack_for_faiss(arr[start : start + batch_size], self.num_bits, "query_codes")
-            d, i = self._index.search(packed, k)
+            yield start, pack_for_faiss(arr[start : start + batch_size], self.num_bits, "query_codes")
+
+    def search(
+        self, query_codes: Any, k: int, batch_size: int = 4096, progress: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest codes per query: distances int32 (n_query, k') and ids int64 (n_query, k'), k' = min(k, len)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = min(int(k), len(self))
+        distances, ids = [], []
+        for _, packed in self._query_batches(query_codes, batch_size, progress, "Hamming search"):
+            if self.backend == "faiss":
+                d, i = self._index.search(packed, k)
+            else:
+                d, i = _packed_top_k(packed, self._database(), k)
             distances.append(d)
             ids.append(i)
         d, i = np.concatenate(distances).astype(np.int32), np.concatenate(ids).astype(np.int64)
@@ -210,6 +273,98 @@ class HammingIndex:
             raise RuntimeError(f"faiss returned fewer than k={k} results; {knob}")
         order = np.lexsort((i, d), axis=-1)  # (distance, id) within each row
         return np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+    def range_search(
+        self, query_codes: Any, radius: int, batch_size: int = 4096, progress: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every item within Hamming distance ``radius`` (inclusive) of each query, ordered by (distance, id).
+
+        Returns ``lims`` int64 (n_query + 1,), ``distances`` int32 and ``ids`` int64 (lims[-1],): query q's answer
+        is ``ids[lims[q]:lims[q + 1]]`` (faiss's layout). Exact for every kind: with faiss through a multi-hash
+        while ``radius // nhash <= 2`` (see the module docstring), else a flat scan of the packed codes.
+        """
+        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+            raise ValueError(f"radius must be an integer >= 0 (a Hamming distance), got {radius!r}")
+        radius = int(radius)
+        counts, distances, ids = [], [], []
+        for _, packed in self._query_batches(query_codes, batch_size, progress, "Hamming range search"):
+            lims, d, i = self._range_batch(packed, radius)
+            counts.append(np.diff(lims))
+            distances.append(d)
+            ids.append(i)
+        lims = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+        d, i = np.concatenate(distances).astype(np.int32), np.concatenate(ids).astype(np.int64)
+        # (distance, id) within each query: query number as the leading key keeps the answers in place
+        query = np.repeat(np.arange(len(lims) - 1), np.diff(lims))
+        order = np.lexsort((i, d, query))
+        return lims, d[order], i[order]
+
+    def _range_batch(self, packed: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lims, distances, ids) of one batch of packed queries, in any order within a query."""
+        if self.backend == "packed":
+            return _packed_range(packed, self._database(), radius)
+        faiss = _faiss()
+        nhash, bits_per_hash = _hash_layout(self._width)
+        if radius // nhash <= _MAX_HASH_FLIPS:
+            if self._hash is None:
+                self._hash = faiss.IndexBinaryMultiHash(self._width, nhash, bits_per_hash)
+                self._hash.add(self._database())
+            self._hash.nflip = radius // nhash  # pigeonhole: exact (module docstring)
+            index = self._hash
+        elif self.kind == "flat":
+            index = self._index
+        else:
+            return _packed_range(packed, self._database(), radius)
+        lims, d, i = index.range_search(packed, radius + 1)  # faiss keeps distances < its radius
+        return lims, d, i
+
+
+def _hash_layout(width: int) -> tuple[int, int]:
+    """(nhash, bits per hash field) of the multi-hash for ``width``-bit codes: disjoint fields of <= 16 bits."""
+    nhash = max(1, min(8, width // 16))
+    return nhash, min(16, width // nhash)
+
+
+def _distances(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """Hamming distances int32 (b, n) between packed uint8 rows (b, w) and (n, w)."""
+    out = np.zeros((queries.shape[0], database.shape[0]), np.int32)
+    for w in range(queries.shape[1]):
+        out += popcount(queries[:, None, w] ^ database[None, :, w])
+    return out
+
+
+def _row_chunks(num_query: int, n: int):
+    step = max(1, _PAIRS_PER_CHUNK // max(1, n))
+    for start in range(0, num_query, step):
+        yield slice(start, min(num_query, start + step))
+
+
+def _packed_top_k(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest rows of ``database`` per query by (distance, id): distances int32 and ids int64 (b, k)."""
+    n = database.shape[0]
+    out_d = np.empty((queries.shape[0], k), np.int32)
+    out_i = np.empty((queries.shape[0], k), np.int64)
+    ids = np.arange(n, dtype=np.int64)
+    for rows in _row_chunks(queries.shape[0], n):
+        key = _distances(queries[rows], database).astype(np.int64) * n + ids  # distance first, then id
+        if k < n:
+            key = np.take_along_axis(key, np.argpartition(key, k - 1, axis=1)[:, :k], axis=1)
+        key.sort(axis=1)
+        out_d[rows], out_i[rows] = key // n, key % n
+    return out_d, out_i
+
+
+def _packed_range(queries: np.ndarray, database: np.ndarray, radius: int):
+    """(lims, distances, ids) of the rows of ``database`` within ``radius`` of each packed query."""
+    counts, distances, ids = [], [], []
+    for rows in _row_chunks(queries.shape[0], database.shape[0]):
+        dist = _distances(queries[rows], database)
+        q, i = np.nonzero(dist <= radius)  # row-major: grouped by query, ids ascending
+        counts.append(np.bincount(q, minlength=dist.shape[0]))
+        distances.append(dist[q, i])
+        ids.append(i)
+    lims = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+    return lims, np.concatenate(distances), np.concatenate(ids).astype(np.int64)
 
 
 def _training_rows(n: int, size: int) -> np.ndarray:

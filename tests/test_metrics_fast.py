@@ -1,0 +1,152 @@
+"""The one-sweep kernels of egath_lite.metrics: labels and codes of any word count, one sweep == separate calls, ties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from egath_lite import metrics
+
+pytest.importorskip("numba")
+from egath_lite.metrics import _numba_kernels  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------
+# A plain reference, one query at a time: distances as counts of differing bits, relevance
+# as "some label column is 1 on both sides", a stable sort, precision at each relevant rank.
+# --------------------------------------------------------------------------------------
+def _ranked(qb, ql, rB, rL):
+    dist = (qb[None, :] != rB).sum(axis=1)
+    relevant = (ql[None, :] & rL).any(axis=1)
+    order = np.argsort(dist, kind="stable")
+    return relevant[order], dist
+
+
+def reference(qB, rB, qL, rL, ks, topk=None):
+    """Per query AP@topk (NaN without relevant items), GCDH AP@topk, hits in the first K, histograms."""
+    qB, rB, qL, rL = qB > 0, rB > 0, qL > 0, rL > 0
+    bits, n = qB.shape[1], len(rB)
+    out = {"ap": [], "gcdh": [], "hits": [], "cnt": [], "rcnt": []}
+    for qb, ql in zip(qB, qL):
+        ranked, dist = _ranked(qb, ql, rB, rL)
+        rel_d = dist[(ql[None, :] & rL).any(axis=1)]
+        out["cnt"].append(np.bincount(dist, minlength=bits + 1))
+        out["rcnt"].append(np.bincount(rel_d, minlength=bits + 1))
+        out["hits"].append([int(ranked[: min(k, n)].sum()) for k in ks])
+        ranks = np.flatnonzero(ranked) + 1  # ranks of the relevant items, in order
+        if len(ranks) == 0:
+            out["ap"].append(np.nan)
+            out["gcdh"].append(np.nan)
+            continue
+        cut = n if topk is None else topk
+        inside = ranks[ranks <= cut]
+        out["ap"].append(float(np.mean(np.arange(1, len(inside) + 1) / inside)) if len(inside) else 0.0)
+        t = min(cut, len(ranks))
+        out["gcdh"].append(float(np.mean(np.arange(1, t + 1) / ranks[:t])))
+    return {key: np.array(value) for key, value in out.items()}
+
+
+def _case(seed, nq, n, bits, num_labels, density):
+    rng = np.random.default_rng(seed)
+    qB = rng.choice([-1, 1], size=(nq, bits)).astype(np.int8)
+    rB = rng.choice([-1, 1], size=(n, bits)).astype(np.int8)
+    qL = (rng.random((nq, num_labels)) < density).astype(np.uint8)
+    rL = (rng.random((n, num_labels)) < density).astype(np.uint8)
+    # labels only in the last word reach the second/third word's code path
+    qL[::3, : num_labels // 2] = 0
+    return qB, rB, qL, rL
+
+
+def _check_all(qB, rB, qL, rL, ks=(1, 7, 50, 10_000), topk=None):
+    ref = reference(qB, rB, qL, rL, ks, topk)
+    valid = ~np.isnan(ref["ap"])
+    ap, ok = metrics.average_precisions(qB, rB, qL, rL, topk, backend="numba")
+    np.testing.assert_array_equal(ok, valid)
+    np.testing.assert_allclose(ap[valid], ref["ap"][valid], rtol=0, atol=1e-12)
+    gcdh, _ = metrics.average_precisions(qB, rB, qL, rL, topk, definition="gcdh", backend="numba")
+    np.testing.assert_allclose(gcdh[valid], ref["gcdh"][valid], rtol=0, atol=1e-12)
+    cnt, rcnt = metrics.hamming_histograms(qB, rB, qL, rL, backend="numba")
+    np.testing.assert_array_equal(cnt, ref["cnt"])
+    np.testing.assert_array_equal(rcnt, ref["rcnt"])
+    p_at_k = metrics.precision_at_k(qB, rB, qL, rL, ks, backend="numba")
+    cut = np.minimum(ks, len(rB))
+    np.testing.assert_allclose(p_at_k, (ref["hits"][valid] / cut).mean(axis=0), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "num_labels",
+    [10, 24, 80, 130, pytest.param(300, marks=pytest.mark.slow)],  # slow: one more compile
+)
+def test_any_label_count_matches_the_plain_reference(num_labels):
+    # 1, 2, 3 (unrolled) and 5 (the loop) label words (each word count compiles once); sparse labels so relevance depends on every word
+    _check_all(*_case(num_labels, 12, 700, 16, num_labels, 2.0 / num_labels))
+
+
+@pytest.mark.parametrize(
+    "bits", [7, 65, pytest.param(200, marks=pytest.mark.slow), pytest.param(320, marks=pytest.mark.slow)]
+)
+def test_any_code_length_matches_the_plain_reference(bits):
+    # 1, 2, 4 (unrolled) and 5 (the loop) code words, with 80 labels (2 words)
+    _check_all(*_case(bits, 10, 500, bits, 80, 0.03))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 9, 1001])
+def test_every_segment_split_of_the_retrieval_set(n):
+    # 3-bit codes: long tie groups that straddle the four segments swept side by side
+    _check_all(*_case(n, 9, n, 3, 5, 0.4), ks=(1, 2, 3, 600))
+
+
+@pytest.mark.parametrize("topk", [1, 5, 100])
+def test_ap_at_k_with_multi_word_labels(topk):
+    _check_all(*_case(topk, 10, 400, 8, 80, 0.04), topk=topk)
+
+
+def test_segment_layout_keeps_every_segment_within_its_counter_field():
+    limit = _numba_kernels._SEGMENT_MAX
+    for n in (1, 4, 5, 184_477, 4 * limit, 4 * limit + 1, 13 * limit + 5):
+        nseg, seg_len = _numba_kernels.segment_layout(n)
+        assert nseg % _numba_kernels.SEGMENTS == 0 and seg_len <= limit and nseg * seg_len >= n
+        assert nseg == 4 or (nseg - 4) * seg_len < n  # no wholly empty group of four segments
+
+
+@pytest.mark.parametrize("num_labels", [10, 80])
+def test_evaluate_retrieval_equals_the_separate_functions(num_labels):
+    qB, rB, qL, rL = _case(5, 40, 1500, 12, num_labels, 1.5 / num_labels)
+    qL[:3] = 0  # queries without a relevant item are skipped and counted
+    ks = [1000, 10, 2000, 50, 10]  # unsorted, repeated, beyond n
+    report = metrics.evaluate_retrieval(qB, rB, qL, rL, ks=ks)
+    assert report["num_skipped_queries"] >= 3
+    assert abs(report["map"] - metrics.mean_average_precision(qB, rB, qL, rL)) <= 1e-12
+    tie = metrics.mean_average_precision(qB, rB, qL, rL, tie_aware=True)
+    assert abs(report["map_tie_aware"] - tie) <= 1e-12
+    zero = metrics.mean_average_precision(qB, rB, qL, rL, empty_queries="zero")
+    assert abs(report["map_all_queries_denominator"] - zero) <= 1e-12
+    precision, recall = metrics.pr_curve(qB, rB, qL, rL)
+    got_p = np.array([np.nan if p is None else p for p in report["pr_precision"]])
+    np.testing.assert_allclose(got_p, precision, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(report["pr_recall"], recall, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(report["precision_at_k"], metrics.precision_at_k(qB, rB, qL, rL, ks), atol=1e-12)
+    assert report["ks"] == ks
+    # and the numpy route, which computes each number separately, agrees
+    other = metrics.evaluate_retrieval(qB, rB, qL, rL, ks=ks, backend="numpy")
+    for key in ("map", "map_tie_aware", "map_all_queries_denominator"):
+        assert abs(report[key] - other[key]) <= 1e-12
+    np.testing.assert_allclose(report["precision_at_k"], other["precision_at_k"], atol=1e-12)
+
+
+def test_ties_are_broken_by_index_across_segments():
+    # every item at the same distance: the stable ranking is the index order, wherever the segments cut it
+    n = 21
+    rB = np.ones((n, 8), np.int8)
+    qB = np.ones((1, 8), np.int8)
+    rL = np.zeros((n, 80), np.uint8)
+    relevant = [0, 6, 11, 17, 20]
+    rL[relevant, 70] = 1  # the label sits in the second label word
+    qL = np.zeros((1, 80), np.uint8)
+    qL[0, 70] = 1
+    ranks = np.array(relevant) + 1
+    expected = np.mean(np.arange(1, 6) / ranks)  # hand: (1/1 + 2/7 + 3/12 + 4/18 + 5/21) / 5
+    assert expected == pytest.approx((1 + 2 / 7 + 3 / 12 + 4 / 18 + 5 / 21) / 5, abs=1e-15)
+    assert metrics.mean_average_precision(qB, rB, qL, rL, backend="numba") == pytest.approx(expected, abs=1e-15)
+    hits = metrics.precision_at_k(qB, rB, qL, rL, [1, 7, 12, 21], backend="numba")
+    np.testing.assert_allclose(hits, [1 / 1, 2 / 7, 3 / 12, 5 / 21], atol=1e-15)
