@@ -47,6 +47,7 @@ HASH_FIELDS = (
     "finetune_lr_scale",
     "image_decoder",
     "early_stop_patience",
+    "val_sample_size",
     *component_fields(GATConfig),  # gat_layers, ... (core.models.GATConfig)
     "seed",
 )
