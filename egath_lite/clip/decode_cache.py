@@ -9,11 +9,11 @@ decodes each image of a run once, in DataLoader workers, and keeps
 * for the items that validate: the eval preprocessing (``images.eval_resize``), uint8 (3, S, S).
 
 ``DecodedImages.crop_batch`` then draws each item's crop box exactly as ``images.train_crop`` does
-(``images.train_crop_box`` on the decoded size (H, W), seeded by (seed, epoch, item)), maps it to the
-cached image, and resizes it to the model size on the device (antialiased, the model's
-interpolation). Images no larger than the cache side are stored as decoded and give the same pixels
-as ``train_crop``; larger ones are resampled twice (to the cache, then the crop), which
-tests/test_decode_once.py bounds. ``cache_side`` is the smallest side at which every crop of open_clip's
+(``images.train_crop_box`` on the decoded size (H, W), seeded by (seed, epoch, item)), scales it to the
+cached image (fractional edges kept), and resizes that region to the model size on the device
+(``resample_crop``: the same antialiased filter as torch's, the model's interpolation). Images no larger
+than the cache side are stored as decoded and give the same pixels as ``train_crop``; larger ones are
+resampled twice (to the cache, then the crop), which tests/test_decode_once.py bounds. ``cache_side`` is the smallest side at which every crop of open_clip's
 RandomResizedCrop (scale >= 0.9, ratio >= 3/4) still has at least S pixels across, so the second resize
 only ever shrinks: S / sqrt(0.9 * 3/4) = 1.22 S (273 at 224, 78 at 64).
 
@@ -54,16 +54,56 @@ def cached_size(height: int, width: int, side: int) -> tuple[int, int]:
     return int(side * height / width), side
 
 
-def map_box(box: tuple[int, int, int, int], decoded: tuple[int, int], cached: tuple[int, int]) -> tuple[int, ...]:
-    """A crop box ``(top, left, h, w)`` on the decoded image, in the cached image's pixels (edges rounded)."""
-    if tuple(decoded) == tuple(cached):
-        return tuple(int(v) for v in box)
-    top, left, h, w = box
+def map_box(
+    box: tuple[int, int, int, int], decoded: tuple[int, int], cached: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """A crop box ``(top, left, h, w)`` on the decoded image, in the cached image's pixel units (not rounded)."""
     sy, sx = cached[0] / decoded[0], cached[1] / decoded[1]
-    t, b = round(top * sy), round((top + h) * sy)
-    lft, r = round(left * sx), round((left + w) * sx)
-    t, lft = min(max(t, 0), cached[0] - 1), min(max(lft, 0), cached[1] - 1)
-    return t, lft, max(1, min(b, cached[0]) - t), max(1, min(r, cached[1]) - lft)
+    top, left, h, w = box
+    return top * sy, left * sx, h * sy, w * sx
+
+
+def _kernel(d: torch.Tensor, interpolation: str) -> torch.Tensor:
+    """The antialiased resize's filter: Keys' cubic with a = -0.5 (PIL's and torch's antialias bicubic), or the triangle."""
+    d = d.abs()
+    if interpolation == "bilinear":
+        return (1 - d).clamp(min=0)
+    a = -0.5
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = (((d - 5) * d + 8) * d - 4) * a
+    return torch.where(d < 1, near, torch.where(d < 2, far, torch.zeros_like(d)))
+
+
+def _taps(n_out: int, start: float, length: float, n_in: int, interpolation: str, device: Any):
+    """(index (n_out, K), weight (n_out, K)) of one axis of an antialiased resize of [start, start + length) to n_out."""
+    scale = length / n_out
+    fs = max(scale, 1.0)  # shrinking widens the filter (antialias), enlarging does not
+    support = (2.0 if interpolation == "bicubic" else 1.0) * fs
+    k = 2 * math.ceil(support) + 1
+    centers = start + (torch.arange(n_out, dtype=torch.float64) + 0.5) * scale
+    idx = torch.floor(centers - support + 0.5).long()[:, None] + torch.arange(k)[None, :]
+    w = _kernel((idx + 0.5 - centers[:, None]) / fs, interpolation)
+    w = torch.where((idx >= 0) & (idx < n_in), w, torch.zeros_like(w))
+    w = w / w.sum(1, keepdim=True)
+    return idx.clamp(0, n_in - 1).to(device), w.float().to(device)
+
+
+def resample_crop(
+    src: torch.Tensor, box: tuple[float, float, float, float], size: tuple[int, int], interpolation: str
+) -> torch.Tensor:
+    """uint8 (3, h, w) -> uint8 (3, H, W): the region ``box`` (top, left, h, w; fractional) resized, antialiased.
+
+    Separable like torch's uint8 antialiased resize: the horizontal pass first, rounded to uint8, then the
+    vertical one; each output pixel weighs only the few input pixels under its filter (a gather, not a matmul).
+    """
+    top, left, h, w = box
+    iy, wy = _taps(size[0], top, h, src.shape[-2], interpolation, src.device)
+    ix, wx = _taps(size[1], left, w, src.shape[-1], interpolation, src.device)
+    rows = slice(int(iy.min()), int(iy.max()) + 1)
+    x = src[:, rows].float()
+    x = (x[:, :, ix] * wx).sum(-1).round_().clamp_(0, 255)  # (3, rows, W)
+    x = (x[:, iy - rows.start] * wy[None, :, :, None]).sum(2)  # (3, H, W)
+    return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
 class _DecodeOnce(torch.utils.data.Dataset):
@@ -160,7 +200,7 @@ class DecodedImages:
         start = int(self.crop_offset[p])
         return torch.from_numpy(np.array(self.data[start : start + 3 * h * w])).view(3, h, w)
 
-    def crop_box(self, item: int, epoch: int) -> tuple[tuple[int, int, int, int], tuple[int, ...]]:
+    def crop_box(self, item: int, epoch: int) -> tuple[tuple[int, int, int, int], tuple[float, ...]]:
         """(box on the decoded image, as ``images.train_crop`` draws it; the same box on the cached image)."""
         p = int(self._pos([item])[0])
         H, W = (int(v) for v in self.decoded[p])
@@ -176,9 +216,13 @@ class DecodedImages:
         out = torch.empty((len(items), 3, *self.prep.size), dtype=torch.uint8, device=device)
         mode = self.prep.interpolation_mode()
         for j, item in enumerate(items):
-            _, (t, lft, h, w) = self.crop_box(item, epoch)
+            box, scaled = self.crop_box(item, epoch)
             src = self.source(item).to(device, non_blocking=True)
-            out[j] = F.resized_crop(src, t, lft, h, w, list(self.prep.size), interpolation=mode, antialias=True)
+            if tuple(src.shape[-2:]) == tuple(int(v) for v in self.decoded[self._pos([item])[0]]):
+                # kept as decoded: the very call images.train_crop makes, the same pixels
+                out[j] = F.resized_crop(src, *box, list(self.prep.size), interpolation=mode, antialias=True)
+            else:
+                out[j] = resample_crop(src, scaled, self.prep.size, self.prep.interpolation)
         return out
 
     def crop_batch(self, items, epoch: int, device: Any = None) -> torch.Tensor:
@@ -219,7 +263,16 @@ class CachedEvalImages:
 
 
 def _build(items: ImageItems, crop: np.ndarray, evals: np.ndarray, side: int, decoder: str, num_workers: int, f):
-    """Decode every position once and write the cached bytes to ``f``; returns the index (errors raise)."""
+    """Decode every position once and write the cached bytes to ``f``; returns the index (errors raise).
+
+    The global torch RNG is left as it was (a DataLoader draws its base seed from it): a run that builds
+    the cache and one that reuses it train the same.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return _build_inner(items, crop, evals, side, decoder, num_workers, f)
+
+
+def _build_inner(items, crop, evals, side, decoder, num_workers, f):
     n = len(items)
     decoded = np.zeros((n, 2), np.int64)
     cached = np.zeros((n, 2), np.int64)
