@@ -94,16 +94,16 @@ def resample_crop(
     """uint8 (3, h, w) -> uint8 (3, H, W): the region ``box`` (top, left, h, w; fractional) resized, antialiased.
 
     Separable like torch's uint8 antialiased resize: the horizontal pass first, rounded to uint8, then the
-    vertical one; each output pixel weighs only the few input pixels under its filter (a gather, not a matmul).
+    vertical one, each a product with a (banded) weight matrix over the rows and columns the filter reaches.
     """
     top, left, h, w = box
     iy, wy = _taps(size[0], top, h, src.shape[-2], interpolation, src.device)
     ix, wx = _taps(size[1], left, w, src.shape[-1], interpolation, src.device)
-    rows = slice(int(iy.min()), int(iy.max()) + 1)
-    x = src[:, rows].float()
-    x = (x[:, :, ix] * wx).sum(-1).round_().clamp_(0, 255)  # (3, rows, W)
-    x = (x[:, iy - rows.start] * wy[None, :, :, None]).sum(2)  # (3, H, W)
-    return x.round_().clamp_(0, 255).to(torch.uint8)
+    r0, r1, c0, c1 = int(iy.min()), int(iy.max()) + 1, int(ix.min()), int(ix.max()) + 1
+    Wx = torch.zeros(size[1], c1 - c0, device=src.device).scatter_add_(1, ix - c0, wx)
+    Wy = torch.zeros(size[0], r1 - r0, device=src.device).scatter_add_(1, iy - r0, wy)
+    x = (src[:, r0:r1, c0:c1].float() @ Wx.T).round_().clamp_(0, 255)  # (3, rows, W)
+    return (Wy @ x).round_().clamp_(0, 255).to(torch.uint8)  # (3, H, W)
 
 
 class _DecodeOnce(torch.utils.data.Dataset):
