@@ -13,9 +13,10 @@ decodes each image of a run once, in DataLoader workers, and keeps
 cached image (fractional edges kept), and resizes that region to the model size on the device
 (``resample_crop``: the same antialiased filter as torch's, the model's interpolation). Images no larger
 than the cache side are stored as decoded and give the same pixels as ``train_crop``; larger ones are
-resampled twice (to the cache, then the crop), which tests/test_decode_once.py bounds. ``cache_side`` is the smallest side at which every crop of open_clip's
-RandomResizedCrop (scale >= 0.9, ratio >= 3/4) still has at least S pixels across, so the second resize
-only ever shrinks: S / sqrt(0.9 * 3/4) = 1.22 S (273 at 224, 78 at 64).
+resampled twice (to the cache, then the crop), which tests/test_decode_once.py bounds. ``cache_side`` is
+the smallest side at which every crop of open_clip's RandomResizedCrop (scale >= 0.9, ratio >= 3/4) still
+has at least S pixels across, so the second resize only ever shrinks: S / sqrt(0.9 * 3/4) = 1.22 S (273 at
+224, 78 at 64). open_clip's train transform has no flip, so neither has this one.
 
 The cache is one file of raw bytes and a small index (``torch.load(weights_only=True)``, checked
 against the file's size before use) under a key the caller gives; it is read into memory when it
