@@ -21,6 +21,7 @@ import torch.nn as nn
 from egath_lite.core.losses import LossConfig
 from egath_lite.core.models import EGATH, EncoderConfig, GATConfig, HashConfig
 from egath_lite.files import ArtifactError
+from egath_lite.pipeline import distributed
 from egath_lite.pipeline.artifacts import run_dir
 from egath_lite.pipeline.classifier import load_state
 from egath_lite.pipeline.config import Config, component_fields
@@ -184,10 +185,15 @@ def ensure_codes(
         )
         return tensors, meta
 
-    if force:
+    if force and distributed.is_main():
         resume.unlink(missing_ok=True)  # force means from scratch, not from the last epoch
-    payload = Codes(CODES_STAGE.run(cfg, compute, force=force, custom=custom, variant=cfg.variant, bits=bits))
-    resume.unlink(missing_ok=True)  # the artifact holds the result now
+    distributed.barrier()
+    payload = distributed.stage_on_rank0(  # torchrun: every rank trains, rank 0 writes
+        CODES_STAGE, cfg, compute, force=force, custom=custom, variant=cfg.variant, bits=bits
+    )
+    payload = Codes(payload)
+    if distributed.is_main():
+        resume.unlink(missing_ok=True)  # the artifact holds the result now
     return payload
 
 

@@ -140,8 +140,11 @@ def _train_egath(
 ):
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
+    from egath_lite.pipeline import distributed
+
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = distributed.local_device(resolve_device(cfg.device))
+    world = distributed.world_size()
     streamed = isinstance(data.image, StreamedImages)
     if streamed != (image_backbone is not None):
         raise ValueError("an image backbone needs streamed images (hash_data with the backbone) and vice versa")
@@ -160,9 +163,16 @@ def _train_egath(
     amp, needs_scaler = autocast(device, "auto")
     scaler = torch.amp.GradScaler("cuda", enabled=needs_scaler)
 
+    # torchrun: DDP on each rank's chunk of every batch, the outputs gathered (pipeline.distributed.GatheredBatch)
+    forward = model
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        forward = distributed.GatheredBatch(ddp)
+
     def step(loss: torch.Tensor) -> None:  # core.train.plain_step, with the fp16 grad scaler on CUDA
         opt.zero_grad()
-        scaler.scale(loss).backward()
+        # each rank backpropagates the whole batch's loss through its own rows; DDP averages over the ranks
+        scaler.scale(loss * world if world > 1 else loss).backward()
         scaler.step(opt)
         scaler.update()
 
@@ -209,10 +219,14 @@ def _train_egath(
         def inputs(batches=batches, epoch=epoch):
             for pos in batches:
                 items = train_idx[pos]
-                x = decoded.crop_batch(data.image.ids[items.numpy()], epoch, device) if streamed else data.image[items]
+                if streamed:  # each rank crops only the rows it runs (GatheredBatch takes a chunk as it is)
+                    start, stop, _ = distributed.chunk_of(len(items))
+                    x = decoded.crop_batch(data.image.ids[items[start:stop].numpy()], epoch, device)
+                else:
+                    x = data.image[items]
                 yield pos, x.to(device), data.text[items].to(device)
 
-        means = egath_epoch(model, loss_fn, inputs(), Ytr, codes, opt, cfg.mu, step=step, autocast=amp)
+        means = egath_epoch(forward, loss_fn, inputs(), Ytr, codes, opt, cfg.mu, step=step, autocast=amp)
         hist["lr"].append(opt.param_groups[0]["lr"])
         sched.step()
         hist["epoch_seconds"].append(time.perf_counter() - t0)
@@ -231,7 +245,7 @@ def _train_egath(
         else:
             stale += 1
         bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", val_i2t=f"{i2t:.3f}", val_t2i=f"{t2i:.3f}")
-        if resume_path is not None:
+        if resume_path is not None and distributed.is_main():  # rank 0 alone writes
             _save_resume(
                 resume_path,
                 resume_key,
@@ -250,6 +264,7 @@ def _train_egath(
                 best_state,
                 stale,
             )
+        distributed.barrier()
         if on_epoch is not None:
             on_epoch(epoch, {k: v[-1] for k, v in hist.items()})
         if stale >= cfg.early_stop_patience:
