@@ -4,8 +4,11 @@ by rank, and two epochs of hash training with DDP and the discrete B step over t
 
 Tolerance: the features are the same rows encoded by the same model in the same batches (equal to float32
 rounding, 1e-6); the training sums its gradients in another order (DDP's all-reduce of two halves instead
-of one batch), so the losses agree to 1e-5 relative and the codes, signs of continuous outputs, may differ
-only where an output is within that rounding of 0: at most 0.5% of the bits (0 in the run measured).
+of one batch), so the losses agree to 2e-6 relative (measured: 3e-7) and the codes, signs of continuous
+outputs, may differ only where an output is within that rounding of 0: at most 0.1% of the bits (measured:
+none). Adam hides a wrong gradient scale almost entirely: without DDP's average undone (the loss times the
+world size) the losses still agree to 3e-5 and 5e-4 relative and 0.16% of the query text bits differ,
+which this test fails.
 """
 
 import os
@@ -82,9 +85,9 @@ def test_two_gloo_processes_give_the_codes_of_one(tmp_path, random_clip_checkpoi
     assert codes2["cache_hit"]
     h1, h2 = codes1["tensors"]["history_loss"], codes2["tensors"]["history_loss"]
     assert len(h1) == len(h2) == 2
-    assert torch.allclose(h1, h2, rtol=1e-5, atol=0), (h1, h2)
+    assert torch.allclose(h1, h2, rtol=2e-6, atol=0), (h1, h2)
     for name in ("query_image_codes", "query_text_codes", "retrieval_image_codes", "retrieval_text_codes"):
         a, b = codes1["tensors"][name].numpy(), codes2["tensors"][name].numpy()
         assert a.shape == b.shape
-        assert np.mean(a != b) <= 0.005, (name, np.mean(a != b))
+        assert np.mean(a != b) <= 0.001, (name, np.mean(a != b))
     assert not list((tmp_path / "two" / "r").glob("*.resume.pt"))  # the per-epoch state is gone

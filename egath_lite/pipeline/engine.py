@@ -182,7 +182,11 @@ def _train_egath(
     val_retrieval = validation_items(train_idx, cfg.val_sample_size, cfg.seed)
     val_images, decoded = None, None
     if streamed:  # each image decoded once: training crops and validation inputs come from memory (decode_cache)
+        if not distributed.is_main():
+            distributed.barrier()  # torchrun: rank 0 writes the cache file, the others then read it
         decoded = data.image.decode_once(train_idx, torch.cat([val_query, val_retrieval]))
+        if distributed.is_main():
+            distributed.barrier()
         val_images = (
             decoded.eval_view(data.image.ids[val_query.numpy()]),
             decoded.eval_view(data.image.ids[val_retrieval.numpy()]),
