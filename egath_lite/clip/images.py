@@ -170,12 +170,17 @@ def crop_seed(seed: int, epoch: int, item: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(epoch), int(item)]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def train_crop_box(height: int, width: int, seed: int, epoch: int, item: int) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of item ``item``'s train crop in epoch ``epoch`` of an image of ``height`` x ``width``."""
+    g = torch.Generator().manual_seed(crop_seed(seed, epoch, item))
+    return random_resized_crop_params(height, width, g)
+
+
 def train_crop(pixels: torch.Tensor, prep: Preprocess, seed: int, epoch: int, item: int) -> torch.Tensor:
     """uint8 (3, h, w) -> uint8 (3, H, W): open_clip's train RandomResizedCrop, seeded by (seed, epoch, item)."""
     import torchvision.transforms.v2.functional as F
 
-    g = torch.Generator().manual_seed(crop_seed(seed, epoch, item))
-    top, left, h, w = random_resized_crop_params(pixels.shape[-2], pixels.shape[-1], g)
+    top, left, h, w = train_crop_box(pixels.shape[-2], pixels.shape[-1], seed, epoch, item)
     return F.resized_crop(
         pixels, top, left, h, w, list(prep.size), interpolation=prep.interpolation_mode(), antialias=True
     )

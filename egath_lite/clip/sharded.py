@@ -178,8 +178,12 @@ def encode_images_sharded(
     device: str | torch.device | None = None,
     progress: bool = True,
     info: dict[str, Any] | None = None,
-) -> np.ndarray:
+    only: Any = None,
+) -> np.ndarray | None:
     """L2-normalised image embeddings float32 (N, D) of ``items``, resumable through shard files.
+
+    ``only(s) -> bool``: encode (and write) only those missing shards, return None (one rank of several:
+    ``pipeline.distributed``); a later call without it reuses every shard written.
 
     ``info`` (a dict, optional) is filled with ``num_shards``, ``reused_shards``, ``encoded_shards``,
     ``encoded_items``, ``reused_items``, ``seconds``, ``items_per_second``. Raises UnreadableImagesError
@@ -188,6 +192,8 @@ def encode_images_sharded(
     _check_args(items, key, shard_size, batch_size)
     device = _model_device(model) if device is None else torch.device(device)
     state = _Pass(items, Path(shard_dir), key, shard_size, _embed_dim(model))
+    if only is not None:
+        state.todo = [s for s in state.todo if only(s)]
     batches, batch_shard = state.batches(batch_size)
     t0 = time.perf_counter()
     if batches:
@@ -222,6 +228,8 @@ def encode_images_sharded(
     stats.update(seconds=seconds, items_per_second=stats["encoded_items"] / seconds if stats["encoded_items"] else None)
     if info is not None:
         info.update(stats)
+    if only is not None:
+        return None
     return state.finish()
 
 

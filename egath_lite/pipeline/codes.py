@@ -24,6 +24,7 @@ from egath_lite.core.losses import LossConfig
 from egath_lite.core.methods import METHODS
 from egath_lite.core.models import EGATH, EncoderConfig, GATConfig, HashConfig
 from egath_lite.files import ArtifactError
+from egath_lite.pipeline import distributed
 from egath_lite.pipeline.artifacts import run_dir
 from egath_lite.pipeline.classifier import load_state
 from egath_lite.pipeline.config import Config, component_fields
@@ -50,6 +51,7 @@ HASH_FIELDS = (
     "finetune_lr_scale",
     "image_decoder",
     "early_stop_patience",
+    "val_sample_size",
     *component_fields(GATConfig),  # gat_layers, ... (core.models.GATConfig)
     "seed",
 )
@@ -212,10 +214,15 @@ def ensure_codes(
         )
         return tensors, meta
 
-    if force:
+    if force and distributed.is_main():
         resume.unlink(missing_ok=True)  # force means from scratch, not from the last epoch
-    payload = Codes(CODES_STAGE.run(cfg, compute, force=force, custom=custom, variant=cfg.variant, bits=bits))
-    resume.unlink(missing_ok=True)  # the artifact holds the result now
+    distributed.barrier()
+    payload = distributed.stage_on_rank0(  # torchrun: every rank trains, rank 0 writes
+        CODES_STAGE, cfg, compute, force=force, custom=custom, variant=cfg.variant, bits=bits
+    )
+    payload = Codes(payload)
+    if distributed.is_main():
+        resume.unlink(missing_ok=True)  # the artifact holds the result now
     return payload
 
 

@@ -184,6 +184,11 @@ HashingSection = dataclasses.make_dataclass(
             _check(False, doc="recompute the CLIP tower's activations in backward (less memory)"),
         ),
         ("early_stop_patience", int, _check(10, ge=1)),
+        (
+            "val_sample_size",
+            int,
+            _check(0, ge=0, doc="validation retrieves from a fixed seeded sample of this many training items; 0: all"),
+        ),
     ],
     frozen=True,
 )
@@ -543,6 +548,7 @@ _PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
         lr_min=1e-6,
         finetune_clip=True,  # end to end, as the paper's title says (toy measurement: docs/paper_map.md)
         early_stop_patience=20,
+        val_sample_size=2_000,  # validation images decoded once, not 10,500 per epoch (benchmarks/RESULTS.md)
         topk=(50, 100, 200, 500, 1000, 2000, 3000, 4000, 5000),
     ),
 }

@@ -73,10 +73,17 @@ class HashData:
 
 
 @torch.no_grad()
-def validation_map(model: EGATH, data: HashData, query: torch.Tensor, retrieval: torch.Tensor) -> tuple[float, float]:
-    """(I→T, T→I) mAP@all of ``query`` items against ``retrieval`` items."""
-    qi, qt = model.encode(data.image[query], "image"), model.encode(data.text[query], "text")
-    ri, rt = model.encode(data.image[retrieval], "image"), model.encode(data.text[retrieval], "text")
+def validation_map(
+    model: EGATH, data: HashData, query: torch.Tensor, retrieval: torch.Tensor, images: tuple[Any, Any] | None = None
+) -> tuple[float, float]:
+    """(I→T, T→I) mAP@all of ``query`` items against ``retrieval`` items.
+
+    ``images``: the image inputs of the query and retrieval items when they come from elsewhere than
+    ``data.image`` (fine-tuning: ``decode_cache.CachedEvalImages``, decoded once).
+    """
+    q_img, r_img = images if images is not None else (data.image[query], data.image[retrieval])
+    qi, qt = model.encode(q_img, "image"), model.encode(data.text[query], "text")
+    ri, rt = model.encode(r_img, "image"), model.encode(data.text[retrieval], "text")
     qL, rL = data.labels[query], data.labels[retrieval]
     return retrieval_map(qi, rt, qL, rL), retrieval_map(qt, ri, qL, rL)
 
@@ -117,13 +124,27 @@ def train_egath(
 RESUME_FORMAT = "egath_lite.hash_resume/1"
 
 
+def validation_items(train_idx: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """The training items validation retrieves from: all (``size`` 0 or >= their count), else a fixed seeded sample.
+
+    Drawn from its own generator (``numpy`` seeded by (seed, 0x7A1)), so the training's random streams are untouched.
+    """
+    if size <= 0 or size >= len(train_idx):
+        return train_idx
+    pick = np.sort(np.random.default_rng([int(seed), 0x7A1]).choice(len(train_idx), int(size), replace=False))
+    return train_idx[torch.from_numpy(pick)]
+
+
 def _train_egath(
     cfg, bits, data, graph, image_backbone, progress, on_epoch, resume_path, resume_key, loss_fn, model_fn
 ):
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
+    from egath_lite.pipeline import distributed
+
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = distributed.local_device(resolve_device(cfg.device))
+    world = distributed.world_size()
     streamed = isinstance(data.image, StreamedImages)
     if streamed != (image_backbone is not None):
         raise ValueError("an image backbone needs streamed images (hash_data with the backbone) and vice versa")
@@ -142,14 +163,34 @@ def _train_egath(
     amp, needs_scaler = autocast(device, "auto")
     scaler = torch.amp.GradScaler("cuda", enabled=needs_scaler)
 
+    # torchrun: DDP on each rank's chunk of every batch, the outputs gathered (pipeline.distributed.GatheredBatch)
+    forward = model
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        forward = distributed.GatheredBatch(ddp)
+
     def step(loss: torch.Tensor) -> None:  # core.train.plain_step, with the fp16 grad scaler on CUDA
         opt.zero_grad()
-        scaler.scale(loss).backward()
+        # each rank backpropagates the whole batch's loss through its own rows; DDP averages over the ranks
+        scaler.scale(loss * world if world > 1 else loss).backward()
         scaler.step(opt)
         scaler.update()
 
     train_idx = data.split["train"]
     Ytr = data.labels[train_idx].float()
+    val_query = data.split["val"]
+    val_retrieval = validation_items(train_idx, cfg.val_sample_size, cfg.seed)
+    val_images, decoded = None, None
+    if streamed:  # each image decoded once: training crops and validation inputs come from memory (decode_cache)
+        if not distributed.is_main():
+            distributed.barrier()  # torchrun: rank 0 writes the cache file, the others then read it
+        decoded = data.image.decode_once(train_idx, torch.cat([val_query, val_retrieval]))
+        if distributed.is_main():
+            distributed.barrier()
+        val_images = (
+            decoded.eval_view(data.image.ids[val_query.numpy()]),
+            decoded.eval_view(data.image.ids[val_retrieval.numpy()]),
+        )
     gen = torch.Generator().manual_seed(cfg.seed)
     # shared binary codes of the training items, GCDH-style: random start, updated per epoch
     codes = DiscreteCodes.random(len(train_idx), bits, gen)
@@ -178,19 +219,18 @@ def _train_egath(
         perm = torch.randperm(len(train_idx), generator=gen)
         batches = [perm[i : i + cfg.hash_batch_size] for i in range(0, len(perm), cfg.hash_batch_size)]
         batches = [pos for pos in batches if len(pos) >= 2]  # a triplet or a similarity needs two items
-        images = (
-            data.image.iter_batches(cfg.hash_batch_size, epoch, True, [train_idx[p].tolist() for p in batches])
-            if streamed
-            else None
-        )
 
-        def inputs(batches=batches, images=images):
+        def inputs(batches=batches, epoch=epoch):
             for pos in batches:
                 items = train_idx[pos]
-                x = next(images) if streamed else data.image[items]
+                if streamed:  # each rank crops only the rows it runs (GatheredBatch takes a chunk as it is)
+                    start, stop, _ = distributed.chunk_of(len(items))
+                    x = decoded.crop_batch(data.image.ids[items[start:stop].numpy()], epoch, device)
+                else:
+                    x = data.image[items]
                 yield pos, x.to(device), data.text[items].to(device)
 
-        means = egath_epoch(model, loss_fn, inputs(), Ytr, codes, opt, cfg.mu, step=step, autocast=amp)
+        means = egath_epoch(forward, loss_fn, inputs(), Ytr, codes, opt, cfg.mu, step=step, autocast=amp)
         hist["lr"].append(opt.param_groups[0]["lr"])
         sched.step()
         hist["epoch_seconds"].append(time.perf_counter() - t0)
@@ -199,7 +239,7 @@ def _train_egath(
             hist.setdefault("loss" if name == "total" else f"loss_{name}", []).append(value)
         if not math.isfinite(hist["loss"][-1]):
             raise FloatingPointError(f"loss became {hist['loss'][-1]} at epoch {epoch}; lower lr (now {cfg.lr})")
-        i2t, t2i = validation_map(model, data, data.split["val"], train_idx)
+        i2t, t2i = validation_map(model, data, val_query, val_retrieval, val_images)
         hist["val_map_i2t"].append(i2t)
         hist["val_map_t2i"].append(t2i)
         score = (i2t + t2i) / 2
@@ -209,7 +249,7 @@ def _train_egath(
         else:
             stale += 1
         bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", val_i2t=f"{i2t:.3f}", val_t2i=f"{t2i:.3f}")
-        if resume_path is not None:
+        if resume_path is not None and distributed.is_main():  # rank 0 alone writes
             _save_resume(
                 resume_path,
                 resume_key,
@@ -228,6 +268,7 @@ def _train_egath(
                 best_state,
                 stale,
             )
+        distributed.barrier()
         if on_epoch is not None:
             on_epoch(epoch, {k: v[-1] for k, v in hist.items()})
         if stale >= cfg.early_stop_patience:
@@ -294,6 +335,8 @@ class StreamedImages:
     ``view[idx]`` is another view (of those items); ``iter_batches`` yields model inputs float
     (B, 3, S, S), normalised, on ``device``: CLIP's eval preprocessing, or its seeded train-time
     crops (``train=True``), decoded by DataLoader workers. In-memory toy images take the same path.
+    ``decode_once`` decodes items once into a ``decode_cache.DecodedImages`` (a keyed file in ``cache_dir``
+    when given: ``cache_key`` names the data it was made from), which fine-tuning takes its crops from.
     """
 
     def __init__(
@@ -305,6 +348,8 @@ class StreamedImages:
         device: Any,
         decoder: str = "auto",
         ids: np.ndarray | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        cache_key: str = "",
     ):
         self.ds, self.prep, self.seed, self.num_workers, self.device, self.decoder = (
             ds,
@@ -315,13 +360,45 @@ class StreamedImages:
             decoder,
         )
         self.ids = np.arange(len(ds), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+        self.cache_dir, self.cache_key = cache_dir, cache_key
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, idx: Any) -> StreamedImages:
         idx = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64)
-        return StreamedImages(self.ds, self.prep, self.seed, self.num_workers, self.device, self.decoder, self.ids[idx])
+        return StreamedImages(
+            self.ds,
+            self.prep,
+            self.seed,
+            self.num_workers,
+            self.device,
+            self.decoder,
+            self.ids[idx],
+            self.cache_dir,
+            self.cache_key,
+        )
+
+    def decode_once(self, crop_positions: Any, eval_positions: Any) -> Any:
+        """A ``decode_cache.DecodedImages`` of the items at ``crop_positions`` (train crops) and ``eval_positions``."""
+        from egath_lite.clip.decode_cache import decode_images
+
+        def ids(positions):
+            p = positions.cpu().numpy() if isinstance(positions, torch.Tensor) else np.asarray(positions)
+            return self.ids[p.astype(np.int64)]
+
+        return decode_images(
+            self.ds,
+            ids(crop_positions),
+            ids(eval_positions),
+            self.prep,
+            seed=self.seed,
+            device=self.device,
+            decoder=self.decoder,
+            num_workers=self.num_workers,
+            folder=self.cache_dir,
+            key=self.cache_key,
+        )
 
     def iter_batches(
         self, batch_size: int, epoch: int = 0, train: bool = False, batches: list[list[int]] | None = None
@@ -363,8 +440,17 @@ def hash_data(cfg: Config, features: dict[str, Any], image_backbone: CLIPImageBa
                 f"the data set has {len(ds)} items but the features {len(image)} rows; "
                 f"recompute the features (ensure_features(cfg, force=True))"
             )
+        from egath_lite.pipeline.artifacts import run_dir
+
         image = StreamedImages(
-            ds, image_backbone.prep, cfg.seed, cfg.num_workers, resolve_device(cfg.device), cfg.image_decoder
+            ds,
+            image_backbone.prep,
+            cfg.seed,
+            cfg.num_workers,
+            resolve_device(cfg.device),
+            cfg.image_decoder,
+            cache_dir=run_dir(cfg),
+            cache_key=str(features.get("key", "")),
         )
     labels = t["labels"].float()
     empty = (labels.sum(1) == 0).nonzero().flatten()

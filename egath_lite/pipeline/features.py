@@ -18,6 +18,7 @@ import torch
 from egath_lite.clip.sharded import cleanup_shards, encode_images_sharded
 from egath_lite.clip.tiny import PREPROCESS_VERSION
 from egath_lite.clip.weights import load_clip, weights_fingerprint
+from egath_lite.pipeline import distributed
 from egath_lite.pipeline.artifacts import run_dir
 from egath_lite.pipeline.config import DATA_FIELDS, Config
 from egath_lite.pipeline.results import Features, training_split  # noqa: F401  (training_split: notebook 03 imports it from here)
@@ -105,6 +106,8 @@ def ensure_features(cfg: Config, force: bool = False, progress: bool = True) -> 
         pretrained, clip_train = resolve_pretrained(cfg, progress)
         model, _, tokenizer = load_clip(cfg.clip_model, pretrained, cfg.device, seed=cfg.seed)
         feats = _extract(cfg, model, tokenizer, ds, progress)
+        if feats is None:  # a rank other than 0: its shards are on disk, rank 0 writes the artifact
+            return None, {}
         tensors = {
             "image_emb": torch.from_numpy(feats["image_emb"]),
             "text_emb": torch.from_numpy(feats["text_emb"]),
@@ -143,8 +146,10 @@ def ensure_features(cfg: Config, force: bool = False, progress: bool = True) -> 
         }
         return tensors, meta
 
-    payload = Features(FEATURES_STAGE.run(cfg, compute, force=force))
-    if not payload["cache_hit"]:  # the artifact holds every row now: the shards have served their purpose
+    payload = Features(distributed.stage_on_rank0(FEATURES_STAGE, cfg, compute, force=force))
+    if (
+        not payload["cache_hit"] and distributed.is_main()
+    ):  # the artifact holds every row now: the shards have served their purpose
         cleanup_shards(shard_folder(cfg), shard_key(cfg))
     return payload
 
@@ -174,6 +179,23 @@ def _extract(cfg: Config, model: torch.nn.Module, tokenizer: Any, ds: Any, progr
     items = ImageItems(ds, None, model, decoder=cfg.image_decoder)
     shards: dict[str, Any] = {}
     t0 = time.perf_counter()
+    if distributed.world_size() > 1:  # torchrun: each rank encodes its shards, rank 0 then reuses them all
+        w, r = distributed.world_size(), distributed.rank()
+        encode_images_sharded(
+            model,
+            items,
+            shard_folder(cfg),
+            shard_key(cfg),
+            shard_size=cfg.extract_shard_size,
+            batch_size=cfg.extract_batch_size,
+            num_workers=cfg.num_workers,
+            device=device,
+            progress=progress,
+            only=lambda s: s % w == r,
+        )
+        distributed.barrier()
+        if not distributed.is_main():
+            return None
     image_emb = encode_images_sharded(
         model,
         items,

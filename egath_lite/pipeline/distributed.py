@@ -1,0 +1,203 @@
+"""Several processes, one run: ``torchrun --nproc_per_node N -m egath_lite.<entry>`` (NCCL on GPUs, gloo on CPUs).
+
+``init_from_env()`` joins the process group torchrun describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
+``MASTER_ADDR``/``MASTER_PORT``); without them it is one process and every helper here is a no-op, so the
+single-process code path is the same code. What runs where:
+
+* the features stage: each rank encodes the image shards ``s`` with ``s % world == rank``
+  (``clip.sharded.encode_images_sharded(only=...)``), then rank 0 assembles them and writes the artifact;
+* hash training (``engine.train_egath``): every rank draws the same batches; each batch is split into
+  ``world`` contiguous chunks, each rank runs its chunk through ``DistributedDataParallel`` and the outputs
+  are gathered (``gather_rows``), so the loss, the codes H and GCDH's discrete B step see the whole batch,
+  as in one process: the same codes up to floating-point summation order;
+* artifacts (``stage_on_rank0``): rank 0 alone writes; the others take part in the computation, wait at a
+  barrier and then read what rank 0 wrote.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def world_size() -> int:
+    """Processes in the run (1 without a process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    """Whether this process writes artifacts (rank 0)."""
+    return rank() == 0
+
+
+def backend_for(device: str | torch.device | None = None) -> str:
+    """``nccl`` for CUDA, ``gloo`` for the CPU."""
+    if device is None:
+        return "nccl" if torch.cuda.is_available() else "gloo"
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def init_from_env(backend: str | None = None) -> bool:
+    """Join torchrun's process group when ``WORLD_SIZE`` > 1 (once); returns whether this run is distributed.
+
+    On CUDA each process takes the GPU ``LOCAL_RANK``. ``backend``: default ``backend_for()``.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if not dist.is_initialized():
+        backend = backend or backend_for()
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    return True
+
+
+def local_device(device: torch.device) -> torch.device:
+    """``device`` with this process's GPU (``cuda`` -> ``cuda:LOCAL_RANK``) when distributed on CUDA."""
+    if device.type == "cuda" and world_size() > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def barrier() -> None:
+    """Wait for every process (no-op alone)."""
+    if world_size() > 1:
+        dist.barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def chunk_of(n: int) -> tuple[int, int, list[int]]:
+    """(start, stop, sizes): this rank's contiguous chunk of ``n`` rows split into ``world`` near-equal chunks."""
+    w, r = world_size(), rank()
+    sizes = [n // w + (1 if i < n % w else 0) for i in range(w)]
+    start = sum(sizes[:r])
+    return start, start + sizes[r], sizes
+
+
+def gather_rows(local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """The rows of every rank's ``local`` (rank order), this rank's own rows keeping their autograd graph.
+
+    The other ranks' rows are constants here: each rank backpropagates the (identical) loss through its own
+    rows only, and DDP's gradient average then needs the loss scaled by the world size (``engine`` does it).
+    """
+    if world_size() == 1:
+        return local
+    top = max(sizes)
+    pad = torch.zeros((top - local.shape[0], *local.shape[1:]), dtype=local.dtype, device=local.device)
+    mine = torch.cat([local.detach(), pad])
+    parts = [torch.empty_like(mine) for _ in sizes]
+    dist.all_gather(parts, mine.contiguous())
+    parts = [p[:s] for p, s in zip(parts, sizes)]
+    parts[rank()] = local
+    return torch.cat(parts)
+
+
+class GatheredBatch(torch.nn.Module):
+    """``model(image, text)`` on this rank's chunk through DDP, every output gathered to the whole batch.
+
+    Called with the whole batch's inputs; each rank takes its chunk (``chunk_of``), so the loss, the codes
+    and the discrete step downstream see what one process would.
+    """
+
+    def __init__(self, ddp: torch.nn.Module):
+        super().__init__()
+        self.ddp = ddp
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
+        start, stop, sizes = chunk_of(len(text))
+        if len(image) == len(text):  # the whole batch's images; else this rank's chunk already (fine-tuning crops)
+            image = image[start:stop]
+        out = self.ddp(image, text[start:stop])
+        return {k: gather_rows(v, sizes) for k, v in out.items()}
+
+
+def stage_on_rank0(
+    stage: Any,
+    cfg: Any,
+    compute: Callable[[], tuple[Any, Any]],
+    force: bool = False,
+    custom: Any = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """``stage.run`` where every rank computes (they share collectives) and rank 0 alone writes the artifact.
+
+    Rank 0 decides whether the artifact is reused (the others follow its decision, so no rank waits in a
+    collective the others skip); the others run ``compute`` with rank 0, wait at a barrier, then read it.
+    """
+    if world_size() == 1:
+        return stage.run(cfg, compute, force=force, custom=custom, **params)
+    reuse = broadcast_object(is_main() and not force and stage.try_load(cfg, custom=custom, **params) is not None)
+    if not reuse:
+        if is_main():
+            payload = stage.run(cfg, compute, force=True, custom=custom, **params)
+        else:
+            compute()
+        barrier()
+    return payload if not reuse and is_main() else stage.load(cfg, custom=custom, **params)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``torchrun --nproc_per_node N -m egath_lite.pipeline.distributed --preset paper --set KEY=VALUE ...``.
+
+    Runs the features stage (shards split by rank), the label graph (rank 0) and the hash training of each
+    ``--bits`` (DDP); prints where rank 0 wrote the codes. Without torchrun it is one process.
+    """
+    import argparse
+
+    from egath_lite.pipeline.codes import ensure_codes
+    from egath_lite.pipeline.config import PRESETS, ConfigError, get_config, parse_value
+    from egath_lite.pipeline.features import ensure_features
+    from egath_lite.pipeline.graph import ensure_graph
+
+    p = argparse.ArgumentParser(prog="torchrun --nproc_per_node N -m egath_lite.pipeline.distributed")
+    p.add_argument("--preset", default="default", choices=PRESETS)
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="any config field, e.g. dataset=mscoco")
+    p.add_argument("--bits", nargs="+", type=int, default=None, help="default: the config's bits")
+    p.add_argument("--backend", choices=("nccl", "gloo"), default=None, help="default: nccl on CUDA, else gloo")
+    args = p.parse_args(argv)
+    try:
+        overrides = {}
+        for item in args.set:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r}: use KEY=VALUE, e.g. --set zeta=0.1")
+            name, text = item.split("=", 1)
+            overrides[name.strip()] = parse_value(name.strip(), text)
+        cfg = get_config(args.preset, **overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}")
+        return 2
+    init_from_env(args.backend)
+    progress = is_main()
+    ensure_features(cfg, progress=progress)
+    if is_main():
+        ensure_graph(cfg)
+    barrier()
+    for bits in args.bits or cfg.bits:
+        payload = ensure_codes(cfg, bits, progress=progress)
+        if is_main():
+            print(f"[distributed] {world_size()} process(es): {cfg.variant} {bits} bits -> {payload['path']}")
+    barrier()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
