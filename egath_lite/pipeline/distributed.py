@@ -9,7 +9,9 @@ single-process code path is the same code. What runs where:
 * hash training (``engine.train_egath``): every rank draws the same batches; each batch is split into
   ``world`` contiguous chunks, each rank runs its chunk through ``DistributedDataParallel`` and the outputs
   are gathered (``gather_rows``), so the loss, the codes H and GCDH's discrete B step see the whole batch,
-  as in one process: the same codes up to floating-point summation order;
+  as in one process: the same codes up to floating-point summation order (checked with frozen features;
+  with ``finetune_clip`` two processes train but, on the toy data, end 0.8% apart in loss after one epoch:
+  not explained yet);
 * artifacts (``stage_on_rank0``): rank 0 alone writes; the others take part in the computation, wait at a
   barrier and then read what rank 0 wrote.
 """
