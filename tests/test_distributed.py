@@ -61,7 +61,7 @@ def test_two_gloo_processes_give_the_codes_of_one(tmp_path, random_clip_checkpoi
         "--master_port",
         str(29500 + os.getpid() % 1000),
         "-m",
-        "egath_lite.pipeline.distributed",
+        "egath_lite.driver.torchrun",
         "--preset",
         "tiny",
         "--set",

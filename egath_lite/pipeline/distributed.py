@@ -1,4 +1,4 @@
-"""Several processes, one run: ``torchrun --nproc_per_node N -m egath_lite.<entry>`` (NCCL on GPUs, gloo on CPUs).
+"""Several processes, one run: ``torchrun --nproc_per_node N -m egath_lite.driver.torchrun`` (NCCL on GPUs, gloo on CPUs).
 
 ``init_from_env()`` joins the process group torchrun describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
 ``MASTER_ADDR``/``MASTER_PORT``); without them it is one process and every helper here is a no-op, so the
@@ -153,53 +153,3 @@ def stage_on_rank0(
             compute()
         barrier()
     return payload if not reuse and is_main() else stage.load(cfg, custom=custom, **params)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``torchrun --nproc_per_node N -m egath_lite.pipeline.distributed --preset paper --set KEY=VALUE ...``.
-
-    Runs the features stage (shards split by rank), the label graph (rank 0) and the hash training of each
-    ``--bits`` (DDP); prints where rank 0 wrote the codes. Without torchrun it is one process.
-    """
-    import argparse
-
-    from egath_lite.pipeline.codes import ensure_codes
-    from egath_lite.pipeline.config import PRESETS, ConfigError, get_config, parse_value
-    from egath_lite.pipeline.features import ensure_features
-    from egath_lite.pipeline.graph import ensure_graph
-
-    p = argparse.ArgumentParser(prog="torchrun --nproc_per_node N -m egath_lite.pipeline.distributed")
-    p.add_argument("--preset", default="default", choices=PRESETS)
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="any config field, e.g. dataset=mscoco")
-    p.add_argument("--bits", nargs="+", type=int, default=None, help="default: the config's bits")
-    p.add_argument("--backend", choices=("nccl", "gloo"), default=None, help="default: nccl on CUDA, else gloo")
-    args = p.parse_args(argv)
-    try:
-        overrides = {}
-        for item in args.set:
-            if "=" not in item:
-                raise ConfigError(f"--set {item!r}: use KEY=VALUE, e.g. --set zeta=0.1")
-            name, text = item.split("=", 1)
-            overrides[name.strip()] = parse_value(name.strip(), text)
-        cfg = get_config(args.preset, **overrides)
-    except ConfigError as exc:
-        print(f"error: {exc}")
-        return 2
-    init_from_env(args.backend)
-    progress = is_main()
-    ensure_features(cfg, progress=progress)
-    if is_main():
-        ensure_graph(cfg)
-    barrier()
-    for bits in args.bits or cfg.bits:
-        payload = ensure_codes(cfg, bits, progress=progress)
-        if is_main():
-            print(f"[distributed] {world_size()} process(es): {cfg.variant} {bits} bits -> {payload['path']}")
-    barrier()
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
