@@ -75,6 +75,9 @@ class DataSection:
     )
     toy_size: int = _check(10_000, ge=20, doc="toy_nuswide: number of image-text pairs")
     image_size: int = _check(64, ge=16, doc="toy_nuswide: rendered image side in pixels")
+    label_dependence: float = _check(
+        0.0, ge=0.0, le=1.0, doc="toy_nuswide: share of a dependent label drawn as its parent (0: independent)"
+    )
     num_query: int | None = _check(1_000, ge=1, doc="None: the data set's benchmark default (GCDH split)")
     num_train: int | None = _check(5_000, ge=2, doc="None: the data set's benchmark default")
     split_seed: int | None = _check(None, ge=0, doc="None: the data set's benchmark default")
