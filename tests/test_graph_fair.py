@@ -201,3 +201,39 @@ def test_loss_shares_by_hand():
     w = {"w_cosine": 1.0, "w_triplet": 1.0, "w_cls": 0.5, "w_quant": 0.0}
     shares = loss_shares(hist, w)  # last epoch: 0.2, 0.1, 0.15, 0 of 0.45
     assert shares == pytest.approx({"cosine": 0.2 / 0.45, "triplet": 0.1 / 0.45, "cls": 0.15 / 0.45, "quant": 0.0})
+
+
+# ----------------------------------------------------------------------------- GATv2 through the driver and notebook 03
+def test_driver_set_options_reach_the_cells_config(tmp_path):
+    from egath_lite.driver import cli
+
+    options = {"device": "cpu", **cli._parse_sets(["gat_conv=gatv2", "gat_scale=unit", "label_dependence=0.5"])}
+    (cell,) = cli.cell_configs("tiny", ["toy_nuswide"], [0], ["egath"], tmp_path, options)
+    assert (cell.cfg.gat_conv, cell.cfg.gat_scale, cell.cfg.label_dependence) == ("gatv2", "unit", 0.5)
+    from egath_lite.pipeline.codes import HASH_FIELDS
+
+    assert {"gat_conv", "gat_scale"} <= set(HASH_FIELDS)  # a GATv2 model never reuses a GAT model's codes
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_gatv2_runs_through_notebook_03(tiny_runs, tmp_path):
+    import papermill as pm
+
+    from egath_lite.driver import cli
+    from egath_lite.pipeline.runs import load_results
+
+    run = "tiny-toy_nuswide-s0"
+    out = tmp_path / "03_gatv2.ipynb"
+    pm.execute_notebook(
+        str(cli.NOTEBOOK_DIR / "03_gat_classification.ipynb"),
+        str(out),
+        kernel_name="python3",
+        parameters={"RUN_NAME": run, "RUNS_ROOT": str(tiny_runs), "OVERRIDES": {"gat_conv": "gatv2"}},
+        cwd=str(cli.NOTEBOOK_DIR),
+        progress_bar=False,
+    )
+    cfg = cli.cell_configs("tiny", ["toy_nuswide"], [0], ["egath"], tiny_runs, {"device": "auto"})[0].cfg
+    r = load_results(cfg.replace(gat_conv="gatv2"), "03_gat_classification")
+    assert r["gat_cache_hit"] is False  # its own classifier, not the GAT's
+    assert all(0.0 < v <= 1.0 for v in r["map_image"].values())
