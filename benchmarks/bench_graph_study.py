@@ -332,11 +332,16 @@ FAIR_TIERS = (
 )
 
 
-def fair_cells(seeds: list[int], preset_cfg: Any) -> list[tuple]:
+TIER_NAMES = ("controls", "weights", "knob", "gcn_gatv2", "scarce")  # --fair-tiers picks some of FAIR_TIERS
+
+
+def fair_cells(seeds: list[int], preset_cfg: Any, tiers: tuple[str, ...] = TIER_NAMES) -> list[tuple]:
     """(seed, level, num_train, name) of the fair grid: tier by tier (``FAIR_TIERS``), each tier seed-major."""
     n = preset_cfg.num_train
     cells: list[tuple] = []
-    for tier in FAIR_TIERS:
+    for tier_name, tier in zip(TIER_NAMES, FAIR_TIERS):
+        if tier_name not in tiers:
+            continue
         for seed in seeds:
             if tier == "knob":
                 cells += [(seed, lvl, n, name) for lvl in KNOB_LEVELS[1:] for name in KNOB_CELLS]
@@ -344,7 +349,7 @@ def fair_cells(seeds: list[int], preset_cfg: Any) -> list[tuple]:
                 cells += [(seed, lvl, KNOB_SCARCE, name) for lvl in (0.0, 1.0) for name in KNOB_CELLS]
             else:
                 cells += [(seed, 0.0, n, name) for name in tier]
-    assert {c[3] for c in cells} == set(FAIR_CELLS)
+    assert tiers != TIER_NAMES or {c[3] for c in cells} == set(FAIR_CELLS)
     return list(dict.fromkeys(cells))
 
 
@@ -486,7 +491,7 @@ def run_fair(args: Any, preset_cfg: Any) -> int:
         return 0
     t_start = time.perf_counter()
     done = {fair_key(r) for r in rows}
-    cells = [c for c in fair_cells(args.seeds, preset_cfg) if c not in done]
+    cells = [c for c in fair_cells(args.seeds, preset_cfg, tuple(args.fair_tiers)) if c not in done]
     print(f"[graph-fair] {len(cells)} cells to train ({len(done)} rows in {results})", flush=True)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [
@@ -524,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="JSON-lines results file (default: benchmarks/results/graph_study_<preset>.jsonl)",
     )
+    p.add_argument("--fair-tiers", nargs="+", default=list(TIER_NAMES), choices=TIER_NAMES, help="fair grid: tiers")
     p.add_argument("--epochs", type=int, default=None, help="fair grid: hash-learning epochs (default: the preset's)")
     p.add_argument("--table-only", action="store_true", help="print the tables from the results file and exit")
     args = p.parse_args(argv)
