@@ -117,6 +117,14 @@ def test_identical_neighbourhoods_collapse_under_gat_on_the_toy_graph():
         assert F.cosine_similarity(H[w], H[lake], dim=0) > 0.99
         other = names.index("person")
         assert F.cosine_similarity(H[w], H[other], dim=0) < 0.99  # not every pair: the neighbourhood decides
+        assert effective_rank(H) > 3
+    # GCDH's NUS-WIDE threshold: a nearly complete graph, on which every classifier starts as nearly one vector,
+    # under GATv2 too (its attention can depend on the target, but untrained it is nearly uniform)
+    dense = torch.as_tensor(build_label_graph(Y, zeta=0.01).edge_index)
+    assert dense.shape[1] >= 90  # ≥ 80 of the 90 edges, plus the self-loops
+    for conv in ("gat", "gatv2"):
+        torch.manual_seed(0)
+        assert effective_rank(build_classifier("gat", 300, 512, 10, conv=conv).eval()(E, dense)) < 1.3
 
 
 # ----------------------------------------------------------------------------- label_dependence
