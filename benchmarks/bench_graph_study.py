@@ -45,7 +45,7 @@ METHODS = ("egath", "no_gat", "gcn")
 ZETAS = (0.01, 0.3)
 DROPOUTS = (0.0, 0.2)
 NUM_TRAINS = (250, 500, 1000, 5000)
-GRIDS = ("ablation", "scarcity")
+GRIDS = ("ablation", "scarcity", "fair")
 # The knobs each variant's classifier ignores (read from egath_lite.core.models; checked in tests/test_graph_study.py).
 IGNORES = {"egath": (), "no_gat": ("zeta", "gat_dropout"), "gcn": ("gat_dropout",)}
 
@@ -287,13 +287,239 @@ def report(rows: list[dict[str, Any]], preset_cfg: Any, seeds: list[int], bits: 
     )
 
 
+# --------------------------------------------------------------------------- the fair test (issue 20)
+FEATURE_SEED = 0  # one toy data set and tiny CLIP per dependence level; the cells vary the training seed
+# name -> (variant, config overrides); every cell at ζ 0.3 and released settings unless it says otherwise
+FAIR_CELLS: dict[str, tuple[str, dict[str, Any]]] = {
+    "egath": ("egath", {}),
+    "no_gat": ("no_gat", {}),
+    "gcn": ("gcn", {}),
+    "egath, self-loops only (ζ 1)": ("egath", {"zeta": 1.0}),
+    "no classifier (w_cls 0, no label fusion)": ("egath", {"w_cls": 0.0, "label_fusion": "none"}),
+    "egath, w_cls 0.1": ("egath", {"w_cls": 0.1}),
+    "no_gat, w_cls 0.1": ("no_gat", {"w_cls": 0.1}),
+    "egath, unit scale": ("egath", {"classifier_scale": "unit"}),
+    "no_gat, unit scale": ("no_gat", {"classifier_scale": "unit"}),
+    "gcn, unit scale": ("gcn", {"classifier_scale": "unit"}),
+    "egath, ζ 0.01": ("egath", {"zeta": 0.01}),
+    "egath GATv2": ("egath", {"gat_conv": "gatv2"}),
+    "egath GATv2, ζ 0.01": ("egath", {"gat_conv": "gatv2", "zeta": 0.01}),
+}
+KNOB_CELLS = ("egath, unit scale", "no_gat, unit scale", "gcn, unit scale")
+KNOB_LEVELS = (0.0, 0.5, 1.0)
+KNOB_SCARCE = 500  # the label-scarcity axis of the knob: labelled training items
+FAIR_PAIRS = (
+    ("egath", "no_gat"),
+    ("egath, self-loops only (ζ 1)", "no_gat"),
+    ("no classifier (w_cls 0, no label fusion)", "no_gat"),
+    ("egath, w_cls 0.1", "no_gat, w_cls 0.1"),
+    ("egath, unit scale", "no_gat, unit scale"),
+    ("gcn, unit scale", "no_gat, unit scale"),
+    ("egath, unit scale", "egath"),
+    ("no_gat, unit scale", "no_gat"),
+    ("egath GATv2", "egath"),
+    ("egath GATv2, ζ 0.01", "egath, ζ 0.01"),
+)
+
+
+# the order the grid trains in: the scale confound and its controls first, then the knob, then the rest
+FAIR_TIERS = (
+    ("egath", "no_gat", "egath, unit scale", "no_gat, unit scale", "egath, self-loops only (ζ 1)"),
+    ("no classifier (w_cls 0, no label fusion)", "egath, w_cls 0.1", "no_gat, w_cls 0.1"),
+    "knob",
+    ("gcn", "gcn, unit scale", "egath GATv2", "egath, ζ 0.01", "egath GATv2, ζ 0.01"),
+    "scarce",
+)
+
+
+TIER_NAMES = ("controls", "weights", "knob", "gcn_gatv2", "scarce")  # --fair-tiers picks some of FAIR_TIERS
+
+
+def fair_cells(seeds: list[int], preset_cfg: Any, tiers: tuple[str, ...] = TIER_NAMES) -> list[tuple]:
+    """(seed, level, num_train, name) of the fair grid: tier by tier (``FAIR_TIERS``), each tier seed-major."""
+    n = preset_cfg.num_train
+    cells: list[tuple] = []
+    for tier_name, tier in zip(TIER_NAMES, FAIR_TIERS):
+        if tier_name not in tiers:
+            continue
+        for seed in seeds:
+            if tier == "knob":
+                cells += [(seed, lvl, n, name) for lvl in KNOB_LEVELS[1:] for name in KNOB_CELLS]
+            elif tier == "scarce":
+                cells += [(seed, lvl, KNOB_SCARCE, name) for lvl in (0.0, 1.0) for name in KNOB_CELLS]
+            else:
+                cells += [(seed, 0.0, n, name) for name in tier]
+    assert tiers != TIER_NAMES or {c[3] for c in cells} == set(FAIR_CELLS)
+    return list(dict.fromkeys(cells))
+
+
+def fair_key(row: dict[str, Any]) -> tuple:
+    return (row["seed"], float(row["label_dependence"]), int(row["num_train"]), row["cell"])
+
+
+def _fair_rows(rows: list[dict[str, Any]], bits: int, epochs: int) -> list[dict[str, Any]]:
+    """The rows of one bit length and one number of hash-learning epochs."""
+    return [r for r in rows if r["bits"] == bits and r.get("epochs") == epochs]
+
+
+def run_fair_cell(
+    preset: str, runs_root: str, dataset: str, device: str, bits: int, epochs: int, seed: int, level: float,
+    num_train: int, name: str,
+) -> dict[str, Any]:  # fmt: skip
+    """One cell on the features of FEATURE_SEED at dependence ``level``: training seed ``seed``, cell ``name``."""
+    import torch
+
+    from egath_lite.pipeline.engine import hash_data
+    from egath_lite.pipeline.features import ensure_features
+    from egath_lite.pipeline.graph import ensure_graph
+    from egath_lite.studies.graph_fair import train_cell
+
+    torch.set_num_threads(1)
+    variant, overrides = FAIR_CELLS[name]
+    fcfg = bv._cfg(preset, runs_root, FEATURE_SEED, dataset, device, label_dependence=level)
+    if level:  # its own run folder per level (the features of one level per run)
+        fcfg = fcfg.replace(run_name=f"{fcfg.run_name}-dep{level:g}")
+    features = ensure_features(fcfg, progress=False)
+    graph_fields = {k: v for k, v in overrides.items() if k == "zeta"}
+    gcfg = fcfg.replace(num_train=num_train, **graph_fields)
+    data = hash_data(fcfg, features) if num_train == fcfg.num_train else scarce_data(gcfg, features)
+    graph = ensure_graph(gcfg)["tensors"]
+    tcfg = fcfg.replace(seed=seed, variant=variant, epochs=epochs, **overrides)
+    row = train_cell(tcfg, bits, data, graph)
+    return dict(seed=seed, label_dependence=level, num_train=num_train, cell=name, bits=bits, epochs=epochs, **row)
+
+
+def fair_lookup(rows, seed, level, n, name):
+    return next((r for r in rows if fair_key(r) == (seed, level, n, name)), None)
+
+
+def _fair_stat(rows, seeds, level, n, name, key) -> str:
+    vals = [r[key] for s in seeds if (r := fair_lookup(rows, s, level, n, name))]
+    return _mean_std(vals)
+
+
+def _fair_diff(rows, seeds, level, n, a, b, key) -> str:
+    diffs = []
+    for s in seeds:
+        ra, rb = fair_lookup(rows, s, level, n, a), fair_lookup(rows, s, level, n, b)
+        if ra and rb:
+            diffs.append(ra[key] - rb[key])
+    return _diff(diffs)
+
+
+def fair_controls_table(rows, preset_cfg, seeds) -> str:
+    """Every control cell at dependence 0: mAP, H's diagnostics before / after training, the loss shares."""
+    n = preset_cfg.num_train
+    heads = ["cell", "I→T", "T→I", "edges", "H rank 0→end", "max cos 0→end", "row norm 0", "cls share", "quant share"]
+    lines = ["| " + " | ".join(heads) + " |", "| --- |" + " ---: |" * (len(heads) - 1)]
+    for name in FAIR_CELLS:
+        got = [r for s in seeds if (r := fair_lookup(rows, s, 0.0, n, name))]
+        if not got:
+            continue
+
+        def m(k, fmt="{:.2f}", got=got):
+            return fmt.format(statistics.mean(r[k] for r in got))
+
+        edges = sorted({r["num_edges"] for r in got})
+        lines.append(
+            f"| {name} | {_fair_stat(rows, seeds, 0.0, n, name, 'i2t')} | {_fair_stat(rows, seeds, 0.0, n, name, 't2i')}"
+            f" | {edges} | {m('h0_rank')} → {m('h_rank')} | {m('h0_max_cos', '{:.3f}')} → {m('h_max_cos', '{:.3f}')}"
+            f" | {m('h0_norm')} | {m('share_cls', '{:.3f}')} | {m('share_quant', '{:.3f}')} |"
+        )
+    return "\n".join(lines)
+
+
+def fair_pairs_table(rows, preset_cfg, seeds) -> str:
+    """Paired differences (same training seed) of the named controls at dependence 0."""
+    n = preset_cfg.num_train
+    lines = ["| difference | I→T | T→I |", "| --- | ---: | ---: |"]
+    for a, b in FAIR_PAIRS:
+        cells = [_fair_diff(rows, seeds, 0.0, n, a, b, k) for k, _ in DIRECTIONS]
+        lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def knob_table(rows, preset_cfg, seeds) -> str:
+    """mAP per dependence level and training size of the unit-scale arms, and their paired differences."""
+    columns = [(lvl, preset_cfg.num_train) for lvl in KNOB_LEVELS] + [(lvl, KNOB_SCARCE) for lvl in (0.0, 1.0)]
+    heads = [f"dep {lvl:g}, {n:,} items" for lvl, n in columns]
+    lines = ["| cell | dir | " + " | ".join(heads) + " |", "| --- | --- |" + " ---: |" * len(heads)]
+    for name in KNOB_CELLS:
+        for key, d in DIRECTIONS:
+            cells = [_fair_stat(rows, seeds, lvl, n, name, key) for lvl, n in columns]
+            lines.append(f"| {name} | {d} | " + " | ".join(cells) + " |")
+    lines += ["", "| difference | dir | " + " | ".join(heads) + " |", "| --- | --- |" + " ---: |" * len(heads)]
+    for a, b in (("egath, unit scale", "no_gat, unit scale"), ("gcn, unit scale", "no_gat, unit scale")):
+        for key, d in DIRECTIONS:
+            cells = [_fair_diff(rows, seeds, lvl, n, a, b, key) for lvl, n in columns]
+            lines.append(f"| {a.split(',')[0]} − {b.split(',')[0]} (unit) | {d} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def fair_report(rows, preset_cfg, seeds, bits) -> str:
+    trained = [r for r in rows if "train_seconds" in r]
+    timing = (
+        f"{len(trained)} cells; median training time {statistics.median(r['train_seconds'] for r in trained):.0f} s"
+        if trained
+        else "no cells"
+    )
+    return "\n".join(
+        [
+            f"### Controls at {preset_cfg.num_train:,} items, {bits} bits, dependence 0 (mAP@all, seeds {seeds})",
+            "",
+            fair_controls_table(rows, preset_cfg, seeds),
+            "",
+            "Paired differences (same training seed; mean ± std, seeds > 0):",
+            "",
+            fair_pairs_table(rows, preset_cfg, seeds),
+            "",
+            f"### The label_dependence knob, unit scale, {bits} bits (mAP@all)",
+            "",
+            knob_table(rows, preset_cfg, seeds),
+            "",
+            timing,
+        ]
+    )
+
+
+def run_fair(args: Any, preset_cfg: Any) -> int:
+    results = Path(args.results or REPO / "benchmarks" / "results" / f"graph_fair_{args.preset}.jsonl")
+    epochs = args.epochs or preset_cfg.epochs
+    rows = _fair_rows(bv.load_rows(results), args.bits, epochs)
+    if args.table_only:
+        print(fair_report(rows, preset_cfg, args.seeds, args.bits))
+        return 0
+    t_start = time.perf_counter()
+    done = {fair_key(r) for r in rows}
+    cells = [c for c in fair_cells(args.seeds, preset_cfg, tuple(args.fair_tiers)) if c not in done]
+    print(f"[graph-fair] {len(cells)} cells to train ({len(done)} rows in {results})", flush=True)
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = [
+            pool.submit(run_fair_cell, args.preset, args.runs_root, args.dataset, args.device, args.bits, epochs, *c)
+            for c in cells
+        ]
+        for k, fut in enumerate(as_completed(futures), 1):
+            row = fut.result()
+            bv.append_row(results, row)
+            rows.append(row)
+            print(
+                f"[graph-fair] {k}/{len(cells)} seed {row['seed']} dep {row['label_dependence']:g} n "
+                f"{row['num_train']} {row['cell']}: I→T {row['i2t']:.4f} T→I {row['t2i']:.4f} rank "
+                f"{row['h0_rank']:.2f}→{row['h_rank']:.2f} cls share {row['share_cls']:.3f} "
+                f"({row['train_seconds']:.0f} s) | {time.perf_counter() - t_start:.0f} s elapsed",
+                flush=True,
+            )
+    print(fair_report(rows, preset_cfg, args.seeds, args.bits))
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="default")
     p.add_argument("--dataset", default="toy_nuswide")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--grids", nargs="+", default=list(GRIDS), choices=GRIDS)
+    p.add_argument("--grids", nargs="+", default=["ablation", "scarcity"], choices=GRIDS)
     p.add_argument("--bits", type=int, default=32)
     p.add_argument("--runs-root", default=str(REPO / "runs"))
     p.add_argument("--device", default="cpu", help="training device of the hash models")
@@ -303,12 +529,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="JSON-lines results file (default: benchmarks/results/graph_study_<preset>.jsonl)",
     )
+    p.add_argument("--fair-tiers", nargs="+", default=list(TIER_NAMES), choices=TIER_NAMES, help="fair grid: tiers")
+    p.add_argument("--epochs", type=int, default=None, help="fair grid: hash-learning epochs (default: the preset's)")
     p.add_argument("--table-only", action="store_true", help="print the tables from the results file and exit")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from egath_lite import get_config
 
     preset_cfg = get_config(args.preset, dataset=args.dataset)
+    if "fair" in args.grids:
+        if len(args.grids) > 1:
+            raise SystemExit("run the fair grid on its own: --grids fair")
+        return run_fair(args, preset_cfg)
     if preset_cfg.num_train not in NUM_TRAINS:
         raise SystemExit(
             f"the {args.preset} preset trains on {preset_cfg.num_train} items; the sweep {NUM_TRAINS} must include it"

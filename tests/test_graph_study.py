@@ -190,3 +190,33 @@ def test_attention_edges_by_hand():
         assert got[k][0] == pytest.approx(a) and got[k][1] == pytest.approx(dn)
     assert e["self_loop"].tolist() == [t == s for t, s in zip(e["target"], e["source"])]
     assert e["cond_prob"][e["self_loop"]].tolist() == [1.0, 1.0, 1.0]
+
+
+# ----------------------------------------------------------------------------- the fair grid (issue 20)
+def _fair_row(seed, cell, i2t, level=0.0, n=5000, **diag):
+    base = dict(h0_rank=1.0, h_rank=2.0, h0_max_cos=1.0, h_max_cos=0.5, h0_norm=8.0, share_cls=0.5, share_quant=0.1)
+    return dict(seed=seed, cell=cell, label_dependence=level, num_train=n, i2t=i2t, t2i=i2t, bits=32, epochs=6,
+                num_edges=15, **{**base, **diag})  # fmt: skip
+
+
+def test_fair_grid_cells_and_tables_by_hand():
+    cfg = get_config("default")
+    cells = study.fair_cells([0, 1, 2], cfg)
+    # 13 controls at dependence 0 + 3 arms × 2 more levels + 3 arms × 2 levels at 500 items, per seed
+    assert len(cells) == 3 * (13 + 6 + 6) and len(set(cells)) == len(cells)
+    assert cells[0] == (0, 0.0, 5000, "egath") and cells[1] == (0, 0.0, 5000, "no_gat")
+    rows = []
+    for s, (e, g) in enumerate([(0.50, 0.52), (0.55, 0.54), (0.60, 0.63)]):
+        rows += [_fair_row(s, "egath", e, h_rank=1.0 + s), _fair_row(s, "no_gat", g)]
+    pairs = study.fair_pairs_table(rows, cfg, [0, 1, 2])
+    # egath − no_gat per seed: −0.02, +0.01, −0.03 → mean −0.0133, std 0.0208, 1 of 3 > 0
+    line = next(x for x in pairs.splitlines() if x.startswith("| egath − no_gat |"))
+    assert line == "| egath − no_gat | -0.0133 ± 0.0208 (1/3 > 0) | -0.0133 ± 0.0208 (1/3 > 0) |"
+    controls = study.fair_controls_table(rows, cfg, [0, 1, 2])
+    egath = next(x for x in controls.splitlines() if x.startswith("| egath |"))
+    assert "| 0.5500 ± 0.0500 |" in egath and "| 1.00 → 2.00 |" in egath  # h_rank 1, 2, 3 → mean 2
+    # a cell without rows is left out; a pair with one side missing shows a dash
+    assert not any(x.startswith("| gcn |") for x in controls.splitlines())
+    assert "| egath, w_cls 0.1 − no_gat, w_cls 0.1 | — | — |" in pairs
+    knob = study.knob_table([_fair_row(0, "egath, unit scale", 0.4, level=1.0)], cfg, [0])
+    assert "| egath, unit scale | I→T | — | — | 0.4000 (n=1) | — | — |" in knob

@@ -26,17 +26,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 CLASSIFIERS = ("gat", "gcn", "independent")
+GAT_CONVS = ("gat", "gatv2")  # the released GATConv (static attention) or GATv2Conv (dynamic attention)
+CLASSIFIER_SCALES = ("released", "unit")  # H as each classifier makes it, or rows of norm τ (one learned τ)
 LABEL_FUSIONS = ("concat", "concat_logits", "none")
 TEXT_INPUTS = ("bow", "clip")
 
 
-def setting(default: Any, doc: str = "", **rule: Any) -> Any:
+def setting(default: Any, doc: str = "", name: str | None = None, **rule: Any) -> Any:
     """A config field with its one-line meaning and its range or choices (``ge``, ``gt``, ``lt``, ``le``, ``choices``).
 
     The run configuration (``egath_lite.pipeline.config``) takes each component's fields from these dataclasses,
-    so every setting is declared once, here, beside the module it configures.
+    so every setting is declared once, here, beside the module it configures; its name there is the component's
+    prefix + the field's name (``gat_layers``), or ``name`` where the setting is not the component's alone.
     """
-    return field(default=default, metadata={**rule, "doc": doc})
+    return field(default=default, metadata={**rule, "doc": doc, **({"name": name} if name else {})})
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,13 @@ class GATConfig:
     input_dropout: float = setting(0.0, "dropout on the node features (released: 0)", ge=0.0, lt=1.0)
     init_gain: float | None = setting(1.414, "Xavier gain of the layer weights; None: PyG's init", gt=0.0)
     label_bias: bool = setting(False, "a per-label bias on the scores (measured: no gain, 3 seeds)")
+    conv: str = setting("gat", "gat: the released GATConv (static attention); gatv2: GATv2Conv", choices=GAT_CONVS)
+    scale: str = setting(
+        "released",
+        "released: H as each classifier makes it; unit: rows of H L2-normalised times one learned τ (every kind)",
+        name="classifier_scale",  # every classifier kind reads it (gat, gcn, independent), not the GAT alone
+        choices=CLASSIFIER_SCALES,
+    )
 
 
 @dataclass(frozen=True)
@@ -183,16 +193,34 @@ class TransFC(nn.Module):
 
 
 class _LabelBias(nn.Module):
-    """Scores Ŝ = f Hᵀ (+ a per-label bias b (C) when ``label_bias``; the paper and GCDH have none)."""
+    """Scores Ŝ = f Hᵀ (+ a per-label bias b (C) when ``label_bias``; the paper and GCDH have none).
 
-    def __init__(self, num_labels: int, label_bias: bool = False):
+    ``scale="unit"`` puts every classifier kind on one footing: H's rows are L2-normalised and multiplied by
+    one learned temperature τ (starting at 1), so at initialisation every row has norm 1 whatever the layer
+    makes of its inputs (the released GAT on raw GloVe rows starts near 8, ``IndependentClassifier`` near 1).
+    """
+
+    def __init__(self, num_labels: int, label_bias: bool = False, scale: str = "released"):
         super().__init__()
+        if scale not in CLASSIFIER_SCALES:
+            raise ValueError(f"unknown classifier_scale {scale!r}; choose one of {', '.join(CLASSIFIER_SCALES)}")
+        self.scale_mode = scale
+        if scale == "unit":
+            self.temperature = nn.Parameter(torch.ones(()))
+        else:
+            self.register_parameter("temperature", None)
         if label_bias:
             # lets standardised frozen features reproduce a label's prior (calibrated probabilities);
             # a per-label constant cannot change a label's ranking, so AP does not need it
             self.bias = nn.Parameter(torch.zeros(num_labels))
         else:
             self.register_parameter("bias", None)
+
+    def rescale(self, H: torch.Tensor) -> torch.Tensor:
+        """H (C, d) as the classifier returns it: unchanged (``released``) or τ · rows of unit norm (``unit``)."""
+        if self.temperature is None:
+            return H
+        return self.temperature * F.normalize(H, dim=1)
 
     def scores(self, f: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
         """f (n, d), H (C, d) → Ŝ (n, C)."""
@@ -207,7 +235,18 @@ def _check_dropout(name: str, p: float) -> None:
 
 
 def _released_gat_init(conv: nn.Module, gain: float) -> None:
-    """Xavier-uniform with ``gain`` as the released GATLayer: W (in → heads·out) and, per head, a = [a_dst; a_src] (2·out, 1)."""
+    """Xavier-uniform with ``gain`` as the released GATLayer: W (in → heads·out) and, per head, a = [a_dst; a_src] (2·out, 1).
+
+    GATv2Conv has two weights (source, target) and one attention vector a (out) per head: the same rule,
+    Xavier with ``gain`` on each weight and on a as an (out, 1) matrix.
+    """
+    if hasattr(conv, "att"):  # GATv2Conv
+        nn.init.xavier_uniform_(conv.lin_l.weight, gain=gain)
+        nn.init.xavier_uniform_(conv.lin_r.weight, gain=gain)
+        out = conv.att.shape[-1]
+        bound = gain * math.sqrt(6.0 / (out + 1))
+        nn.init.uniform_(conv.att, -bound, bound)
+        return
     nn.init.xavier_uniform_(conv.lin.weight, gain=gain)
     out = conv.att_src.shape[-1]
     bound = gain * math.sqrt(6.0 / (2 * out + 1))  # xavier_uniform_ of a (2·out, 1): fan_in 1, fan_out 2·out
@@ -235,13 +274,22 @@ class GATClassifier(_LabelBias):
     ``cfg`` is a ``GATConfig`` (keyword overrides allowed: ``GATClassifier(300, 512, 10, hidden=8)``):
     ``dropout`` on the attention coefficients (the released layer's only dropout), ``input_dropout`` on the node
     features before each layer, ``bias`` per layer, ``init_gain`` of Xavier-uniform (``None``: PyG's glorot),
-    ``label_bias`` of the scores.
+    ``label_bias`` of the scores, ``conv`` (``gat``: the released ``GATConv``; ``gatv2``: ``GATv2Conv``, whose
+    attention depends on the target node too) and ``scale`` (``_LabelBias``).
+
+    Static attention (Brody et al., ICLR 2022): in ``GATConv`` the score of edge j → i is
+    LeakyReLU(a_dstᵀWx_i + a_srcᵀWx_j); the target's term is the same for all of i's edges, so the softmax
+    ranks every i's neighbours alike, and two labels with the same neighbourhood get the same row of H.
     """
 
     def __init__(self, in_dim: int, out_dim: int, num_labels: int, cfg: GATConfig | None = None, **overrides: Any):
         cfg = _with(cfg, GATConfig, overrides)
-        super().__init__(num_labels, cfg.label_bias)
-        GATConv = _pyg_conv("GATConv")
+        super().__init__(num_labels, cfg.label_bias, cfg.scale)
+        GATConv, GATv2Conv = _pyg_conv("GATConv"), _pyg_conv("GATv2Conv")
+
+        if cfg.conv not in GAT_CONVS:
+            raise ValueError(f"unknown gat_conv {cfg.conv!r}; choose one of {', '.join(GAT_CONVS)}")
+        conv_cls = GATv2Conv if cfg.conv == "gatv2" else GATConv
 
         if cfg.layers < 1:
             raise ValueError(f"gat_layers must be >= 1, got {cfg.layers}")
@@ -260,7 +308,7 @@ class GATClassifier(_LabelBias):
         self.convs = nn.ModuleList()
         for i in range(cfg.layers - 1):  # hidden layers concatenate their heads: hidden // heads channels per head
             self.convs.append(
-                GATConv(
+                conv_cls(
                     dims[i],
                     hidden // heads,
                     heads=heads,
@@ -272,7 +320,7 @@ class GATClassifier(_LabelBias):
             )
         # the last layer averages its heads, as in the GAT paper's output layer
         self.convs.append(
-            GATConv(
+            conv_cls(
                 dims[-1],
                 out_dim,
                 heads=heads,
@@ -304,20 +352,21 @@ class GATClassifier(_LabelBias):
             attention.append((att_index, alpha))
             if i < len(self.convs) - 1:
                 x = F.leaky_relu(x, self.negative_slope)
+        x = self.rescale(x)
         return (x, attention) if return_attention else x
 
 
 class GCNClassifier(_LabelBias):
     """Ablation: the same stack with GCNConv (fixed, degree-normalised weights instead of attention).
 
-    Reads the ``GATConfig`` fields ``layers``, ``hidden``, ``negative_slope``, ``bias``, ``label_bias`` and, as its
+    Reads the ``GATConfig`` fields ``layers``, ``hidden``, ``negative_slope``, ``bias``, ``label_bias``, ``scale`` and, as its
     dropout on the node features, ``input_dropout`` (there is no attention to drop): the two differ only in
     the attention. Inputs: E (C, F), edge_index (2, M), edge_weight (M) or None. Output: H (C, out_dim).
     """
 
     def __init__(self, in_dim: int, out_dim: int, num_labels: int, cfg: GATConfig | None = None, **overrides: Any):
         cfg = _with(cfg, GATConfig, overrides)
-        super().__init__(num_labels, cfg.label_bias)
+        super().__init__(num_labels, cfg.label_bias, cfg.scale)
         GCNConv = _pyg_conv("GCNConv")
 
         if cfg.layers < 1:
@@ -339,15 +388,15 @@ class GCNClassifier(_LabelBias):
             x = conv(x, edge_index, edge_weight)
             if i < len(self.convs) - 1:
                 x = F.leaky_relu(x, self.negative_slope)
-        return x
+        return self.rescale(x)
 
 
 class IndependentClassifier(_LabelBias):
     """Ablation without a graph: H (C, out_dim) is a free parameter, i.e. C independent linear classifiers."""
 
     def __init__(self, in_dim: int, out_dim: int, num_labels: int, cfg: GATConfig | None = None, **overrides: Any):
-        cfg = _with(cfg, GATConfig, overrides)  # only label_bias applies
-        super().__init__(num_labels, cfg.label_bias)
+        cfg = _with(cfg, GATConfig, overrides)  # only label_bias and scale apply
+        super().__init__(num_labels, cfg.label_bias, cfg.scale)
         self.in_dim, self.num_labels = in_dim, num_labels
         self.H = nn.Parameter(torch.randn(num_labels, out_dim) / math.sqrt(out_dim))
 
@@ -359,7 +408,7 @@ class IndependentClassifier(_LabelBias):
             raise ValueError(
                 f"label embeddings have {E.shape[0]} rows, the classifier was built for {self.num_labels} labels"
             )
-        return self.H
+        return self.rescale(self.H)
 
 
 def _check_graph(E: torch.Tensor, edge_index: torch.Tensor, in_dim: int, num_labels: int) -> None:

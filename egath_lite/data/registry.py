@@ -125,7 +125,12 @@ def dataset_from_config(cfg) -> MultiModalDataset:
     if cfg.dataset == "toy_nuswide":
         # the toy bundle is cached in the runs root's shared cache: nothing is written outside the runs root
         return load_dataset(
-            "toy_nuswide", size=cfg.toy_size, seed=cfg.seed, image_size=cfg.image_size, cache_dir=cfg.runs_root
+            "toy_nuswide",
+            size=cfg.toy_size,
+            seed=cfg.seed,
+            image_size=cfg.image_size,
+            cache_dir=cfg.runs_root,
+            label_dependence=getattr(cfg, "label_dependence", 0.0),
         )
     # a real set is loaded once per fingerprint into <runs_root>/shared-cache (egath_lite.data.dataset_cache)
     from egath_lite.data.dataset_cache import load_cached
@@ -173,6 +178,8 @@ def dataset_fingerprint(cfg, images: bool = True) -> str:
         from egath_lite.data.toy_nuswide import GENERATOR_VERSION, generator_fingerprint
 
         parts: Any = ["toy_nuswide", GENERATOR_VERSION, generator_fingerprint(), cfg.toy_size, cfg.seed, cfg.image_size]
+        if getattr(cfg, "label_dependence", 0.0):  # level 0: the independent generator's fingerprint
+            parts.append(float(cfg.label_dependence))
     else:
         if cfg.dataset not in _REGISTRY or _REGISTRY[cfg.dataset].generated:
             raise DatasetError(f"unknown dataset {cfg.dataset!r}; available: {available_datasets()}")

@@ -26,6 +26,7 @@ from egath_lite.data.toy_nuswide import (
     SPLIT_QUERY_FRACTION,
     SPLIT_SEED,
     SPLIT_TRAIN_FRACTION,
+    check_label_dependence,
     generate_toy_nuswide,
     generator_fingerprint,
     resolve_size,
@@ -42,20 +43,25 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.cwd() / "runs"
 
 
-def cache_key(size: int, seed: int, image_size: int) -> str:
+def cache_key(size: int, seed: int, image_size: int, label_dependence: float = 0.0) -> str:
     """16 hex digits over the parameters, the generator's version and its source digest."""
+    params: dict[str, Any] = {"toy_size": int(size), "seed": int(seed), "image_size": int(image_size)}
+    if label_dependence:  # level 0 keeps the parameters of the independent generator
+        params["label_dependence"] = float(label_dependence)
     parts = {
         "format": CACHE_FORMAT,
         "version": GENERATOR_VERSION,
         "generator": generator_fingerprint(),
-        "params": {"toy_size": int(size), "seed": int(seed), "image_size": int(image_size)},
+        "params": params,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cache_path(cache_dir: str | os.PathLike, size: int, seed: int, image_size: int) -> Path:
-    """The bundle of (size, seed, image_size, generator version) under ``<cache_dir>/shared-cache/``."""
-    key = cache_key(size, seed, image_size)
+def cache_path(
+    cache_dir: str | os.PathLike, size: int, seed: int, image_size: int, label_dependence: float = 0.0
+) -> Path:
+    """The bundle of (size, seed, image_size, label_dependence, generator version) under ``<cache_dir>/shared-cache/``."""
+    key = cache_key(size, seed, image_size, label_dependence)
     return Path(cache_dir).resolve() / SHARED_DIR / f"toy_nuswide-{key}.bundle"
 
 
@@ -107,16 +113,21 @@ def load_toy_nuswide(
     image_size: int = 64,
     cache_dir: str | os.PathLike | None | bool = None,
     progress: bool = True,
+    label_dependence: float = 0.0,
 ) -> MultiModalDataset:
     """The toy_nuswide dataset; cached under ``cache_dir`` (None: default_cache_dir(), False: no cache).
+
+    ``label_dependence`` in [0, 1]: how often a dependent label is drawn and tagged as its parent
+    (``egath_lite.data.toy_nuswide``; 0, the default, is the independent rendering).
 
     A cache file that is unreadable, truncated, altered or made by other parameters is
     reported on stdout and regenerated (it is a pure function of the parameters).
     """
     n = resolve_size(size)
+    level = check_label_dependence(label_dependence)
 
     def compute() -> dict[str, np.ndarray]:
-        data = generate_toy_nuswide(n, seed, image_size, progress=progress)
+        data = generate_toy_nuswide(n, seed, image_size, progress=progress, label_dependence=level)
         if any("\n" in t for t in data["texts"]):  # guards the newline-joined storage format
             raise DatasetError("a generated tag contains a newline; this is a bug in toy_tags")
         text_bytes = np.frombuffer("\n".join(data["texts"]).encode("utf-8"), dtype=np.uint8).copy()
@@ -134,8 +145,8 @@ def load_toy_nuswide(
         seconds = time.perf_counter() - start
     else:
         root = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
-        path = cache_path(root, n, seed, image_size)
-        arrays, cache_hit, seconds = _cached(path, cache_key(n, seed, image_size), n, image_size, compute)
+        path = cache_path(root, n, seed, image_size, level)
+        arrays, cache_hit, seconds = _cached(path, cache_key(n, seed, image_size, level), n, image_size, compute)
     texts = arrays["texts_utf8"].tobytes().decode("utf-8").split("\n")
     if len(texts) != n:
         raise BundleError(f"{path}: {len(texts)} texts for {n} items; delete {path} and rerun")
@@ -147,6 +158,7 @@ def load_toy_nuswide(
         "num_items": n,
         "seed": int(seed),
         "image_size": int(image_size),
+        "label_dependence": level,
         "label_names": list(NUS_TC10_LABELS),
     }
     q = max(1, round(SPLIT_QUERY_FRACTION * n))

@@ -77,6 +77,9 @@ class DataSection:
     )
     toy_size: int = _check(10_000, ge=20, doc="toy_nuswide: number of image-text pairs")
     image_size: int = _check(64, ge=16, doc="toy_nuswide: rendered image side in pixels")
+    label_dependence: float = _check(
+        0.0, ge=0.0, le=1.0, doc="toy_nuswide: share of a dependent label drawn as its parent (0: independent)"
+    )
     num_query: int | None = _check(1_000, ge=1, doc="None: the data set's benchmark default (GCDH split)")
     num_train: int | None = _check(5_000, ge=2, doc="None: the data set's benchmark default")
     split_seed: int | None = _check(None, ge=0, doc="None: the data set's benchmark default")
@@ -126,8 +129,18 @@ def _component_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, Any]]
     """
     hints = typing.get_type_hints(cls)
     return [
-        (prefix + f.name, hints[f.name], field(default=f.default, metadata=f.metadata)) for f in dataclasses.fields(cls)
+        (
+            _run_name(f, prefix),
+            hints[f.name],
+            field(default=f.default, metadata={k: v for k, v in f.metadata.items() if k != "name"}),
+        )
+        for f in dataclasses.fields(cls)
     ]
+
+
+def _run_name(f: dataclasses.Field, prefix: str) -> str:
+    """A component field's name in the run configuration: its ``setting(name=...)``, else ``prefix + name``."""
+    return f.metadata.get("name") or prefix + f.name
 
 
 # Component configs of egath_lite.core and the prefix of their fields in the run configuration.
@@ -136,13 +149,13 @@ COMPONENTS: dict[type, str] = {GATConfig: "gat_", EncoderConfig: "trans_", HashC
 
 def component_fields(cls: type) -> tuple[str, ...]:
     """The run config's names of a ``core`` component config's fields, e.g. ``('gat_layers', 'gat_hidden', …)``."""
-    return tuple(COMPONENTS[cls] + f.name for f in dataclasses.fields(cls))
+    return tuple(_run_name(f, COMPONENTS[cls]) for f in dataclasses.fields(cls))
 
 
 def component(cfg: Config, cls: type) -> Any:
     """The ``core`` component config ``cls`` (``GATConfig``, ``EncoderConfig``, ``HashConfig``, ``LossConfig``) of ``cfg``."""
     prefix = COMPONENTS[cls]
-    return cls(**{f.name: getattr(cfg, prefix + f.name) for f in dataclasses.fields(cls)})
+    return cls(**{f.name: getattr(cfg, _run_name(f, prefix)) for f in dataclasses.fields(cls)})
 
 
 ClassifierSection = dataclasses.make_dataclass(
