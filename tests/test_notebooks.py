@@ -44,7 +44,7 @@ def test_driver_writes_executed_notebooks_and_tables(tiny_runs):
     methods = {line.split(",")[1] for line in csv_lines[1:]}
     assert "egath" in methods and len(csv_lines) - 1 >= 3  # 16/32/64 bits at least
     log = (tiny_runs / RUN / "driver.log").read_text()  # every notebook's output streamed to the run's log
-    assert all(name in log for name in reproduce.NOTEBOOKS) and "tiny CLIP training" in log
+    assert all(name in log for name in reproduce.NOTEBOOKS) and "tiny CLIP: " in log and "trained in" in log
     stages = {e["stage"] for e in read_index(tiny_runs / RUN).values()}
     assert {"tiny_clip", "features", "graph", "classifier", "codes"} <= stages
 
