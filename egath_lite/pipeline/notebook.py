@@ -143,7 +143,7 @@ def setup(
     quiet_widgetless_kernel()
     if not isinstance(force, bool):
         raise TypeError(f"FORCE must be True or False, got {force!r}")
-    if "ipykernel" in sys.modules:  # a notebook run (by hand or by the driver), not a library call
+    if _in_kernel():  # a notebook run (by hand or by the driver), not a library call
         from egath_lite.data.fingerprint import begin_session
 
         begin_session()  # this run stats the data set's image folders once (a driver hands its digests down)
@@ -169,3 +169,11 @@ def setup(
             f"below are this run's and may differ"
         )
     return Session(notebook, cfg, recorded, device, force)
+
+
+def _in_kernel() -> bool:
+    """True inside a running Jupyter kernel (a notebook run), not merely when ipykernel was imported (pytest, a
+    library call from a script that imported papermill)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
