@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 
 from egath_lite.core.methods._bertadam import BertAdam, set_epoch_lr
+from egath_lite.core.methods._common import plain_epoch
 
 NAME = "dchmt"
 SUPERVISED = True
@@ -184,17 +185,5 @@ def loss(
 
 
 def epoch(model, loss_fn, batches, Y: torch.Tensor, state: dict, opt, cfg: Config) -> dict[str, float]:
-    """One pass over the batches: forward, loss, backward, BertAdam step (it clips each gradient)."""
-    device = next(model.parameters()).device
-    model.train()
-    sums: dict[str, float] = {}
-    seen = 0
-    for pos, image, text in batches:
-        terms = loss_fn(model(image, text), pos, Y[pos].to(device), state, cfg)
-        opt.zero_grad()
-        terms["total"].backward()
-        opt.step()
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + value.item() * len(pos)
-        seen += len(pos)
-    return {name: total / max(seen, 1) for name, total in sums.items()}
+    """One pass over the batches: forward, loss, backward, BertAdam step (it clips each gradient). (``_common.plain_epoch``)"""
+    return plain_epoch(model, loss_fn, batches, Y, state, opt, cfg)

@@ -45,6 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from egath_lite.core.methods._bertadam import BertAdam, set_epoch_lr
+from egath_lite.core.methods._common import plain_epoch
 
 NAME = "dsph"
 SUPERVISED = True
@@ -242,17 +243,5 @@ def loss(
 
 
 def epoch(model, loss_fn, batches, Y: torch.Tensor, state: dict, opt, cfg: Config) -> dict[str, float]:
-    """One pass over the batches: forward, loss, backward, one step of both optimizers."""
-    device = next(model.parameters()).device
-    model.train()
-    sums: dict[str, float] = {}
-    seen = 0
-    for pos, image, text in batches:
-        terms = loss_fn(model(image, text), pos, Y[pos].to(device), state, cfg)
-        opt.zero_grad()
-        terms["total"].backward()
-        opt.step()
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + value.item() * len(pos)
-        seen += len(pos)
-    return {name: total / max(seen, 1) for name, total in sums.items()}
+    """One pass over the batches: forward, loss, backward, one step of both optimizers. (``_common.plain_epoch``)"""
+    return plain_epoch(model, loss_fn, batches, Y, state, opt, cfg)
