@@ -3,6 +3,8 @@
     python benchmarks/bench_variants.py                          # default preset, seeds 0 1 2, all variants
     python benchmarks/bench_variants.py --preset tiny --seeds 0 --variants egath no_gat --workers 2
     python benchmarks/bench_variants.py --table-only             # re-print the table from the results file
+    python benchmarks/bench_variants.py --variants egath no_gat --classifier-scale released unit \
+        --results benchmarks/results/main_job_scale_default.jsonl   # the main job at both classifier scales, paired
 
 One seed is one whole pipeline: the toy data set, the tiny CLIP, the features, the label
 graph and the hash training all draw from it, so the spread over seeds includes the data.
@@ -88,6 +90,7 @@ def run_cell(
         seed=seed,
         method=variant,
         bits=bits,
+        **overrides,
         **query_maps(t),
         val_map=m["val_map"],
         best_epoch=m["best_epoch"],
@@ -159,6 +162,45 @@ def summarize(rows: list[dict[str, Any]], methods: list[str], bits_list: list[in
     return "\n".join(lines)
 
 
+def _scale(row: dict[str, Any]) -> str:
+    return row.get("classifier_scale", "released")  # rows written before the option existed ran as released
+
+
+def paired_summary(rows: list[dict[str, Any]], variants: list[str], bits_list: list[int], scales: list[str]) -> str:
+    """Paired differences over seeds (mean ± std, wins): each scale against the first, and each variant against no_gat.
+
+    A difference is taken within one seed (same data, features and initial draw), then averaged over seeds."""
+    by = {(r["seed"], r["method"], r["bits"], _scale(r)): r for r in rows if r["method"] in VARIANTS}
+
+    def diff(a: tuple[str, str], b: tuple[str, str], bits: int, key: str) -> str:
+        vals = [
+            by[(s, a[0], bits, a[1])][key] - by[(s, b[0], bits, b[1])][key]
+            for s in sorted({k[0] for k in by})
+            if (s, a[0], bits, a[1]) in by and (s, b[0], bits, b[1]) in by
+        ]
+        if not vals:
+            return "—"
+        sd = f" ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else ""
+        return f"{statistics.mean(vals):+.3f}{sd} ({sum(v > 0 for v in vals)}/{len(vals)})"
+
+    head = "| difference (paired by seed; wins/seeds) | " + " | ".join(
+        [f"I→T {b}" for b in bits_list] + [f"T→I {b}" for b in bits_list]
+    )
+    lines = [head + " |", "| --- |" + " ---: |" * (2 * len(bits_list))]
+    pairs = []
+    for v in variants:
+        for sc in scales[1:]:
+            pairs.append((f"{v}: {sc} − {scales[0]}", (v, sc), (v, scales[0])))
+    for sc in scales:
+        for v in variants:
+            if v != "no_gat" and "no_gat" in variants:
+                pairs.append((f"{v} − no_gat, both {sc}", (v, sc), ("no_gat", sc)))
+    for name, a, b in pairs:
+        cells = [diff(a, b, bits, k) for k in ("i2t", "t2i") for bits in bits_list]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def timing_summary(rows: list[dict[str, Any]]) -> str:
     trained = [r for r in rows if r["method"] in VARIANTS and not r.get("cache_hit")]
     if not trained:
@@ -187,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--results", default=None, help="JSON-lines results file (default: <runs_root>/bench_variants_<preset>.jsonl)"
     )
+    p.add_argument(
+        "--classifier-scale",
+        nargs="+",
+        default=["released"],
+        choices=["released", "unit"],
+        help="run every cell at each of these classifier scales (the first is the reference of the paired table)",
+    )
     p.add_argument("--table-only", action="store_true", help="print the table from the results file and exit")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -196,9 +245,20 @@ def main(argv: list[str] | None = None) -> int:
 
     bits_list = args.bits or list(get_config(args.preset).bits)
     methods = list(args.variants) + list(BASELINES)
-    if args.table_only:
-        print(summarize(rows, methods, bits_list))
+    scales = list(args.classifier_scale)
+
+    def report() -> None:
+        for sc in scales:
+            if len(scales) > 1:
+                print(f"\nclassifier_scale = {sc!r}:")
+            print(summarize([r for r in rows if r["method"] in BASELINES or _scale(r) == sc], methods, bits_list))
+        if len(scales) > 1 or "no_gat" in args.variants:
+            print()
+            print(paired_summary(rows, list(args.variants), bits_list, scales))
         print(timing_summary(rows))
+
+    if args.table_only:
+        report()
         return 0
 
     t_start = time.perf_counter()
@@ -207,13 +267,14 @@ def main(argv: list[str] | None = None) -> int:
         f"variants {args.variants} | bits {bits_list} | workers {args.workers} | results {results}",
         flush=True,
     )
-    done = {(r["seed"], r["method"], r["bits"]) for r in rows}
+    done = {(r["seed"], r["method"], r["bits"]) for r in rows if r["method"] in BASELINES}
+    done |= {(r["seed"], r["method"], r["bits"], _scale(r)) for r in rows if r["method"] not in BASELINES}
     # 1. features + graph + baselines per seed (the CLIP stage may use a GPU: device 'auto')
     todo_seeds = [
         s
         for s in args.seeds
         if any((s, m, b) not in done for m in BASELINES for b in bits_list)
-        or any((s, v, b) not in done for v in args.variants for b in bits_list)
+        or any((s, v, b, sc) not in done for v in args.variants for b in bits_list for sc in scales)
     ]
     with ProcessPoolExecutor(max_workers=max(1, min(args.workers, len(todo_seeds) or 1))) as pool:
         futures = {
@@ -232,25 +293,41 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     # 2. every (seed, variant, bits) cell
-    cells = [(s, v, b) for s in args.seeds for v in args.variants for b in bits_list if (s, v, b) not in done]
+    cells = [
+        (s, v, b, sc)
+        for s in args.seeds
+        for b in bits_list
+        for sc in scales
+        for v in args.variants
+        if (s, v, b, sc) not in done
+    ]
     print(f"[bench] {len(cells)} cells to train ({len(done)} rows already in {results})", flush=True)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = {
-            pool.submit(run_cell, args.preset, args.runs_root, s, args.dataset, args.device, v, b): (s, v, b)
-            for s, v, b in cells
+            pool.submit(
+                run_cell,
+                args.preset,
+                args.runs_root,
+                s,
+                args.dataset,
+                args.device,
+                v,
+                b,
+                **({} if sc == "released" and scales == ["released"] else {"classifier_scale": sc}),
+            ): (s, v, b, sc)
+            for s, v, b, sc in cells
         }
         for k, fut in enumerate(as_completed(futures), 1):
             row = fut.result()
             append_row(results, row)
             rows.append(row)
             print(
-                f"[bench] {k}/{len(cells)} seed {row['seed']} {row['method']:>10s} {row['bits']:>2d} bits: "
+                f"[bench] {k}/{len(cells)} seed {row['seed']} {row['method']:>10s} {_scale(row):>8s} {row['bits']:>2d} bits: "
                 f"I→T {row['i2t']:.4f} T→I {row['t2i']:.4f} (val {row['val_map']:.4f}, best epoch {row['best_epoch']}/"
                 f"{row['epochs_run']}, {row['seconds_per_epoch']:.1f} s/epoch) | {time.perf_counter() - t_start:.0f} s elapsed",
                 flush=True,
             )
-    print(summarize(rows, methods, bits_list))
-    print(timing_summary(rows))
+    report()
     print(f"[bench] done in {time.perf_counter() - t_start:.0f} s", flush=True)
     return 0
 
