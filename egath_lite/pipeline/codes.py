@@ -190,29 +190,16 @@ def ensure_codes(
             loss_fn=loss_fn,
             model_fn=model_fn,
         )
-        tensors = split_codes(model, data)
-        tensors.update({f"state.{k}": v for k, v in model.state_dict().items()})
-        for name, values in hist.items():  # loss, loss_<term> for each term the loss returned, val_map_*, lr, ...
-            if isinstance(values, list):
-                tensors[f"history_{name}"] = torch.tensor(values, dtype=torch.float64)
-        meta = dict(
+        return _trained_payload(
+            cfg,
+            bits,
+            model,
+            data,
+            hist,
             variant=cfg.variant,
-            bits=bits,
-            best_epoch=int(hist["best_epoch"]),
-            val_map=float(hist["val_map"]),
-            train_seconds=float(hist["train_seconds"]),
-            seconds_per_epoch=float(hist["seconds_per_epoch"]),
-            cpu_seconds_per_epoch=float(hist["cpu_seconds_per_epoch"]),
-            threads=torch.get_num_threads(),
-            epochs_run=int(hist["epochs_run"]),
-            selected_on="validation",
-            device=str(resolve_device(cfg.device)),
             image_dim=int(features["tensors"]["image_emb"].shape[1]),
-            text_dim=int(data.text.shape[1]),
-            resumed_after_epoch=hist["resumed_after_epoch"],
             custom=custom,  # {"loss_fn": {"name", "digest"}} when a loss or model was passed in; {} for the paper's
         )
-        return tensors, meta
 
     if force and distributed.is_main():
         resume.unlink(missing_ok=True)  # force means from scratch, not from the last epoch
@@ -224,6 +211,35 @@ def ensure_codes(
     if distributed.is_main():
         resume.unlink(missing_ok=True)  # the artifact holds the result now
     return payload
+
+
+def _trained_payload(
+    cfg: Config, bits: int, model: nn.Module, data: Any, hist: dict[str, Any], **meta_fields: Any
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, meta) of a codes artifact: the split codes, the model's state, every per-epoch history
+    (loss, loss_<term>, val_map_*, lr, ...) and the training record; ``meta_fields`` (variant, method,
+    image_dim, custom, ...) complete the meta."""
+    tensors = split_codes(model, data)
+    tensors.update({f"state.{k}": v for k, v in model.state_dict().items()})
+    for name, values in hist.items():
+        if isinstance(values, list):
+            tensors[f"history_{name}"] = torch.tensor(values, dtype=torch.float64)
+    meta = dict(
+        bits=bits,
+        best_epoch=int(hist["best_epoch"]),
+        val_map=float(hist["val_map"]),
+        train_seconds=float(hist["train_seconds"]),
+        seconds_per_epoch=float(hist["seconds_per_epoch"]),
+        cpu_seconds_per_epoch=float(hist["cpu_seconds_per_epoch"]),
+        threads=torch.get_num_threads(),
+        epochs_run=int(hist["epochs_run"]),
+        selected_on="validation",
+        device=str(resolve_device(cfg.device)),
+        text_dim=int(data.text.shape[1]),
+        resumed_after_epoch=hist["resumed_after_epoch"],
+        **meta_fields,
+    )
+    return tensors, meta
 
 
 def custom_code(
@@ -261,31 +277,18 @@ def _ensure_method_codes(cfg: Config, bits: int, force: bool, progress: bool) ->
     def compute():
         data = method_data(features, module)
         model, hist = train_method(cfg, bits, data, graph["tensors"], module, progress, resume, key)
-        tensors = split_codes(model, data)
-        tensors.update({f"state.{k}": v for k, v in model.state_dict().items()})
-        for name, values in hist.items():
-            if isinstance(values, list):
-                tensors[f"history_{name}"] = torch.tensor(values, dtype=torch.float64)
-        meta = dict(
+        return _trained_payload(
+            cfg,
+            bits,
+            model,
+            data,
+            hist,
             variant=tag,
             method=cfg.method,
-            bits=bits,
-            best_epoch=int(hist["best_epoch"]),
-            val_map=float(hist["val_map"]),
-            train_seconds=float(hist["train_seconds"]),
-            seconds_per_epoch=float(hist["seconds_per_epoch"]),
-            cpu_seconds_per_epoch=float(hist["cpu_seconds_per_epoch"]),
-            threads=torch.get_num_threads(),
-            epochs_run=int(hist["epochs_run"]),
-            selected_on="validation",
-            device=str(resolve_device(cfg.device)),
             image_dim=int(data.image.shape[1]),
-            text_dim=int(data.text.shape[1]),
             text_input=module.TEXT_INPUT,
-            resumed_after_epoch=hist["resumed_after_epoch"],
             custom={},
         )
-        return tensors, meta
 
     if force:
         resume.unlink(missing_ok=True)
