@@ -11,8 +11,8 @@ the bits (measured: none). Adam hides a wrong gradient scale almost entirely: wi
 text bits differ, which this test fails. Fine-tuning adds the CLIP tower's BatchNorm (the toy CLIP is a
 ResNet): normalised over each rank's chunk instead of the whole batch, the losses were 0.84% and 2.4% apart
 after epochs 1 and 2 and 6% of the retrieval image bits differed (``distributed.GlobalBatchNorm`` fixes it).
-Adam also turns rounding-level gradients into lr-sized steps where the true gradient is 0 (the attention
-key biases, which no output depends on): those weights differ by up to 6e-4 between the runs, harmlessly.
+Adam also turns rounding-level gradients into lr-sized steps where the true gradient is 0 (attention
+key biases, GAT's destination attention vector: no output depends on them): they differ by up to 6e-4.
 """
 
 import os
