@@ -9,9 +9,10 @@ single-process code path is the same code. What runs where:
 * hash training (``engine.train_egath``): every rank draws the same batches; each batch is split into
   ``world`` contiguous chunks, each rank runs its chunk through ``DistributedDataParallel`` and the outputs
   are gathered (``gather_rows``), so the loss, the codes H and GCDH's discrete B step see the whole batch,
-  as in one process: the same codes up to floating-point summation order (checked with frozen features;
-  with ``finetune_clip`` two processes train but, on the toy data, end 0.8% apart in loss after one epoch:
-  not explained yet);
+  as in one process: the same codes up to floating-point summation order, on frozen features and with
+  ``finetune_clip``, where the CLIP tower's BatchNorm layers (ResNet towers, the toy CLIP's too) become
+  ``GlobalBatchNorm`` and normalise over the whole batch, not each rank's chunk (``global_batchnorm``;
+  per-chunk statistics had left two processes 0.84% apart in loss after one toy epoch);
 * artifacts (``stage_on_rank0``): rank 0 alone writes; the others take part in the computation, wait at a
   barrier and then read what rank 0 wrote.
 """
@@ -109,6 +110,89 @@ def gather_rows(local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     parts = [p[:s] for p, s in zip(parts, sizes)]
     parts[rank()] = local
     return torch.cat(parts)
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """``all_reduce(SUM)`` with its gradient: the backward of a sum over ranks is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """Batch normalisation over the whole batch across ranks in training (one process's statistics); else torch's.
+
+    Inputs: x (n, C, ...), this rank's rows. In training with several processes the mean and then the
+    (biased) variance about it are sums over every rank's rows (two all-reduces of C numbers, with their
+    gradients: ``_SumOverRanks``; no host synchronisation), so each rank normalises its rows as one process
+    normalises the whole batch, and its backward carries the other ranks' share of the statistics'
+    gradient, as torch's ``SyncBatchNorm`` does (which refuses CPU tensors, hence this module for gloo).
+    The running statistics are updated with the whole batch's mean and unbiased variance, equal on every
+    rank. In evaluation, or alone, it is ``torch.nn.BatchNorm*d`` (running statistics / the local batch).
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The normalised rows of ``x`` (same shape and dtype)."""
+        if not self.training or world_size() == 1:
+            return super().forward(x)
+        self._check_input_dim(x)
+        dims = [0, *range(2, x.dim())]
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        xf = x.float()
+        count = torch.full((1,), xf.numel() // xf.shape[1], dtype=torch.float64, device=x.device)
+        total = _SumOverRanks.apply(torch.cat([xf.sum(dims).double(), count]))  # C sums, values per channel
+        n = total[-1].detach()
+        mean = (total[:-1] / n).float()
+        centred = xf - mean.view(shape)
+        var = (_SumOverRanks.apply((centred * centred).sum(dims).double()) / n).float()
+        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                f = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - f).add_(mean.detach().to(self.running_mean.dtype), alpha=f)
+                unbiased = var.detach() * (n / (n - 1).clamp(min=1)).float()
+                self.running_var.mul_(1 - f).add_(unbiased.to(self.running_var.dtype), alpha=f)
+        return y.to(x.dtype)
+
+
+def global_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with each ``BatchNorm1d/2d/3d`` replaced by a ``GlobalBatchNorm`` holding its parameters and buffers.
+
+    The state-dict keys stay the same. CLIP's ResNet towers (and the tiny toy CLIP) have BatchNorm; its
+    ViTs have none, and then nothing changes.
+    """
+    bn = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    if isinstance(module, bn) and not isinstance(module, GlobalBatchNorm):
+        new = GlobalBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        ).to(device=module.weight.device if module.affine else None)
+        new.load_state_dict(module.state_dict())
+        if module.affine:
+            new.weight.requires_grad_(module.weight.requires_grad)
+            new.bias.requires_grad_(module.bias.requires_grad)
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        replaced = global_batchnorm(child)
+        if replaced is not child:
+            setattr(module, name, replaced)
+    return module
 
 
 class GatheredBatch(torch.nn.Module):

@@ -151,6 +151,8 @@ def _train_egath(
     text_dim = data.text.shape[1]
     image_dim = data.image.shape[1] if image_backbone is None else int(image_backbone.output_dim)
     model = (model_fn or build_egath)(cfg, bits, image_dim, text_dim, graph, image_backbone).to(device)
+    if world > 1:  # BatchNorm (CLIP's ResNet towers) normalises over the whole batch, not each rank's chunk
+        model = distributed.global_batchnorm(model)
     loss_fn = loss_fn or functools.partial(egath_loss, cfg=loss_config(cfg))
     backbone = set(map(id, model.image_backbone.parameters())) if image_backbone is not None else set()
     groups = [{"params": [p for p in model.parameters() if id(p) not in backbone], "lr": cfg.lr}]
