@@ -199,7 +199,7 @@ def _train_egath(
     names = ("loss", "val_map_i2t", "val_map_t2i", "lr", "epoch_seconds", "epoch_cpu_seconds")
     hist: dict[str, list[float]] = {name: [] for name in names}  # + loss_<term> for each term the loss returns
     best_score, best_epoch, best_state, stale, start_epoch = -1.0, -1, None, 0, 0
-    state = _load_resume(resume_path, resume_key)
+    state = load_resume(resume_path, RESUME_FORMAT, resume_key)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
@@ -252,23 +252,24 @@ def _train_egath(
             stale += 1
         bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", val_i2t=f"{i2t:.3f}", val_t2i=f"{t2i:.3f}")
         if resume_path is not None and distributed.is_main():  # rank 0 alone writes
-            _save_resume(
+            save_resume(
                 resume_path,
+                RESUME_FORMAT,
                 resume_key,
                 epoch,
                 model,
                 opt,
-                sched,
-                scaler,
-                codes.B,
-                codes.H_image,
-                codes.H_text,
                 gen,
                 hist,
                 best_score,
                 best_epoch,
                 best_state,
                 stale,
+                sched=sched.state_dict(),
+                scaler=scaler.state_dict(),
+                B=codes.B,
+                H_i=codes.H_image,
+                H_t=codes.H_text,
             )
         distributed.barrier()
         if on_epoch is not None:
@@ -290,21 +291,18 @@ def _train_egath(
     return model, hist_out
 
 
-def _save_resume(
-    path, key, epoch, model, opt, sched, scaler, B, H_i, H_t, gen, hist, best_score, best_epoch, best_state, stale
+def save_resume(
+    path, fmt: str, key: str, epoch: int, model, opt, gen, hist, best_score, best_epoch, best_state, stale, **extra
 ) -> None:
-    """Everything the loop needs to continue after ``epoch`` exactly as an uninterrupted run would."""
+    """Everything a training loop needs to continue after ``epoch`` exactly as an uninterrupted run would: the
+    model, optimiser, generator and torch RNG states, the history and the early-stopping record, plus ``extra``
+    (the EGATH loop's scheduler, scaler and discrete codes; a comparison method's state). ``fmt`` names the loop."""
     state = {
-        "format": RESUME_FORMAT,
+        "format": fmt,
         "key": key,
         "epoch": epoch,
         "model": model.state_dict(),
         "opt": opt.state_dict(),
-        "sched": sched.state_dict(),
-        "scaler": scaler.state_dict(),
-        "B": B,
-        "H_i": H_i,
-        "H_t": H_t,
         "gen": gen.get_state(),
         "rng": torch.get_rng_state(),
         "hist": {k: [float(x) for x in v] for k, v in hist.items()},
@@ -312,12 +310,14 @@ def _save_resume(
         "best_epoch": int(best_epoch),
         "best_state": best_state,
         "stale": int(stale),
+        **extra,
     }
     atomic_write_bytes(path, lambda f: torch.save(state, f))
 
 
-def _load_resume(path, key) -> dict[str, Any] | None:
-    """A valid resume state of this key, or None (a foreign or damaged file is reported and ignored)."""
+def load_resume(path, fmt: str, key: str) -> dict[str, Any] | None:
+    """A valid resume state of this loop (``fmt``) and key, or None: the file is untrusted (weights_only), and a
+    foreign or damaged one is reported and ignored, so training starts over."""
     if path is None or not Path(path).is_file():
         return None
     try:
@@ -325,7 +325,7 @@ def _load_resume(path, key) -> dict[str, Any] | None:
     except Exception as exc:  # noqa: BLE001 - untrusted file: any failure means start over
         print(f"[codes] ignoring {path}: unreadable ({type(exc).__name__}); training from the start")
         return None
-    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT or state.get("key") != key:
+    if not isinstance(state, dict) or state.get("format") != fmt or state.get("key") != key:
         print(f"[codes] ignoring {path}: made by another configuration; training from the start")
         return None
     return state

@@ -17,7 +17,6 @@ import math
 import os
 import time
 from functools import cache
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -26,10 +25,9 @@ import torch
 import torch.nn as nn
 
 from egath_lite.core.methods import get_method
-from egath_lite.files import atomic_write_bytes
 from egath_lite.pipeline.code_digest import CORE_MODULES
 from egath_lite.pipeline.config import Config
-from egath_lite.pipeline.engine import HashData, validation_map
+from egath_lite.pipeline.engine import HashData, load_resume, save_resume, validation_map
 from egath_lite.pipeline.results import training_split
 from egath_lite.progress import tqdm
 from egath_lite.utils import cpu_threads, resolve_device, seed_everything
@@ -121,7 +119,7 @@ def train_method(
         names = ("loss", "val_map_i2t", "val_map_t2i", "epoch_seconds", "epoch_cpu_seconds")
         hist: dict[str, list[float]] = {n: [] for n in names}
         best_score, best_epoch, best_state, stale, start = -1.0, -1, None, 0, 0
-        saved = _load_resume(resume_path, resume_key)
+        saved = load_resume(resume_path, RESUME_FORMAT, resume_key)
         if saved is not None:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["opt"])
@@ -166,22 +164,21 @@ def train_method(
                 stale += 1
             bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", val_i2t=f"{i2t:.3f}", val_t2i=f"{t2i:.3f}")
             if resume_path is not None:
-                saved_state = {
-                    "format": RESUME_FORMAT,
-                    "key": resume_key,
-                    "epoch": ep,
-                    "model": model.state_dict(),
-                    "opt": opt.state_dict(),
-                    "state": state,
-                    "gen": gen.get_state(),
-                    "rng": torch.get_rng_state(),
-                    "hist": {k: [float(x) for x in v] for k, v in hist.items()},
-                    "best_score": float(best_score),
-                    "best_epoch": int(best_epoch),
-                    "best_state": best_state,
-                    "stale": int(stale),
-                }
-                atomic_write_bytes(resume_path, lambda f, s=saved_state: torch.save(s, f))
+                save_resume(
+                    resume_path,
+                    RESUME_FORMAT,
+                    resume_key,
+                    ep,
+                    model,
+                    opt,
+                    gen,
+                    hist,
+                    best_score,
+                    best_epoch,
+                    best_state,
+                    stale,
+                    state=state,
+                )
             if stale >= cfg.early_stop_patience:
                 break
         model.load_state_dict(best_state)
@@ -197,21 +194,6 @@ def train_method(
         resumed_after_epoch=start if saved is not None else None,
     )
     return model, out
-
-
-def _load_resume(path: str | os.PathLike | None, key: str) -> dict[str, Any] | None:
-    """A resume state of ``key`` (untrusted: weights_only, format and key checked), or None."""
-    if path is None or not Path(path).is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - untrusted file: any failure means start over
-        print(f"[codes] ignoring {path}: unreadable ({type(exc).__name__}); training from the start")
-        return None
-    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT or state.get("key") != key:
-        print(f"[codes] ignoring {path}: made by another configuration; training from the start")
-        return None
-    return state
 
 
 @cache
