@@ -1,14 +1,13 @@
 """The driver runs notebooks 01-03 once per run folder and stage keys within one invocation (``shared_key``).
 
-Fast tests stand a recording fake in for papermill (as tests/test_reproduce.py does); the slow test runs the real
-notebooks and compares a shared cell's table with the same cell run on its own.
+A recording fake stands in for papermill (as in tests/test_reproduce.py). With the real notebooks,
+tests/test_methods.py::test_driver_all_methods_on_a_real_layout_fixture compares a shared cell's row with the same
+method run alone in a fresh runs root.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from egath_lite.driver import cli as reproduce
 from egath_lite.files import read_json
@@ -155,23 +154,3 @@ def test_shared_cells_give_the_table_of_cells_run_alone(tmp_path, monkeypatch, c
     # lsh repeats in every single-cell table: the same numbers, one row in the grid's
     assert sorted(rows[2:]) == sorted(dict.fromkeys(alone)) and len(rows) == 2 + 4
     assert "| toy_nuswide | djsrh | 0.2160 | 0.2320 | 0.1000 | 0.1000 |" in rows
-
-
-@pytest.mark.slow
-@pytest.mark.notebooks
-def test_real_notebooks_shared_cell_matches_the_cell_run_alone(tmp_path, capsys):
-    """The real notebooks on a small toy set: DJSRH after EGATH in one invocation (01-03 shared) gives the table
-    DJSRH gives alone in a fresh runs root, where it runs all five notebooks itself."""
-    small = ["toy_size=300", "num_query=40", "num_train=160", "vocab_size=64", "clip_epochs=1", "gat_epochs=2"]
-    base = ["--preset", "tiny", "--bits", "16", "--epochs", "2", "--device", "cpu"]
-    for item in small:
-        base += ["--set", item]
-    assert reproduce.main([*base, "--runs-root", str(tmp_path / "a"), "--methods", "egath", "djsrh"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("01-03 shared with") == 1 and "[2/2]" in out
-    together = {line for line in _table(out).splitlines() if "| djsrh |" in line or "| lsh |" in line}
-    assert reproduce.main([*base, "--runs-root", str(tmp_path / "b"), "--methods", "djsrh"]) == 0
-    out = capsys.readouterr().out
-    assert "shared with" not in out
-    alone = {line for line in _table(out).splitlines() if "| djsrh |" in line or "| lsh |" in line}
-    assert len(together) == 2 and together == alone
