@@ -15,8 +15,8 @@ whatever artifact of the same key exists (so cells of one run share features, gr
 classifiers). Notebooks 01-03 (features, label graph, label classifiers) do not depend on the variant or the
 method: within one invocation a cell whose 01-03 would compute exactly what an earlier cell's did (the same run
 folder and stage keys, ``shared_key``) skips them and says "01-03 shared with <that cell's executed folder>".
-A cell is reused only when a result of exactly its configuration and inputs
-exists; ``--force`` recomputes every stage (and runs every notebook of every cell). Two drivers on one runs root wait for each other's
+A cell is reused only when a result of exactly its configuration and inputs exists; ``--force`` recomputes every
+stage (and runs every notebook of every cell). Two drivers on one runs root wait for each other's
 artifacts instead of mixing them. A failing notebook stops the driver with the notebook, cell
 and error; finished results stay intact.
 """
