@@ -158,15 +158,16 @@ def test_driver_methods_give_one_row_each_on_the_tiny_preset(tiny_runs, capsys):
         for x in line.split("|")[3:5]
     ]
     assert all(0.0 < x <= 1.0 for x in nums)
-    # EGATH's cell is tiny_runs' own; the first comparison method runs 01-03 (reloading its artifacts), the others
-    # share them; notebook 04 writes EGATH out for EGATH only
+    # EGATH's cell (16 bits: not tiny_runs' cell) runs 01-03, reloading tiny_runs' artifacts; every comparison method
+    # shares them; notebook 04 writes EGATH out for EGATH only
     from pathlib import Path
 
     from egath_lite.files import read_json
 
     cells = read_json(Path(out.split("\ntimings:")[1].split()[0]))["invocations"][-1]["cells"]
     records = {r["method"]: r for r in (read_json(p)["meta"] for p in cells)}
-    assert [m for m, r in records.items() if r["shared_with"]] == methods[2:]
+    assert [m for m, r in records.items() if r["shared_with"]] == methods[1:]
+    assert {r["shared_with"] for r in records.values()} == {None, records["egath"]["executed"]}
     assert {m: r["notebook_results"]["04"]["egath_by_hand"] for m, r in records.items()} == {
         m: m == "egath" for m in methods
     }
