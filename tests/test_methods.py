@@ -158,6 +158,19 @@ def test_driver_methods_give_one_row_each_on_the_tiny_preset(tiny_runs, capsys):
         for x in line.split("|")[3:5]
     ]
     assert all(0.0 < x <= 1.0 for x in nums)
+    # EGATH's cell (16 bits: not tiny_runs' cell) runs 01-03, reloading tiny_runs' artifacts; every comparison method
+    # shares them; notebook 04 writes EGATH out for EGATH only
+    from pathlib import Path
+
+    from egath_lite.files import read_json
+
+    cells = read_json(Path(out.split("\ntimings:")[1].split()[0]))["invocations"][-1]["cells"]
+    records = {r["method"]: r for r in (read_json(p)["meta"] for p in cells)}
+    assert [m for m, r in records.items() if r["shared_with"]] == methods[1:]
+    assert {r["shared_with"] for r in records.values()} == {None, records["egath"]["executed"]}
+    assert {m: r["notebook_results"]["04"]["egath_by_hand"] for m, r in records.items()} == {
+        m: m == "egath" for m in methods
+    }
 
 
 @pytest.mark.slow
@@ -185,24 +198,54 @@ def test_notebook_06_on_the_tiny_run(tiny_runs, tmp_path):
     assert "has a higher mean mAP than every other trained method" in r["paragraph"]
 
 
+def methods_covering_every_input() -> list[str]:
+    """EGATH and the fewest comparison methods that, with it, read every kind of input a method reads: CLIP image
+    vectors (all of them), the bag of words (EGATH), the label graph through the comparison methods' route (the first
+    method with ``NEEDS_GRAPH``) and CLIP text vectors (the first with ``TEXT_INPUT = "clip"``)."""
+    mods = {m: get_method(m) for m in available_methods()}
+    graph = next(m for m, mod in mods.items() if m != "egath" and getattr(mod, "NEEDS_GRAPH", False))
+    clip_text = next(m for m, mod in mods.items() if mod.TEXT_INPUT == "clip")
+    return ["egath", graph, clip_text]
+
+
+def test_the_covering_methods_read_every_kind_of_input():
+    mods = {m: get_method(m) for m in methods_covering_every_input()}
+    assert list(mods) == ["egath", "gcdh", "dchmt"]
+    assert {mod.TEXT_INPUT for mod in mods.values()} == {"bow", "clip"}  # CLIP image vectors: every method
+    assert [m for m, mod in mods.items() if getattr(mod, "NEEDS_GRAPH", False)] == ["egath", "gcdh"]
+
+
 @pytest.mark.slow
 @pytest.mark.notebooks
 def test_driver_all_methods_on_a_real_layout_fixture(tmp_path, random_clip_checkpoint, capsys):
-    """MIRFlickr-25K's release layout (real JPEGs), CLIP weights from a file: every method gives its row."""
+    """MIRFlickr-25K's release layout (real JPEGs), CLIP weights from a file, through the driver: EGATH and the
+    comparison methods that read, with it, every kind of input (``methods_covering_every_input``: CLIP image vectors,
+    bag of words, the label graph, CLIP text vectors) give their rows; every method's own code runs on the tiny preset
+    (test_driver_methods_give_one_row_each_on_the_tiny_preset). The later cells share notebooks 01-03 with EGATH's;
+    the graph method run alone in a fresh runs root (all five notebooks) gives the same row."""
     from egath_lite.driver import cli as reproduce
     from egath_lite.testing.fixtures import write_mirflickr_raw
 
     info = write_mirflickr_raw(tmp_path / "mir", 120, seed=0, min_label_count=2)
-    methods = list(available_methods())
+    methods = methods_covering_every_input()
     argv = ["--preset", "tiny", "--datasets", "mirflickr25k", "--data-root", str(info.root), "--device", "cpu"]
     argv += ["--clip-model", "egath-tiny-clip", "--clip-pretrained", str(random_clip_checkpoint)]
-    argv += ["--runs-root", str(tmp_path / "runs"), "--methods", *methods, "--bits", "16", "--epochs", "2"]
+    argv += ["--bits", "16", "--epochs", "2"]
     argv += ["--set", "num_query=20", "--set", "num_train=60", "--set", "vocab_size=64", "--set", "gat_epochs=2"]
     argv += ["--set", "num_workers=0"]
-    assert reproduce.main(argv) == 0
-    table = capsys.readouterr().out.rsplit("mAP@all (Hamming ranking", 1)[1]
-    rows = [line.split("|")[2].strip() for line in table.splitlines() if line.startswith("| mirflickr25k")]
+    assert reproduce.main([*argv, "--runs-root", str(tmp_path / "runs"), "--methods", *methods]) == 0
+    out = capsys.readouterr().out
+    assert out.count("01-03 shared with") == len(methods) - 1
+    table = out.rsplit("mAP@all (Hamming ranking", 1)[1]
+    rows = {line.split("|")[2].strip(): line for line in table.splitlines() if line.startswith("| mirflickr25k")}
     assert sorted(rows) == sorted([*methods, "lsh", "clip_cosine"]), table
+    assert reproduce.main([*argv, "--runs-root", str(tmp_path / "alone"), "--methods", methods[1]]) == 0
+    out = capsys.readouterr().out
+    assert "shared with" not in out
+    alone = [
+        line for line in out.rsplit("mAP@all", 1)[1].splitlines() if line.startswith(f"| mirflickr25k | {methods[1]} |")
+    ]
+    assert alone == [rows[methods[1]]]
 
 
 def test_train_method_resumes_to_the_same_model(tmp_path, monkeypatch):

@@ -12,8 +12,11 @@ resolved and validated before anything runs. A cell runs the five notebooks in t
 ``<runs_root>/<preset>-<dataset>-s<seed>/`` (a manifest: ``<stem>-<8 hex of its path>`` for <dataset>) with that
 configuration; the stages inside reuse
 whatever artifact of the same key exists (so cells of one run share features, graph and
-classifiers). A cell is reused only when a result of exactly its configuration and inputs
-exists; ``--force`` recomputes every stage. Two drivers on one runs root wait for each other's
+classifiers). Notebooks 01-03 (features, label graph, label classifiers) do not depend on the variant or the
+method: within one invocation a cell whose 01-03 would compute exactly what an earlier cell's did (the same run
+folder and stage keys, ``shared_key``) skips them and says "01-03 shared with <that cell's executed folder>".
+A cell is reused only when a result of exactly its configuration and inputs exists; ``--force`` recomputes every
+stage (and runs every notebook of every cell). Two drivers on one runs root wait for each other's
 artifacts instead of mixing them. A failing notebook stops the driver with the notebook, cell
 and error; finished results stay intact.
 """
@@ -51,6 +54,8 @@ NOTEBOOKS = (
     "04_hash_learning",
     "05_pr_curve_evaluation",
 )
+SHARED_NOTEBOOKS = NOTEBOOKS[:3]  # features, label graph, label classifiers: the same for every variant and method
+SHARED_LABEL = "01-03"
 
 
 def missing_driver_packages() -> list[str]:
@@ -349,8 +354,51 @@ def notebook_parameters(cfg: Config, force: bool) -> dict[str, Any]:
     }
 
 
-def run_cell(cell: Cell, force: bool, log=print) -> dict[str, Any]:
-    """Run (or reuse) one grid cell; returns its result (``cache_hit`` True when reused)."""
+def later_only_fields(cfg: Config) -> frozenset[str]:
+    """Config fields that only the hash-learning stage of some method or variant reads, never features, graph or
+    classifier: the ones the cells of one run may differ in (``variant``, ``method``, ``finetune_clip``, the hash
+    recipe). The same set for every cell of a run."""
+    from egath_lite.pipeline.classifier import CLASSIFIER_STAGE
+    from egath_lite.pipeline.codes import codes_stage
+    from egath_lite.pipeline.features import FEATURES_STAGE
+    from egath_lite.pipeline.graph import GRAPH_STAGE
+
+    early = {f for stage in (FEATURES_STAGE, GRAPH_STAGE, CLASSIFIER_STAGE) for f in stage.field_names(cfg)}
+    grid = [("egath", v) for v in VARIANTS] + [(m, "egath") for m in METHODS if m != "egath"]
+    later = {f for m, v in grid for f in codes_stage(m).field_names(cfg.replace(method=m, variant=v))}
+    return frozenset(later - early)
+
+
+def shared_key(cfg: Config) -> str | None:
+    """One digest of what notebooks 01-03 compute for ``cfg`` (None when it cannot be told: no sharing).
+
+    It digests the run folder; the keys of the features, label graph and every label classifier (gat, gcn,
+    independent), which hold the data set's fingerprint, the CLIP weights (and the tiny CLIP they train) and the
+    code; and every config field except those only the hash-learning stage reads (``later_only_fields``). Two cells
+    of one run that differ only in variant or method share it; another zeta, vocabulary, seed or data set does not.
+    """
+    from egath_lite.pipeline.classifier import CLASSIFIER_KINDS, CLASSIFIER_STAGE
+    from egath_lite.pipeline.config import digest
+    from egath_lite.pipeline.features import FEATURES_STAGE
+    from egath_lite.pipeline.graph import GRAPH_STAGE
+
+    try:
+        keys = {"features": FEATURES_STAGE.key(cfg), "graph": GRAPH_STAGE.key(cfg)}
+        keys |= {f"classifier-{k}": CLASSIFIER_STAGE.key(cfg, kind=k) for k in CLASSIFIER_KINDS}
+        later = later_only_fields(cfg)
+    except (ArtifactError, OSError, ValueError):  # an input the notebooks will name themselves: run them all
+        return None
+    config = {k: v for k, v in cfg.to_dict().items() if k not in later}
+    return digest({"run": str(run_dir(cfg, create=False)), "stages": keys, "config": config})
+
+
+def run_cell(cell: Cell, force: bool, log=print, shared: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Run (or reuse) one grid cell; returns its result (``cache_hit`` True when reused).
+
+    ``shared``: ``{shared_key: executed folder}`` of the cells that ran notebooks 01-03 in this invocation (updated
+    here); a cell with a key in it runs only 04-05, its record naming the executed copies of 01-03 that ran. None,
+    or ``force``: every notebook runs.
+    """
     cfg = cell.cfg
     record_run_config(cfg)
     tag = codes_tag(cfg)  # the variant, or the comparison method
@@ -360,11 +408,24 @@ def run_cell(cell: Cell, force: bool, log=print) -> dict[str, Any]:
 
     def compute():
         params = notebook_parameters(cfg, force)
+        share = shared_key(cfg) if shared is not None and not force else None
+        first = shared.get(share) if share is not None else None
         stages: dict[str, float] = {}
+        copies: dict[str, str] = {}
+        if first is not None:
+            log(f"    {SHARED_LABEL} shared with {first}", flush=True)
+            copies = {name: str(first / f"{name}.ipynb") for name in SHARED_NOTEBOOKS}
+            executed.mkdir(parents=True, exist_ok=True)
+            write_json(executed / "shared.json", {"shared_with": str(first), "notebooks": copies})
         for name in NOTEBOOKS:
+            if name in copies:
+                continue
             log(f"    {name} ...", flush=True)
             stages[name] = run_notebook(name, executed, params, log_path=log_path)
             log(f"    {name:<28} {stages[name]:7.1f} s", flush=True)
+            copies[name] = str(executed / f"{name}.ipynb")
+            if share is not None and name == SHARED_NOTEBOOKS[-1]:
+                shared[share] = executed  # later cells of this key skip 01-03
         try:
             res04, res05 = load_results(cfg, "04_hash_learning"), load_results(cfg, "05_pr_curve_evaluation")
         except ArtifactError as exc:
@@ -377,10 +438,12 @@ def run_cell(cell: Cell, force: bool, log=print) -> dict[str, Any]:
             "variant": cfg.variant,
             "method": cfg.method,
             "preset": cfg.preset,
-            "stage_seconds": stages,
+            "stage_seconds": stages,  # the notebooks that ran for this cell
             "rows": _rows_from_results(cfg, res05),
             "notebook_results": {"04": res04, "05": res05},
             "executed": str(executed),
+            "executed_notebooks": copies,  # each notebook's executed copy (01-03: another cell's when shared)
+            "shared_with": str(first) if first is not None else None,
         }
         return None, meta
 
@@ -628,10 +691,11 @@ def _main(argv: Sequence[str]) -> int:
         first = next(c.cfg for c in cells if c.cfg.dataset == dataset)
         describe_dataset(first, run_dir(first) / "data_examples.png")
     results = []
+    shared: dict[str, Path] = {}  # notebooks 01-03 that ran in this invocation, by what they compute
     for i, cell in enumerate(cells, 1):
         print(f"[{i}/{len(cells)}] {cell.label}")
         try:
-            res = run_cell(cell, args.force)
+            res = run_cell(cell, args.force, shared=shared)
         except NotebookFailed as exc:
             print(f"\nFAILED: {exc}\nFinished cells keep their results; rerun to resume.", file=sys.stderr)
             return 1
