@@ -167,3 +167,50 @@ def test_memory_is_the_entry_not_the_file(tmp_path):
         tracemalloc.stop()
     assert len(kept) == 2000 and kept[:3] == [0, 1, 2]
     assert streamed < 8 * chunk < size / 6 and whole > 2 * size  # measured: 0.3 MB, 3.2 MB of file, 17 MB
+
+
+def _tiny_coco(root: Path, annotations=None, captions=None) -> Path:
+    from egath_lite.data.reference import MSCOCO_LABELS_BY_ID
+
+    (root / "annotations").mkdir(parents=True)
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(MSCOCO_LABELS_BY_ID)]
+    images = [{"id": i, "file_name": f"{i}.jpg"} for i in (1, 2)]
+    annotations = annotations or [{"id": 10 + i, "image_id": i, "category_id": i} for i in (1, 2)]
+    captions = captions or [{"id": 20 + i, "image_id": i, "caption": f"a photo {i}"} for i in (1, 2)]
+    for split in ("train", "val"):
+        inst = {"images": images, "annotations": annotations, "categories": categories} if split == "train" else {}
+        (root / "annotations" / f"instances_{split}2014.json").write_text(
+            json.dumps({"images": [], "annotations": [], "categories": categories, **inst})
+        )
+        caps = {"annotations": captions if split == "train" else []}
+        (root / "annotations" / f"captions_{split}2014.json").write_text(json.dumps(caps))
+    return root
+
+
+@pytest.mark.parametrize(
+    "annotations, captions, message",
+    [
+        (None, None, None),  # the control: loads
+        ([{"id": 5, "category_id": 1}], None, r"instances_train2014\.json: entry 5 has no valid 'image_id' \(int\)"),
+        ([{"id": 5, "image_id": 1, "category_id": "x"}], None, r"entry 5 has no valid 'category_id'"),
+        ([{"id": 5, "image_id": 2**70, "category_id": 1}], None, r"instances_train2014\.json: entry .* beyond 64 bits"),
+        ([[1, 2]], None, r"entry \[1, 2\] has no valid 'category_id'"),
+        (None, [{"id": "a", "image_id": 1, "caption": "x"}], r"caption annotation 'a' \(image 1\) has no integer 'id'"),
+        (
+            None,
+            [{"id": 3, "image_id": None, "caption": "x"}],
+            r"captions_train2014\.json: entry 3 has no valid 'image_id'",
+        ),
+        (None, [{"id": 3, "image_id": 1, "caption": 7}], r"caption annotation 3 \(image 1\) has no 'caption' text"),
+        (None, ["just text"], r"caption annotation 'just text' \(image \?\) has no 'caption' text"),
+    ],
+)
+def test_bad_entries_are_named_in_one_line(tmp_path, annotations, captions, message):
+    root = _tiny_coco(tmp_path / "coco", annotations, captions)
+    if message is None:
+        ds = mscoco.load_mscoco(root, check_images=False)
+        assert ds.texts == ["a photo 1", "a photo 2"] and ds.image_paths == ["train2014/1.jpg", "train2014/2.jpg"]
+        return
+    with pytest.raises(DatasetError, match=message) as exc:
+        mscoco.load_mscoco(root, check_images=False)
+    assert "\n" not in str(exc.value)

@@ -135,6 +135,7 @@ def load_mscoco(
 # --------------------------------------------------------------------------------------
 _CHUNK = 1 << 20  # bytes read at a time
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+_AFTER_ENTRY = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
 
 
@@ -189,6 +190,38 @@ class _TextStream:
                 self.pos = end
                 return value
 
+    def entries(self, handle: Callable[[Any], None] | None) -> int:
+        """The entries of the array whose ``[`` was just read, each passed to ``handle`` (None: dropped),
+        through its ``]``; returns their count. The tight loop of the reader: the C scanner, one regex for
+        the separator; text is read on when an entry or its separator runs past the buffer."""
+        if self.peek() == "]":
+            self.pos += 1
+            return 0
+        scan, after, count = _DECODER.scan_once, _AFTER_ENTRY.match, 0
+        buf, pos = self.buf, self.pos
+        while True:
+            try:
+                entry, end = scan(buf, pos)
+            except StopIteration as exc:  # no value starts at pos: invalid, or the buffer ends first
+                m, problem = None, ("Expecting value", exc.value)
+            except json.JSONDecodeError as exc:  # a value cut by the buffer's end, or invalid
+                m, problem = None, (exc.msg, exc.pos)
+            else:
+                m, problem = after(buf, end), ("Expecting one of ',]'", end)
+            if m is None:
+                self.pos = pos
+                if not self._more(len(buf) - pos):
+                    raise json.JSONDecodeError(problem[0], buf, problem[1])
+                buf, pos = self.buf, _WHITESPACE.match(self.buf, 0).end()
+                continue
+            count += 1
+            if handle is not None:
+                handle(entry)
+            pos = m.end()
+            if m.group(1) == "]":
+                self.pos = pos
+                return count
+
 
 def _stream_json(path: Path, on_item: dict[str, Callable[[Any], None]], chunk: int = _CHUNK) -> dict[str, Any]:
     """Read a JSON object file, calling ``on_item[key](entry)`` for each entry of its top-level arrays under
@@ -215,18 +248,7 @@ def _stream_json(path: Path, on_item: dict[str, Callable[[Any], None]], chunk: i
                     s.expect(":")
                     if s.peek() == "[":
                         s.pos += 1
-                        handle, count = on_item.get(key), 0
-                        if s.peek() == "]":
-                            s.pos += 1
-                        else:
-                            while True:
-                                entry = s.value()
-                                count += 1
-                                if handle is not None:
-                                    handle(entry)
-                                if s.expect(",]") == "]":
-                                    break
-                        out[key] = range(count)
+                        out[key] = range(s.entries(on_item.get(key)))
                     else:
                         out[key] = s.value()
                     if s.expect(",}") == "}":
@@ -247,29 +269,19 @@ def _field(path: Path, entry, name: str, kind: type):
     """``entry[name]`` as ``kind``, or DatasetError naming the file, the entry and the field."""
     try:
         return kind(entry[name])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         what = entry.get("id", "?") if isinstance(entry, dict) else repr(entry)[:60]
         raise DatasetError(
             f"{path}: entry {what} has no valid {name!r} ({kind.__name__}); fix or re-download the annotations"
         ) from None
 
 
-class _Ids:
-    """Integer ids appended one at a time into an int64 array (8 bytes each, not a Python int object each)."""
+def _int64(values: array) -> np.ndarray:
+    return np.frombuffer(values, np.int64) if len(values) else np.zeros(0, np.int64)
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.values = path, array("q")
 
-    def add(self, value: int) -> None:
-        try:
-            self.values.append(value)
-        except OverflowError:
-            raise DatasetError(
-                f"{self.path}: id {value} does not fit in 64 bits; fix or re-download the annotations"
-            ) from None
-
-    def numpy(self) -> np.ndarray:
-        return np.frombuffer(self.values, np.int64) if len(self.values) else np.zeros(0, np.int64)
+def _too_large(path: Path, entry) -> DatasetError:
+    return DatasetError(f"{path}: entry {entry!r:.80} has an id beyond 64 bits; fix or re-download the annotations")
 
 
 def _read_instances(path: Path, split: str, earlier: dict[str, dict[int, Any]]):
@@ -280,7 +292,7 @@ def _read_instances(path: Path, split: str, earlier: dict[str, dict[int, Any]]):
     file_name: dict[int, Any] = {}  # image id -> file_name of its first entry (_ABSENT: none)
     repeated: dict[int, list[str]] = {}
     categories: list[Any] = []
-    ann_image, ann_cat = _Ids(path), _Ids(path)
+    ann_image, ann_cat = array("q"), array("q")  # 8 bytes an annotation, not a Python int object each
     first_of_cat: dict[int, tuple[int, Any, Any]] = {}  # category id -> (index, id, image_id) of its first annotation
     splits = {**earlier, split: file_name}
 
@@ -294,11 +306,19 @@ def _read_instances(path: Path, split: str, earlier: dict[str, dict[int, Any]]):
             repeated.setdefault(i, [f"{first}: {_or_mark(splits[first][i])}"]).append(where)
 
     def annotation(a) -> None:
-        cat = _field(path, a, "category_id", int)
-        ann_image.add(_field(path, a, "image_id", int))
+        try:
+            cat, image_id = int(a["category_id"]), int(a["image_id"])
+        except (KeyError, TypeError, ValueError, OverflowError):
+            _field(path, a, "category_id", int)  # raises, naming the field
+            _field(path, a, "image_id", int)
+            raise
         if cat not in first_of_cat:
-            first_of_cat[cat] = (len(ann_cat.values), a.get("id", "?"), a.get("image_id", "?"))
-        ann_cat.add(cat)
+            first_of_cat[cat] = (len(ann_cat), a.get("id", "?"), a.get("image_id", "?"))
+        try:
+            ann_image.append(image_id)
+            ann_cat.append(cat)
+        except OverflowError:
+            raise _too_large(path, a) from None
 
     top = _stream_json(path, {"images": image, "annotations": annotation, "categories": categories.append})
     for key in ("images", "categories"):
@@ -327,7 +347,7 @@ def _read_instances(path: Path, split: str, earlier: dict[str, dict[int, Any]]):
             f"{path}: annotation {ann} (image {image_id}) has category_id {cat}, which is not one of its "
             f"'categories' ({sorted(cat_name)[:5]}...); fix or re-download the annotations"
         )
-    return file_name, cat_name, ann_image.numpy(), ann_cat.numpy()
+    return file_name, cat_name, _int64(ann_image), _int64(ann_cat)
 
 
 _ABSENT = object()  # an image entry without a 'file_name'
@@ -339,28 +359,42 @@ def _or_mark(name: Any) -> Any:
 
 def _read_captions(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One captions file, streamed: (image id, caption id, stripped text) of every caption."""
-    image_ids, caption_ids, texts = _Ids(path), _Ids(path), []
+    image_ids, caption_ids, texts = array("q"), array("q"), []
 
     def caption(a) -> None:
-        text = a.get("caption") if isinstance(a, dict) else None
-        if not isinstance(text, str):
-            raise DatasetError(
-                f"{path}: caption annotation {a.get('id', '?') if isinstance(a, dict) else a!r} "
-                f"(image {a.get('image_id', '?') if isinstance(a, dict) else '?'}) has no 'caption' text; "
-                f"is it a captions_*.json file? Fix or re-download the annotations"
-            )
-        image_ids.add(_field(path, a, "image_id", int))
         try:
-            caption_ids.add(int(a.get("id", 0)))
-        except (TypeError, ValueError):
-            raise DatasetError(
-                f"{path}: caption annotation {a.get('id')!r} (image {a.get('image_id')}) has no integer 'id'; "
-                f"fix or re-download the annotations"
-            ) from None
-        texts.append(text.strip())
+            text, image_id, caption_id = a["caption"], int(a["image_id"]), int(a.get("id", 0))
+            text = text.strip()
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
+            _refuse_caption(path, a)
+            raise
+        if type(text) is not str:
+            _refuse_caption(path, a)
+        try:
+            image_ids.append(image_id)
+            caption_ids.append(caption_id)
+        except OverflowError:
+            raise _too_large(path, a) from None
+        texts.append(text)
 
     _stream_json(path, {"annotations": caption})
-    return image_ids.numpy(), caption_ids.numpy(), texts
+    return _int64(image_ids), _int64(caption_ids), texts
+
+
+def _refuse_caption(path: Path, a) -> None:
+    """Raise the DatasetError that names what is wrong with caption annotation ``a``."""
+    text = a.get("caption") if isinstance(a, dict) else None
+    if not isinstance(text, str):
+        raise DatasetError(
+            f"{path}: caption annotation {a.get('id', '?') if isinstance(a, dict) else a!r} "
+            f"(image {a.get('image_id', '?') if isinstance(a, dict) else '?'}) has no 'caption' text; "
+            f"is it a captions_*.json file? Fix or re-download the annotations"
+        )
+    _field(path, a, "image_id", int)
+    raise DatasetError(
+        f"{path}: caption annotation {a.get('id')!r} (image {a.get('image_id')}) has no integer 'id'; "
+        f"fix or re-download the annotations"
+    )
 
 
 def _joined_captions(ids: np.ndarray, image_ids: np.ndarray, caption_ids: np.ndarray, texts: list[str]) -> list[str]:
