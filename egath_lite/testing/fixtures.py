@@ -620,9 +620,8 @@ def write_mscoco_json(
         if t in row_of:
             r = row_of[t]
             for j in np.flatnonzero(Y[r]):
-                for _ in range(int(rng.integers(1, 3))):
-                    x, y = float(rng.uniform(0, w / 2)), float(rng.uniform(0, h / 2))
-                    bw, bh = float(rng.uniform(5, w / 2)), float(rng.uniform(5, h / 2))
+                for _ in range(int(rng.integers(1, 3))):  # one draw of 4: the values of 4 scalar draws
+                    x, y, bw, bh = rng.uniform((0, 0, 5, 5), (w / 2, h / 2, w / 2, h / 2)).tolist()
                     data[split]["instances"].append(
                         {
                             "segmentation": [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]],
