@@ -5,6 +5,10 @@ and val sets that carries at least one of the 80 categories (2014: 123,287 image
 with a label); the excluded images are counted in ``ds.info["excluded_without_label"]``.
 Text = the image's captions joined by spaces, in caption-id order. Items: train images by
 id, then val images by id.
+
+The annotation files are read as a stream (1 MiB at a time, one array entry decoded at a time),
+keeping only the ids, file names, category ids and captions: the first load of the 2014 set peaks
+at the data set's own size (about 240 MB) where ``json.load`` of the files took about 1.1 GB.
 """
 
 from __future__ import annotations
