@@ -134,8 +134,8 @@ def load_mscoco(
 
 # --------------------------------------------------------------------------------------
 # Streaming JSON: the annotation files are read a chunk at a time and decoded one array entry at
-# a time (json.JSONDecoder.raw_decode), so that only the fields the loader keeps are held; json.load
-# of instances_train2014.json alone held about 1.5 GB of Python objects.
+# a time (json.JSONDecoder's C scanner), so that only the fields the loader keeps are held; json.load
+# of the four files peaked at 1.1 GB at the 2014 set's size (benchmarks/RESULTS.md, bench_scale).
 # --------------------------------------------------------------------------------------
 _CHUNK = 1 << 20  # bytes read at a time
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
