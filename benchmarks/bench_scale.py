@@ -65,9 +65,19 @@ def write_data(dataset: str, n: int, root: Path) -> float:
     Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(buf, "JPEG")
     jpeg = buf.getvalue()
 
-    def write_jpeg(path: Path, size, rng, quality: int = 80) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(jpeg)
+    folders: set[str] = set()
+
+    def write_jpeg(path: Path, size, rng, quality: int = 80) -> None:  # one file per item, no encoding
+        name = str(path)
+        folder = os.path.dirname(name)
+        if folder not in folders:
+            os.makedirs(folder, exist_ok=True)
+            folders.add(folder)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, jpeg)
+        finally:
+            os.close(fd)
 
     saved = fixtures.write_jpeg
     fixtures.write_jpeg = write_jpeg

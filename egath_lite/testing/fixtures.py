@@ -552,13 +552,15 @@ def _coco_items(n_items: int, seed: int, min_label_count: int):
         common={"person": 0.4, "car": 0.05, "chair": 0.05},
     )
     captions = []
+    draw = rng.integers  # draw(0, len(x)) picks what rng.choice(x) picks, from the same stream, without
+    kinds, places = ("photo", "picture", "view"), ("near", "next to", "with")  # its array conversion
     for i in range(n_items):
         names = [MSCOCO_LABELS_BY_ID[j] for j in np.flatnonzero(Y[i])]
         k = 5 + int(rng.random() < 0.1)  # a few COCO images have 6 captions
+        n = len(names)
         captions.append(
             [
-                f"A {rng.choice(['photo', 'picture', 'view'])} of a {rng.choice(names)} "
-                f"{rng.choice(['near', 'next to', 'with'])} a {rng.choice(names)}."
+                f"A {kinds[draw(0, 3)]} of a {names[draw(0, n)]} {places[draw(0, 3)]} a {names[draw(0, n)]}."
                 for _ in range(k)
             ]
         )
@@ -618,9 +620,8 @@ def write_mscoco_json(
         if t in row_of:
             r = row_of[t]
             for j in np.flatnonzero(Y[r]):
-                for _ in range(int(rng.integers(1, 3))):
-                    x, y = float(rng.uniform(0, w / 2)), float(rng.uniform(0, h / 2))
-                    bw, bh = float(rng.uniform(5, w / 2)), float(rng.uniform(5, h / 2))
+                for _ in range(int(rng.integers(1, 3))):  # one draw of 4: the values of 4 scalar draws
+                    x, y, bw, bh = rng.uniform((0, 0, 5, 5), (w / 2, h / 2, w / 2, h / 2)).tolist()
                     data[split]["instances"].append(
                         {
                             "segmentation": [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]],
