@@ -386,6 +386,32 @@ _D_SHIFT = 48  # a counter (and a record) holds its distance in bits 48..62
 BLOCKED_MAX_N = (1 << _FIELD) - 1  # ranks and relevant ranks stay inside their 24-bit fields
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _item_t(q_code, qw, rct, q_label, lw_, rlt, j, cw, lw):
+    """``_item`` on word-major (transposed, C-contiguous) retrieval words ``rct``/``rlt`` (words, n).
+
+    Word w of consecutive items is contiguous, so the vectorised key pass loads it directly (item-major
+    rows of 2+ words would need strided loads).
+    """
+    if len(cw) == 0:
+        d = np.uint64(0)
+        for w in range(rct.shape[0]):
+            d += _popcount64(q_code[w] ^ rct[w, j])
+    else:
+        d = _popcount64(qw[0] ^ rct[0, j])
+        for w in range(1, len(cw)):
+            d += _popcount64(qw[w] ^ rct[w, j])
+    if len(lw) == 0:
+        acc = np.uint64(0)
+        for w in range(rlt.shape[0]):
+            acc |= q_label[w] & rlt[w, j]
+    else:
+        acc = lw_[0] & rlt[0, j]
+        for w in range(1, len(lw)):
+            acc |= lw_[w] & rlt[w, j]
+    return d, np.uint64(acc != np.uint64(0))
+
+
 @njit(cache=True, nogil=True)
 def _keys4(qc, qw, rc, ql, lw_, rl, start, stop, keys, cw, lw):
     """keys[b * CHUNK + t] = 4 d | relevant << 24 (uint32) of query b and item start + t < stop, four queries per read of an item.
@@ -397,13 +423,13 @@ def _keys4(qc, qw, rc, ql, lw_, rl, start, stop, keys, cw, lw):
     field = np.uint64(_FIELD)
     for t in range(np.uint64(stop) - start):
         j = start + t
-        d, r = _item(qc[0], qw[0], rc, ql[0], lw_[0], rl, j, cw, lw)
+        d, r = _item_t(qc[0], qw[0], rc, ql[0], lw_[0], rl, j, cw, lw)
         keys[t] = np.uint32((d << two) | (r << field))
-        d, r = _item(qc[1], qw[1], rc, ql[1], lw_[1], rl, j, cw, lw)
+        d, r = _item_t(qc[1], qw[1], rc, ql[1], lw_[1], rl, j, cw, lw)
         keys[np.uint64(CHUNK) + t] = np.uint32((d << two) | (r << field))
-        d, r = _item(qc[2], qw[2], rc, ql[2], lw_[2], rl, j, cw, lw)
+        d, r = _item_t(qc[2], qw[2], rc, ql[2], lw_[2], rl, j, cw, lw)
         keys[np.uint64(2 * CHUNK) + t] = np.uint32((d << two) | (r << field))
-        d, r = _item(qc[3], qw[3], rc, ql[3], lw_[3], rl, j, cw, lw)
+        d, r = _item_t(qc[3], qw[3], rc, ql[3], lw_[3], rl, j, cw, lw)
         keys[np.uint64(3 * CHUNK) + t] = np.uint32((d << two) | (r << field))
 
 
@@ -423,7 +449,7 @@ def _start4(qc, ql, rows, ctr):
 @njit(cache=True, nogil=True)
 def _count4(qc, rc, ql, rl, rows, ctr, keys, cw, lw):
     """``_sweep4`` without the records: only the four queries' final counters (the histograms)."""
-    n = rc.shape[0]
+    n = rc.shape[1]  # word-major (words, n)
     qc4, qw4, ql4, lw4 = _start4(qc, ql, rows, ctr)
     mask = np.uint32((1 << _FIELD) - 1)
     bit = np.uint32(1 << _FIELD)
@@ -450,9 +476,9 @@ def _sweep4(qc, rc, ql, rl, rows, ctr, found, stride, keys, cw, lw):
     item (the distance, and the items and relevant items at that distance earlier in index order) at slot
     ``h`` of its query's part of ``found`` (query b's starts at b · stride) and only relevant items advance
     ``h``: the records of the relevant items, in index order, with no branch. One base pointer per array
-    keeps the four chains in registers.
+    keeps the four chains in registers. ``rc``/``rl`` are word-major (words, n), see ``_item_t``.
     """
-    n = rc.shape[0]
+    n = rc.shape[1]  # word-major (words, n)
     qc4, qw4, ql4, lw4 = _start4(qc, ql, rows, ctr)
     h0 = np.uint64(0)
     h1 = np.uint64(stride)
@@ -578,6 +604,8 @@ def evaluate_blocked(qc, rc, ql, rl, num_bins, topk, gcdh_topk, ks, stripes, wan
     rcnt = np.zeros((nq, num_bins), np.int64)
     inv = _reciprocals(n if want_records else 0)
     cut = min(topk, BLOCKED_MAX_N) if topk < n else BLOCKED_MAX_N
+    rct = np.ascontiguousarray(rc.T)  # word-major for the key pass (see _item_t)
+    rlt = np.ascontiguousarray(rl.T)
     blocks = (nq + QUERY_BLOCK - 1) // QUERY_BLOCK
     stripes = max(1, min(stripes, blocks))  # each stripe holds its own buffers: no empty ones
     for s in prange(stripes):  # a stripe = blocks s, s + stripes, ...
@@ -591,9 +619,9 @@ def evaluate_blocked(qc, rc, ql, rl, num_bins, topk, gcdh_topk, ks, stripes, wan
             for b in range(QUERY_BLOCK):  # the last block repeats its last query
                 rows[b] = min(blk * QUERY_BLOCK + b, nq - 1)
             if want_records:
-                hs = _sweep4(qc, rc, ql, rl, rows, ctr, found, n + 1, keys, cw, lw)
+                hs = _sweep4(qc, rct, ql, rlt, rows, ctr, found, n + 1, keys, cw, lw)
             else:
-                _count4(qc, rc, ql, rl, rows, ctr, keys, cw, lw)
+                _count4(qc, rct, ql, rlt, rows, ctr, keys, cw, lw)
                 hs = (0, 0, 0, 0)
             for b in range(QUERY_BLOCK):
                 i = blk * QUERY_BLOCK + b
