@@ -648,18 +648,14 @@ def _tokens(qc, ql):
     return word_tokens(qc.shape[1], ql.shape[1])
 
 
-def blocked(num_retrieval: int, num_query: int = QUERY_BLOCK) -> bool:
-    """Whether the query-blocked sweep takes this call (else the segmented one does).
-
-    It ranks at most BLOCKED_MAX_N retrieval items, and with fewer than four queries it would sweep
-    copies of them: the segmented sweep, one query at a time, is cheaper there.
-    """
-    return num_retrieval <= BLOCKED_MAX_N and num_query >= QUERY_BLOCK
+def blocked(num_retrieval: int) -> bool:
+    """Whether the query-blocked sweep ranks this many retrieval items (else the segmented one does)."""
+    return num_retrieval <= BLOCKED_MAX_N
 
 
 def histograms(qc, rc, ql, rl, num_bins, stripes):
     """Per query: items and relevant items at each Hamming distance, int64 (n_query, num_bins) twice."""
-    if blocked(rc.shape[0], qc.shape[0]):
+    if blocked(rc.shape[0]):
         out = evaluate_blocked(
             qc, rc, ql, rl, num_bins, np.int64(0), np.int64(0), _NO_KS, stripes, False, *_tokens(qc, ql)
         )
@@ -671,7 +667,7 @@ def sweep_all(qc, rc, ql, rl, num_bins, topk, gcdh_topk, ks, stripes):
     """``evaluate`` (or ``evaluate_blocked`` where it applies) with the word-count arguments filled in (see there)."""
     ks = np.ascontiguousarray(ks, np.int64)
     args = (qc, rc, ql, rl, num_bins, np.int64(topk), np.int64(gcdh_topk), ks, stripes)
-    if blocked(rc.shape[0], qc.shape[0]):
+    if blocked(rc.shape[0]):
         return evaluate_blocked(*args, True, *_tokens(qc, ql))
     return evaluate(*args, *_tokens(qc, ql))
 
