@@ -150,3 +150,85 @@ def test_ties_are_broken_by_index_across_segments():
     assert metrics.mean_average_precision(qB, rB, qL, rL, backend="numba") == pytest.approx(expected, abs=1e-15)
     hits = metrics.precision_at_k(qB, rB, qL, rL, [1, 7, 12, 21], backend="numba")
     np.testing.assert_allclose(hits, [1 / 1, 2 / 7, 3 / 12, 5 / 21], atol=1e-15)
+
+
+# --------------------------------------------------------------------------------------
+# The query-blocked sweep (four queries side by side, chunks of the retrieval set) against
+# the segmented one it replaces below 2**24 items, the plain reference and hand values.
+# --------------------------------------------------------------------------------------
+def _both_kernels(qB, rB, qL, rL, topk, gcdh_topk, ks):
+    packed = metrics.inputs.prepare_inputs(qB, rB, qL, rL)
+    args = (packed.query_codes, packed.retrieval_codes, packed.query_labels, packed.retrieval_labels)
+    num_bins = packed.num_bits + 1
+    cw, lw = _numba_kernels.word_tokens(args[0].shape[1], args[2].shape[1])
+    common = (num_bins, np.int64(topk), np.int64(gcdh_topk), np.asarray(ks, np.int64), 3)
+    blocked = _numba_kernels.evaluate_blocked(*args, *common, True, cw, lw)
+    segmented = _numba_kernels.evaluate(*args, *common, cw, lw)
+    return blocked, segmented
+
+
+@pytest.mark.parametrize("num_query", [1, 2, 3, 5, 6])
+def test_blocked_sweep_equals_the_segmented_sweep(num_query):
+    # query counts that leave the last block of four short; n crosses two chunk boundaries; 2 code and 2 label words
+    n = 2 * _numba_kernels.CHUNK + 3
+    qB, rB, qL, rL = _case(num_query, num_query, n, 65, 80, 0.03)
+    for topk, gcdh_topk in ((n, 0), (37, 37)):
+        blocked, segmented = _both_kernels(qB, rB, qL, rL, topk, gcdh_topk, [1, 10, 3000, n])
+        for name, got, want in zip(("ap", "gcdh", "hits", "cnt", "rcnt"), blocked, segmented):
+            if name in ("ap", "gcdh"):
+                np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, err_msg=name)
+            else:
+                np.testing.assert_array_equal(got, want, err_msg=name)
+        assert blocked[3].sum() == num_query * n and (blocked[0] > 0).any()  # every item counted, some AP non-zero
+    ref = reference(qB, rB, qL, rL, [1, 10, 3000, n], topk=37)
+    valid = ~np.isnan(ref["ap"])
+    np.testing.assert_allclose(blocked[0][valid], ref["ap"][valid], rtol=0, atol=1e-12)  # AP@37
+    np.testing.assert_allclose(blocked[1][valid], ref["gcdh"][valid], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(blocked[2], ref["hits"])
+
+
+@pytest.mark.parametrize("num_labels", [24, 130])
+def test_buckets_all_relevant_none_relevant_and_mixed_by_hand(num_labels):
+    # distances [2, 0, 1, 0, 2, 1, 2], relevant [1, 1, 0, 1, 0, 0, 1]: d = 0 holds items 1, 3 (ranks 1, 2, both
+    # relevant), d = 1 items 2, 5 (ranks 3, 4, neither), d = 2 items 0, 4, 6 (ranks 5, 6, 7; 0 and 6 relevant)
+    dist = [2, 0, 1, 0, 2, 1, 2]
+    relevant = [1, 1, 0, 1, 0, 0, 1]
+    rB = -np.ones((7, 4), np.int8)
+    for j, d in enumerate(dist):
+        rB[j, :d] = 1
+    qB = -np.ones((1, 4), np.int8)
+    label = num_labels - 1  # in the last label word (the third for 130 labels)
+    rL = np.zeros((7, num_labels), np.uint8)
+    rL[np.flatnonzero(relevant), label] = 1
+    rL[:, 0] = np.array(relevant) == 0  # the others carry a label the query does not have
+    qL = np.zeros((1, num_labels), np.uint8)
+    qL[0, label] = 1
+    expected = (1 / 1 + 2 / 2 + 3 / 5 + 4 / 7) / 4
+    assert metrics.mean_average_precision(qB, rB, qL, rL) == pytest.approx(expected, abs=1e-15)
+    np.testing.assert_allclose(metrics.precision_at_k(qB, rB, qL, rL, [1, 2, 4, 6]), [1, 1, 2 / 4, 3 / 6], atol=1e-15)
+    cnt, rcnt = metrics.hamming_histograms(qB, rB, qL, rL)
+    np.testing.assert_array_equal(cnt[0], [2, 2, 3, 0, 0])
+    np.testing.assert_array_equal(rcnt[0], [2, 0, 2, 0, 0])
+    # AP@5: relevant items at ranks 1, 2, 5 are inside; GCDH's AP@2 = (1/1 + 2/2) / 2
+    assert metrics.mean_average_precision(qB, rB, qL, rL, topk=5) == pytest.approx((1 + 1 + 3 / 5) / 3, abs=1e-15)
+    assert metrics.mean_average_precision(qB, rB, qL, rL, topk=2, definition="gcdh") == pytest.approx(1.0, abs=1e-15)
+
+
+def test_large_retrieval_sets_take_the_segmented_sweep(monkeypatch):
+    # above BLOCKED_MAX_N items the segmented sweep ranks them; lower the limit to exercise that route here
+    qB, rB, qL, rL = _case(3, 6, 300, 65, 80, 0.03)  # the word counts of the test above: the same compiled kernels
+    monkeypatch.setattr(_numba_kernels, "BLOCKED_MAX_N", 100)
+    assert not _numba_kernels.blocked(300) and _numba_kernels.blocked(100)
+    _check_all(qB, rB, qL, rL, ks=(1, 7, 50, 300))
+
+
+@pytest.mark.parametrize("width", [1, 7, 10, 64, 65, 80, 130])
+def test_pack_bits_matches_packing_row_by_row(width):
+    rng = np.random.default_rng(width)
+    bits = rng.random((9, width)) < 0.5
+    for x in (bits, np.asfortranarray(bits), bits[::2]):  # contiguous, column-major, strided rows
+        want = np.zeros((len(x), (width + 63) // 64), np.uint64)
+        for i, row in enumerate(x):
+            for j in np.flatnonzero(row):
+                want[i, j // 64] |= np.uint64(1) << np.uint64(j % 64)
+        np.testing.assert_array_equal(metrics.inputs.pack_bits(x), want)

@@ -38,8 +38,10 @@ Conventions (the same for every function here):
 Speed: codes and labels are packed into 64-bit words (any number of words; 1 to 4 words
 run unrolled, so 80 labels cost what 64 do); a compiled kernel (numba, compiled on first
 use and cached on disk) computes each item's rank from per-distance counters instead of
-sorting, in one sweep per query that also yields the histograms and the hits in the first
-K (see ``_numba_kernels``), in parallel over queries and in chunks.
+sorting, in one sweep that also yields the histograms and the hits in the first K (see
+``_numba_kernels``). The sweep takes four queries at a time, reading each chunk of the
+retrieval set once for all four (so codes and labels stay in cache), in parallel over
+blocks of queries; the PR curve alone skips the per-item records.
 ``backend="numpy"`` is an independent pure-numpy route (stable sorts of small-integer
 distances) with identical integers and floats equal to rounding (~1e-15).
 """
