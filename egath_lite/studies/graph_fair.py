@@ -4,6 +4,8 @@
   C for C orthogonal rows of equal norm, 1 when every row points the same way.
 - ``max_row_cosine(H)``: the largest cosine between two different rows (two labels' classifiers).
 - ``loss_shares(history, weights)``: each weighted loss term's share of the total in the last epoch.
+- ``unit_scale_decision(rows)``: the rule, fixed before the measurement was read, that decides whether
+  ``classifier_scale``'s default becomes ``"unit"`` from the main job measured at both scales.
 - ``train_cell``: one training of EGATH or an ablation on fixed features (one feature seed), with the
   training seed, variant and overrides of the cell; returns mAP@all on the query split and the
   diagnostics of H at initialisation and after training. ``benchmarks/bench_graph_study.py`` runs the grid.
@@ -131,3 +133,52 @@ def quote(rows: list[dict[str, Any]], a: str, b: str, key: str, level: float = 0
     if len(d) < 2:
         raise ValueError(f"{a} − {b} ({key}, dependence {level}, {num_train} items): {len(d)} seeds, need 2 or more")
     return f"{statistics.mean(d):+.3f} ± {statistics.stdev(d):.3f}"
+
+
+SCALE_COLUMNS = tuple((bits, key) for bits in (16, 32, 64) for key in ("i2t", "t2i"))
+
+
+def unit_scale_decision(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether ``classifier_scale``'s default becomes ``"unit"``, by the rule fixed before the main job was measured.
+
+    ``rows``: ``benchmarks/bench_variants.py --variants egath no_gat --classifier-scale released unit`` results
+    (one row per ``method``, ``classifier_scale``, ``bits``, ``seed``; rows of other methods are ignored). For each
+    variant and each of the 6 columns (16/32/64 bits × I→T/T→I) the paired difference unit − released is averaged
+    over the seeds measured at both scales. The rule: switch when egath's mean over the 6 columns is > 0 and its
+    column means are positive in ≥ 4 of the 6, and no_gat's mean over the columns is not below −0.005. Returns
+    ``{"switch", "egath_mean", "egath_positive", "no_gat_mean", "columns": {variant: {(bits, key): mean}},
+    "seeds"}``; ValueError when a column has no seed measured at both scales.
+    """
+    import statistics
+
+    by: dict[tuple, float] = {}
+    for r in rows:
+        if r.get("method") in ("egath", "no_gat") and "classifier_scale" in r:
+            for key in ("i2t", "t2i"):
+                by[(r["method"], r["classifier_scale"], int(r["bits"]), int(r["seed"]), key)] = float(r[key])
+    columns: dict[str, dict[tuple[int, str], float]] = {}
+    seeds: dict[str, dict[tuple[int, str], list[int]]] = {}
+    for variant in ("egath", "no_gat"):
+        columns[variant], seeds[variant] = {}, {}
+        for bits, key in SCALE_COLUMNS:
+            paired = sorted(
+                s
+                for (v, sc, b, s, k) in by
+                if (v, sc, b, k) == (variant, "unit", bits, key) and (variant, "released", bits, s, key) in by
+            )
+            if not paired:
+                raise ValueError(f"{variant}, {bits} bits, {key}: no seed measured at both scales")
+            diffs = [by[(variant, "unit", bits, s, key)] - by[(variant, "released", bits, s, key)] for s in paired]
+            columns[variant][(bits, key)] = statistics.mean(diffs)
+            seeds[variant][(bits, key)] = paired
+    egath_mean = statistics.mean(columns["egath"].values())
+    egath_positive = sum(d > 0 for d in columns["egath"].values())
+    no_gat_mean = statistics.mean(columns["no_gat"].values())
+    return {
+        "switch": egath_mean > 0 and egath_positive >= 4 and no_gat_mean >= -0.005,
+        "egath_mean": egath_mean,
+        "egath_positive": egath_positive,
+        "no_gat_mean": no_gat_mean,
+        "columns": columns,
+        "seeds": seeds,
+    }
