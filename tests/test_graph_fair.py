@@ -41,7 +41,7 @@ def test_unit_scale_gives_every_kind_rows_of_norm_one_at_initialisation(kind, co
     H = build_classifier(kind, 300, 64, 10, hidden=32, conv=conv, scale="unit")(E, _ring(10))
     assert torch.allclose(H.norm(dim=1), torch.ones(10), atol=1e-5)
     torch.manual_seed(0)
-    released = build_classifier(kind, 300, 64, 10, hidden=32, conv=conv)(E, _ring(10))
+    released = build_classifier(kind, 300, 64, 10, hidden=32, conv=conv, scale="released")(E, _ring(10))
     # the same directions: unit scale only rescales each row (τ = 1 at the start)
     assert torch.allclose(F.normalize(released, dim=1), H, atol=1e-5)
 
@@ -49,15 +49,15 @@ def test_unit_scale_gives_every_kind_rows_of_norm_one_at_initialisation(kind, co
 def test_released_scale_differs_between_kinds_and_unit_scale_has_one_learned_temperature():
     E, _ = _glove()
     torch.manual_seed(0)
-    gat = build_classifier("gat", 300, 512, 10)(E, _ring(10)).norm(dim=1).mean().item()
-    ind = build_classifier("independent", 300, 512, 10)(E, _ring(10)).norm(dim=1).mean().item()
+    gat = build_classifier("gat", 300, 512, 10, scale="released")(E, _ring(10)).norm(dim=1).mean().item()
+    ind = build_classifier("independent", 300, 512, 10, scale="released")(E, _ring(10)).norm(dim=1).mean().item()
     assert gat > 3 * ind  # the confound of issue 20: the released GAT's rows start several times longer
     clf = build_classifier("gat", 300, 16, 10, hidden=8, scale="unit")
     assert clf.temperature.requires_grad and float(clf.temperature.detach()) == 1.0
     with torch.no_grad():
         clf.temperature.fill_(2.5)
     assert torch.allclose(clf(E, _ring(10)).norm(dim=1), torch.full((10,), 2.5), atol=1e-5)
-    assert build_classifier("gat", 300, 16, 10, hidden=8).temperature is None
+    assert build_classifier("gat", 300, 16, 10, hidden=8, scale="released").temperature is None
     with pytest.raises(ValueError, match="classifier_scale"):
         build_classifier("independent", 300, 16, 10, scale="half")
 
@@ -174,7 +174,7 @@ def test_identical_neighbourhoods_collapse_under_gat_on_the_toy_graph():
     assert nb[w] == nb[lake] and len(nb[w]) >= 3  # the premise: the same neighbours (self-loops included)
     for seed in range(3):
         torch.manual_seed(seed)
-        H = build_classifier("gat", 300, 512, 10).eval()(E, ei)
+        H = build_classifier("gat", 300, 512, 10, scale="released").eval()(E, ei)
         assert F.cosine_similarity(H[w], H[lake], dim=0) > 0.99
         other = names.index("person")
         assert F.cosine_similarity(H[w], H[other], dim=0) < 0.99  # not every pair: the neighbourhood decides
@@ -185,7 +185,7 @@ def test_identical_neighbourhoods_collapse_under_gat_on_the_toy_graph():
     assert dense.shape[1] >= 90  # ≥ 80 of the 90 edges, plus the self-loops
     for conv in ("gat", "gatv2"):
         torch.manual_seed(0)
-        assert effective_rank(build_classifier("gat", 300, 512, 10, conv=conv).eval()(E, dense)) < 1.3
+        assert effective_rank(build_classifier("gat", 300, 512, 10, conv=conv, scale="released").eval()(E, dense)) < 1.3
 
 
 # ----------------------------------------------------------------------------- label_dependence
