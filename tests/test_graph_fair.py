@@ -287,20 +287,45 @@ def test_unit_scale_decision_follows_the_rule_fixed_before_the_measurement():
     from egath_lite.studies.graph_fair import unit_scale_decision
 
     # egath: mean (0.02 + 0.01 + 0.01 + 0.01 - 0.004 - 0.006) / 6 = 0.04 / 6 > 0, 4 of 6 positive; no_gat −0.004
-    ok = unit_scale_decision(_scale_rows({"egath": [0.02, 0.01, 0.01, 0.01, -0.004, -0.006], "no_gat": [-0.004] * 6}))
+    rows = _scale_rows({"egath": [0.02, 0.01, 0.01, 0.01, -0.004, -0.006], "no_gat": [-0.004] * 6})
+    ok = unit_scale_decision(rows, seeds=(0, 1))
     assert ok["switch"] and ok["egath_positive"] == 4
     assert ok["egath_mean"] == pytest.approx(0.04 / 6) and ok["no_gat_mean"] == pytest.approx(-0.004)
     assert ok["columns"]["egath"][(64, "t2i")] == pytest.approx(-0.006) and ok["seeds"]["egath"][(16, "i2t")] == [0, 1]
     # each condition alone blocks it: 3 of 6 positive (mean still > 0), mean ≤ 0, no_gat below −0.005
-    three = unit_scale_decision(_scale_rows({"egath": [0.05, 0.01, 0.01, -0.001, -0.004, -0.006], "no_gat": [0.0] * 6}))
+    three = unit_scale_decision(
+        _scale_rows({"egath": [0.05, 0.01, 0.01, -0.001, -0.004, -0.006], "no_gat": [0.0] * 6}), seeds=(0, 1)
+    )
     assert three["egath_mean"] > 0 and three["egath_positive"] == 3 and not three["switch"]
-    mean = unit_scale_decision(_scale_rows({"egath": [0.001] * 4 + [-0.01, -0.01], "no_gat": [0.0] * 6}))
+    mean = unit_scale_decision(_scale_rows({"egath": [0.001] * 4 + [-0.01, -0.01], "no_gat": [0.0] * 6}), seeds=(0, 1))
     assert mean["egath_positive"] == 4 and mean["egath_mean"] < 0 and not mean["switch"]
-    no_gat = unit_scale_decision(_scale_rows({"egath": [0.02] * 6, "no_gat": [-0.006] * 6}))
+    no_gat = unit_scale_decision(_scale_rows({"egath": [0.02] * 6, "no_gat": [-0.006] * 6}), seeds=(0, 1))
     assert not no_gat["switch"]
     # an incomplete measurement is not read as a decision
-    with pytest.raises(ValueError, match="no seed measured at both scales"):
-        unit_scale_decision([r for r in _scale_rows({"egath": [0.02] * 6, "no_gat": [0.0] * 6}) if r["bits"] != 64])
+    with pytest.raises(ValueError, match=r"64 bits, i2t: seed\(s\) \[0, 1\] not measured"):
+        unit_scale_decision([r for r in rows if r["bits"] != 64], seeds=(0, 1))
+    with pytest.raises(ValueError, match=r"seed\(s\) \[2\] not measured at both scales"):  # the rule's 3 seeds
+        unit_scale_decision(rows)
+
+
+def test_the_decision_from_the_command_line(tmp_path, capsys):
+    import json
+
+    from egath_lite.studies.graph_fair import main
+
+    path = tmp_path / "scale.jsonl"
+    rows = _scale_rows({"egath": [0.02, 0.01, 0.01, 0.01, -0.004, -0.006], "no_gat": [-0.004] * 6})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert main([str(path), "--seeds", "0", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| egath | +0.0200 | +0.0100 | +0.0100 | +0.0100 | -0.0040 | -0.0060 | +0.0067 | 4 of 6 |" in out
+    assert "| no_gat | -0.0040 |" in out and 'switch the default to "unit"' in out and "seeds [0, 1]" in out
+    path.write_text("\n".join(json.dumps(r) for r in rows if r.get("bits") != 64) + "\n")  # still running
+    assert main([str(path), "--seeds", "0", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not measured at both scales" in err and "wait until" in err
+    path.write_text('{"method": "egath"\n')
+    assert main([str(path)]) == 2 and "line 1 is not JSON" in capsys.readouterr().err
 
 
 def test_loss_shares_by_hand():
