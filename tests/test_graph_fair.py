@@ -81,7 +81,7 @@ def _attention(conv: str, E, edge_index, seed: int = 0):
     m = build_classifier("gat", E.shape[1], 8, E.shape[0], hidden=8, layers=1, conv=conv, dropout=0.0).eval()
     _, att = m(E, edge_index, return_attention=True)
     idx, alpha = att[0]
-    return {(int(s), int(t)): float(a) for s, t, a in zip(idx[0], idx[1], alpha[:, 0])}
+    return {(int(s), int(t)): float(a) for s, t, a in zip(idx[0], idx[1], alpha[:, 0].detach())}
 
 
 def test_gat_attention_is_static_and_gatv2_attention_is_not():
