@@ -80,7 +80,8 @@ def test_03_gat_layer_equals_gatconv_with_its_weights(nb03, negative_slope):
     edge_index, _ = label_graph(C=7)
     E = torch.randn(7, 20, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(2)
-    layer = GATClassifier(20, 8, 7, layers=1, heads=1, dropout=0.0, negative_slope=negative_slope).eval()
+    layer = GATClassifier(20, 8, 7, layers=1, heads=1, dropout=0.0, negative_slope=negative_slope, scale="released")
+    layer = layer.eval()
     conv = layer.convs[0]
     weights = (conv.lin.weight, conv.att_src[0, 0], conv.att_dst[0, 0])
     with torch.no_grad():

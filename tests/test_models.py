@@ -52,7 +52,9 @@ def _gat_attention_reference(conv, x, edge_index):
 
 def test_gat_layer_matches_hand_written_attention():
     torch.manual_seed(0)
-    model = GATClassifier(FEAT, 3, C, hidden=8, layers=1, heads=2, dropout=0.0, negative_slope=0.2).eval()
+    model = GATClassifier(
+        FEAT, 3, C, hidden=8, layers=1, heads=2, dropout=0.0, negative_slope=0.2, scale="released"
+    ).eval()
     E = torch.randn(C, FEAT)
     ei = _graph([(1, 0), (2, 0), (0, 1), (3, 2)])
     H, attention = model(E, ei, return_attention=True)
@@ -84,20 +86,20 @@ def test_gat_attention_sums_to_one_per_target_and_respects_graph():
 
 def test_gcn_on_self_loops_only_is_a_per_node_linear_map():
     torch.manual_seed(2)
-    model = GCNClassifier(FEAT, 3, C, layers=1, dropout=0.0).eval()
+    model = GCNClassifier(FEAT, 3, C, layers=1, dropout=0.0, scale="released").eval()
     E = torch.randn(C, FEAT)
     empty = torch.zeros(2, 0, dtype=torch.long)
     conv = model.convs[0]
     assert conv.bias is None  # no layer bias by default, as the GAT
     assert torch.allclose(model(E, empty), E @ conv.lin.weight.t(), atol=1e-5)
-    with_bias = GCNClassifier(FEAT, 3, C, layers=1, bias=True).eval()
+    with_bias = GCNClassifier(FEAT, 3, C, layers=1, bias=True, scale="released").eval()
     with torch.no_grad():
         with_bias.convs[0].bias.fill_(0.5)
     assert torch.allclose(with_bias(E, empty), E @ with_bias.convs[0].lin.weight.t() + 0.5, atol=1e-5)
 
 
 def test_independent_classifier_ignores_graph():
-    model = IndependentClassifier(FEAT, 3, C)
+    model = IndependentClassifier(FEAT, 3, C, scale="released")
     assert model(torch.randn(C, FEAT), _graph([(0, 1)])) is model.H
     with pytest.raises(ValueError, match="labels"):
         model(torch.randn(C + 1, FEAT))
@@ -209,7 +211,7 @@ def _names(module):
 
 
 def test_gat_has_no_layer_bias_by_default():
-    model = GATClassifier(FEAT, 3, C, hidden=8, layers=2)
+    model = GATClassifier(FEAT, 3, C, hidden=8, layers=2, scale="released")
     assert all(conv.bias is None for conv in model.convs)
     assert _names(model) == {
         "convs.0.att_src",
@@ -219,7 +221,7 @@ def test_gat_has_no_layer_bias_by_default():
         "convs.1.att_dst",
         "convs.1.lin.weight",
     }
-    with_bias = GATClassifier(FEAT, 3, C, hidden=8, layers=2, bias=True)
+    with_bias = GATClassifier(FEAT, 3, C, hidden=8, layers=2, bias=True, scale="released")
     assert _names(with_bias) - _names(model) == {"convs.0.bias", "convs.1.bias"}
     assert with_bias.convs[0].bias.shape == (8,) and with_bias.convs[1].bias.shape == (3,)
 
@@ -258,7 +260,7 @@ def test_gat_drops_attention_only_by_default():
 def test_input_dropout_drops_node_features_as_before():
     # input_dropout=p: F.dropout(x, p) before each GATConv, drawn from the global RNG in that order.
     torch.manual_seed(4)
-    model = GATClassifier(FEAT, 5, C, hidden=16, dropout=0.0, input_dropout=0.3).train()
+    model = GATClassifier(FEAT, 5, C, hidden=16, dropout=0.0, input_dropout=0.3, scale="released").train()
     E, ei = torch.randn(C, FEAT), _graph([(1, 0), (0, 1), (3, 2)])
     torch.manual_seed(9)
     H = model(E, ei)
@@ -303,7 +305,17 @@ def test_options_restore_the_earlier_gat_layer():
     # GATConv(..., dropout=0.2) with PyG's bias and initialisation, node features dropped before each layer.
     torch.manual_seed(7)
     old = GATClassifier(
-        FEAT, 5, C, hidden=16, layers=2, dropout=0.2, bias=True, input_dropout=0.2, init_gain=None, label_bias=True
+        FEAT,
+        5,
+        C,
+        hidden=16,
+        layers=2,
+        dropout=0.2,
+        bias=True,
+        input_dropout=0.2,
+        init_gain=None,
+        label_bias=True,
+        scale="released",
     )
     torch.manual_seed(7)
     from torch_geometric.nn import GATConv

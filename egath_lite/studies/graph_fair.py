@@ -4,6 +4,9 @@
   C for C orthogonal rows of equal norm, 1 when every row points the same way.
 - ``max_row_cosine(H)``: the largest cosine between two different rows (two labels' classifiers).
 - ``loss_shares(history, weights)``: each weighted loss term's share of the total in the last epoch.
+- ``unit_scale_decision(rows)``: the rule, fixed before the measurement was read, that decides whether
+  ``classifier_scale``'s default becomes ``"unit"`` from the main job measured at both scales;
+  ``python -m egath_lite.studies.graph_fair RESULTS.jsonl`` prints its table and the decision.
 - ``train_cell``: one training of EGATH or an ablation on fixed features (one feature seed), with the
   training seed, variant and overrides of the cell; returns mAP@all on the query split and the
   diagnostics of H at initialisation and after training. ``benchmarks/bench_graph_study.py`` runs the grid.
@@ -131,3 +134,115 @@ def quote(rows: list[dict[str, Any]], a: str, b: str, key: str, level: float = 0
     if len(d) < 2:
         raise ValueError(f"{a} − {b} ({key}, dependence {level}, {num_train} items): {len(d)} seeds, need 2 or more")
     return f"{statistics.mean(d):+.3f} ± {statistics.stdev(d):.3f}"
+
+
+SCALE_COLUMNS = tuple((bits, key) for bits in (16, 32, 64) for key in ("i2t", "t2i"))
+
+
+def unit_scale_decision(rows: list[dict[str, Any]], seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:
+    """Whether ``classifier_scale``'s default becomes ``"unit"``, by the rule fixed before the main job was measured.
+
+    ``rows``: ``benchmarks/bench_variants.py --variants egath no_gat --classifier-scale released unit`` results
+    (one row per ``method``, ``classifier_scale``, ``bits``, ``seed``; rows of other methods are ignored). For each
+    variant and each of the 6 columns (16/32/64 bits × I→T/T→I) the paired difference unit − released is averaged
+    over ``seeds`` (the measurement's training seeds; each must be there at both scales). The rule: switch when egath's mean over the 6 columns is > 0 and its
+    column means are positive in ≥ 4 of the 6, and no_gat's mean over the columns is not below −0.005. Returns
+    ``{"switch", "egath_mean", "egath_positive", "no_gat_mean", "columns": {variant: {(bits, key): mean}},
+    "seeds"}``; ValueError when a column lacks one of ``seeds`` at either scale (an unfinished measurement).
+    """
+    import statistics
+
+    by: dict[tuple, float] = {}
+    for r in rows:
+        if r.get("method") in ("egath", "no_gat") and "classifier_scale" in r:
+            for key in ("i2t", "t2i"):
+                by[(r["method"], r["classifier_scale"], int(r["bits"]), int(r["seed"]), key)] = float(r[key])
+    columns: dict[str, dict[tuple[int, str], float]] = {}
+    used: dict[str, dict[tuple[int, str], list[int]]] = {}
+    for variant in ("egath", "no_gat"):
+        columns[variant], used[variant] = {}, {}
+        for bits, key in SCALE_COLUMNS:
+            paired = sorted(
+                s
+                for (v, sc, b, s, k) in by
+                if (v, sc, b, k) == (variant, "unit", bits, key) and (variant, "released", bits, s, key) in by
+            )
+            missing = sorted(set(seeds) - set(paired))
+            if missing:
+                raise ValueError(f"{variant}, {bits} bits, {key}: seed(s) {missing} not measured at both scales")
+            diffs = [by[(variant, "unit", bits, s, key)] - by[(variant, "released", bits, s, key)] for s in seeds]
+            columns[variant][(bits, key)] = statistics.mean(diffs)
+            used[variant][(bits, key)] = sorted(seeds)
+    egath_mean = statistics.mean(columns["egath"].values())
+    egath_positive = sum(d > 0 for d in columns["egath"].values())
+    no_gat_mean = statistics.mean(columns["no_gat"].values())
+    return {
+        "switch": egath_mean > 0 and egath_positive >= 4 and no_gat_mean >= -0.005,
+        "egath_mean": egath_mean,
+        "egath_positive": egath_positive,
+        "no_gat_mean": no_gat_mean,
+        "columns": columns,
+        "seeds": used,
+    }
+
+
+PROG = "python -m egath_lite.studies.graph_fair"
+
+
+def format_decision(d: dict[str, Any]) -> str:
+    """The paired unit − released table of ``unit_scale_decision``'s result (a Markdown table) and the decision."""
+    head = " | ".join(f"{'I→T' if k == 'i2t' else 'T→I'} {b}" for b, k in SCALE_COLUMNS)
+    lines = [f"| unit − released | {head} | mean | columns > 0 |", "|---" * (len(SCALE_COLUMNS) + 3) + "|"]
+    for variant in ("egath", "no_gat"):
+        cols = d["columns"][variant]
+        cells = " | ".join(f"{cols[c]:+.4f}" for c in SCALE_COLUMNS)
+        mean = sum(cols.values()) / len(cols)
+        lines.append(f"| {variant} | {cells} | {mean:+.4f} | {sum(v > 0 for v in cols.values())} of {len(cols)} |")
+    seeds = sorted({s for ss in d["seeds"]["egath"].values() for s in ss})
+    verdict = 'switch the default to "unit"' if d["switch"] else 'keep "released"'
+    lines.append(
+        f"\nseeds {seeds}; rule: egath mean > 0 ({d['egath_mean']:+.4f}) and > 0 in ≥ 4 of 6 columns "
+        f"({d['egath_positive']}), no_gat mean ≥ −0.005 ({d['no_gat_mean']:+.4f}): {verdict}"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: the decision on ``classifier_scale``'s default from a bench_variants results file (0; 2 and
+    one line when the file is missing, unreadable or incomplete)."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from egath_lite.errors import EgathError, run_main
+
+    p = argparse.ArgumentParser(prog=PROG, description=format_decision.__doc__)
+    p.add_argument(
+        "results", help="benchmarks/results/main_job_scale_default.jsonl (bench_variants --classifier-scale)"
+    )
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="the training seeds (default: 0 1 2)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    args = p.parse_args(argv)
+
+    def body() -> int:
+        rows = []
+        for n, line in enumerate(Path(args.results).read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise EgathError(f"{args.results} line {n} is not JSON ({exc.msg}); rerun bench_variants") from None
+        try:
+            print(format_decision(unit_scale_decision(rows, tuple(args.seeds))))
+        except ValueError as exc:
+            raise EgathError(f"{args.results}: {exc}; wait until the measurement has every cell") from None
+        return 0
+
+    return run_main(PROG, body, debug=args.debug)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
