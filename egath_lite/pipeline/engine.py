@@ -278,17 +278,25 @@ def _train_egath(
             break
     model.load_state_dict(best_state)
     model.eval()
-    hist_out: dict[str, Any] = dict(hist)
-    hist_out.update(
+    return model, training_record(hist, best_epoch, best_score, t_start, start_epoch if state is not None else None)
+
+
+def training_record(
+    hist: dict[str, list[float]], best_epoch: int, best_score: float, t_start: float, resumed_after: int | None
+) -> dict[str, Any]:
+    """The per-epoch history plus the run's record: the kept epoch and its validation mAP, wall time since
+    ``t_start``, median seconds per epoch (wall and CPU), epochs run, and the epoch it resumed after (or None)."""
+    out: dict[str, Any] = dict(hist)
+    out.update(
         best_epoch=best_epoch,
         val_map=best_score,
         train_seconds=time.perf_counter() - t_start,
         seconds_per_epoch=float(np.median(hist["epoch_seconds"])),
         cpu_seconds_per_epoch=float(np.median(hist["epoch_cpu_seconds"])),
         epochs_run=len(hist["loss"]),
-        resumed_after_epoch=start_epoch if state is not None else None,
+        resumed_after_epoch=resumed_after,
     )
-    return model, hist_out
+    return out
 
 
 def save_resume(

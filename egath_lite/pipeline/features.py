@@ -8,6 +8,7 @@ tag, a checkpoint's content digest, or the tiny CLIP stage's key) and the prepro
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -179,24 +180,8 @@ def _extract(cfg: Config, model: torch.nn.Module, tokenizer: Any, ds: Any, progr
     items = ImageItems(ds, None, model, decoder=cfg.image_decoder)
     shards: dict[str, Any] = {}
     t0 = time.perf_counter()
-    if distributed.world_size() > 1:  # torchrun: each rank encodes its shards, rank 0 then reuses them all
-        w, r = distributed.world_size(), distributed.rank()
-        encode_images_sharded(
-            model,
-            items,
-            shard_folder(cfg),
-            shard_key(cfg),
-            shard_size=cfg.extract_shard_size,
-            batch_size=cfg.extract_batch_size,
-            num_workers=cfg.num_workers,
-            device=device,
-            progress=progress,
-            only=lambda s: s % w == r,
-        )
-        distributed.barrier()
-        if not distributed.is_main():
-            return None
-    image_emb = encode_images_sharded(
+    encode = functools.partial(  # the sharded image encoding of this data set (resumable: shards are files)
+        encode_images_sharded,
         model,
         items,
         shard_folder(cfg),
@@ -206,8 +191,14 @@ def _extract(cfg: Config, model: torch.nn.Module, tokenizer: Any, ds: Any, progr
         num_workers=cfg.num_workers,
         device=device,
         progress=progress,
-        info=shards,
     )
+    if distributed.world_size() > 1:  # torchrun: each rank encodes its shards, rank 0 then reuses them all
+        w, r = distributed.world_size(), distributed.rank()
+        encode(only=lambda s: s % w == r)
+        distributed.barrier()
+        if not distributed.is_main():
+            return None
+    image_emb = encode(info=shards)
     t1 = time.perf_counter()
     text_emb = encode_texts(model, tokenizer, list(ds.texts), cfg.extract_batch_size, device, progress)
     t2 = time.perf_counter()

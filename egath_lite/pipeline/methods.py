@@ -20,14 +20,13 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 from egath_lite.core.methods import get_method
 from egath_lite.pipeline.code_digest import CORE_MODULES
 from egath_lite.pipeline.config import Config
-from egath_lite.pipeline.engine import HashData, load_resume, save_resume, validation_map
+from egath_lite.pipeline.engine import HashData, load_resume, save_resume, training_record, validation_map
 from egath_lite.pipeline.results import training_split
 from egath_lite.progress import tqdm
 from egath_lite.utils import cpu_threads, resolve_device, seed_everything
@@ -183,17 +182,7 @@ def train_method(
                 break
         model.load_state_dict(best_state)
         model.eval()
-    out: dict[str, Any] = dict(hist)
-    out.update(
-        best_epoch=best_epoch,
-        val_map=best_score,
-        train_seconds=time.perf_counter() - t_start,
-        seconds_per_epoch=float(np.median(hist["epoch_seconds"])),
-        cpu_seconds_per_epoch=float(np.median(hist["epoch_cpu_seconds"])),
-        epochs_run=len(hist["loss"]),
-        resumed_after_epoch=start if saved is not None else None,
-    )
-    return model, out
+    return model, training_record(hist, best_epoch, best_score, t_start, start if saved is not None else None)
 
 
 @cache
