@@ -33,18 +33,21 @@ Nothing is sorted and no query × retrieval matrix exists. Segments hold at most
 items (the counter's fields); larger retrieval sets use more segments, four at a time.
 
 **Query-blocked sweep** (``evaluate_blocked``; used whenever the retrieval set has at most
-``BLOCKED_MAX_N`` = 2**24 - 1 items, i.e. always in practice): the same counters and records, but
-the four independent chains are four *queries* instead of four segments, and the retrieval set is
-read in chunks of ``CHUNK`` items, each chunk once for the four queries:
+``BLOCKED_MAX_N`` = 2**24 - 1 items and the codes at most 8,191 bits, i.e. always in practice): the same idea,
+but the four independent chains are four *queries* instead of four segments, and the retrieval set is read in
+chunks of ``CHUNK`` items, each chunk once for the four queries:
 
-1. ``_keys4``: one vectorised pass over the chunk's packed words computes, for each of the four
-   queries, the key ``4 d + relevant << 24`` of every item (the counter's slot, the four queries'
-   counters interleaved, and the relevance bit).
-2. ``_sweep4``: a scalar pass over the keys, the four queries unrolled; each counter starts at
-   ``d << 48`` so that the counter *is* the record (distance, relevant and items seen at d) with
-   no shifting, and one base pointer per array keeps the four chains in registers.
-3. The records are turned into ranks per query as above, with one table ``shift[d]`` (rank and
-   relevant rank of the first item at d, minus ``d << 48``) added to each record.
+1. ``_keys4``: one vectorised pass over the chunk's packed words computes, for each of the four queries, the
+   key ``4 d | relevant << 15`` (uint16) of every item: the counter's slot (the four queries' counters
+   interleaved) and the relevance bit. Eight items at a time, with explicit 8-lane vectors (``_keys8``), so
+   that CPUs with AVX-512 run it in 512-bit registers (LLVM's loop vectoriser stops at 256 bits there).
+2. ``_sweep4``: a scalar pass over the keys, the four queries unrolled, two items per query at a time. Each
+   counter starts at ``d << 48`` and holds ``items << 24 | relevant`` below, so that the counter *is* the
+   record (distance, items and relevant items seen at d) and one add of ``1 << 24 | relevant`` updates it.
+   The two items' records are stored back to back: two stores to one cache line in a row retire in one
+   cycle, and the stores (one counter and one record per item and query) are what bounds this loop.
+3. The records are turned into ranks per query as above, with one table ``shift[d]`` (rank and relevant
+   rank of the first item at d, minus ``d << 48``) added to each record.
 
 Reading each chunk once for four queries keeps the codes and labels in L1/L2 (swept per query,
 the 184,477 NUS-WIDE items' codes and labels, 3 MB, stream from L3 for every query).
@@ -54,7 +57,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 SEGMENTS = 4  # segments swept side by side (independent counter chains)
@@ -384,6 +389,9 @@ QUERY_BLOCK = 4  # queries swept side by side: four independent counter chains, 
 CHUNK = 2048  # retrieval items per chunk: its codes, labels and keys stay in L1/L2 for the four queries
 _D_SHIFT = 48  # a counter (and a record) holds its distance in bits 48..62
 BLOCKED_MAX_N = (1 << _FIELD) - 1  # ranks and relevant ranks stay inside their 24-bit fields
+_REL_SHIFT = 15  # a key is 4 d | relevant << 15 (uint16): 4 d < 2**15 for any code length the package takes
+_SLOT_MASK = (1 << _REL_SHIFT) - 1
+BLOCKED_MAX_BINS = 1 << (_REL_SHIFT - 2)  # distances 0 .. 8191: 4 d + 3 < 2**15
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -412,25 +420,84 @@ def _item_t(q_code, qw, rct, q_label, lw_, rlt, j, cw, lw):
     return d, np.uint64(acc != np.uint64(0))
 
 
+@intrinsic
+def _keys8(typingctx, rct, rlt, j, qw4, lw4, keys, t, cw, lw):
+    """The four queries' keys of items ``j .. j+7``: ``keys[b * CHUNK + t + s] = 4 d | relevant << 15`` (uint16).
+
+    Written with explicit 8-lane vectors: LLVM lowers each to one 512-bit register where the CPU has AVX-512
+    (its loop vectoriser stops at 256 bits on most such CPUs) and splits them elsewhere. Only for 1 to 4 code
+    and label words (``cw``/``lw`` non-empty); ``rct``/``rlt`` word-major (see ``_item_t``).
+    """
+    ncw, nlw = len(cw), len(lw)
+    if ncw == 0 or nlw == 0 or rct.layout != "C" or rlt.layout != "C":
+        return None
+    sig = types.void(rct, rlt, j, qw4, lw4, keys, t, cw, lw)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        lanes = ir.VectorType(i64, 8)
+        codes_arr = context.make_array(signature.args[0])(context, builder, args[0])
+        labels_arr = context.make_array(signature.args[1])(context, builder, args[1])
+        keys_arr = context.make_array(signature.args[5])(context, builder, args[5])
+        undef = ir.Constant(lanes, ir.Undefined)
+        zeros32 = ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8)
+        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(lanes, [lanes]), "llvm.ctpop.v8i64")
+
+        def load(arr, w):  # word w of items j .. j+7: arr[w, j : j + 8]
+            off = builder.add(builder.mul(ir.Constant(i64, w), builder.extract_value(arr.shape, 1)), args[2])
+            return builder.load(builder.bitcast(builder.gep(arr.data, [off]), lanes.as_pointer()), align=8)
+
+        def splat(x):
+            one = builder.insert_element(undef, x, ir.Constant(ir.IntType(32), 0))
+            return builder.shuffle_vector(one, undef, zeros32)
+
+        def const(v):
+            return ir.Constant(lanes, [v] * 8)
+
+        codes = [load(codes_arr, w) for w in range(ncw)]
+        labels = [load(labels_arr, w) for w in range(nlw)]
+        for b in range(QUERY_BLOCK):
+            qw = builder.extract_value(args[3], b)
+            lw_ = builder.extract_value(args[4], b)
+            d = None
+            for w in range(ncw):
+                x = builder.call(ctpop, [builder.xor(codes[w], splat(builder.extract_value(qw, w)))])
+                d = x if d is None else builder.add(d, x)
+            shared = None
+            for w in range(nlw):
+                x = builder.and_(labels[w], splat(builder.extract_value(lw_, w)))
+                shared = x if shared is None else builder.or_(shared, x)
+            relevant = builder.zext(builder.icmp_unsigned("!=", shared, const(0)), lanes)
+            key = builder.or_(builder.shl(d, const(2)), builder.shl(relevant, const(_REL_SHIFT)))
+            off = builder.add(ir.Constant(i64, b * CHUNK), args[6])
+            ptr = builder.bitcast(builder.gep(keys_arr.data, [off]), ir.VectorType(ir.IntType(16), 8).as_pointer())
+            builder.store(builder.trunc(key, ir.VectorType(ir.IntType(16), 8)), ptr, align=2)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(cache=True, nogil=True)
 def _keys4(qc, qw, rc, ql, lw_, rl, start, stop, keys, cw, lw):
-    """keys[b * CHUNK + t] = 4 d | relevant << 24 (uint32) of query b and item start + t < stop, four queries per read of an item.
+    """keys[b * CHUNK + t] = 4 d | relevant << 15 (uint16) of query b and item start + t < stop.
 
-    One vectorised pass (XOR, POPCNT, AND of the packed words); ``qc``/``ql`` are the four queries' rows.
+    One pass (XOR, POPCNT, AND of the packed words) computes the four queries' keys per read of an item: eight
+    items at a time through ``_keys8`` for 1 to 4 words, the rest one at a time. ``qc``/``ql``: the four
+    queries' rows.
     """
-    start = np.uint64(start)
-    two = np.uint64(2)
-    field = np.uint64(_FIELD)
-    for t in range(np.uint64(stop) - start):
-        j = start + t
-        d, r = _item_t(qc[0], qw[0], rc, ql[0], lw_[0], rl, j, cw, lw)
-        keys[t] = np.uint32((d << two) | (r << field))
-        d, r = _item_t(qc[1], qw[1], rc, ql[1], lw_[1], rl, j, cw, lw)
-        keys[np.uint64(CHUNK) + t] = np.uint32((d << two) | (r << field))
-        d, r = _item_t(qc[2], qw[2], rc, ql[2], lw_[2], rl, j, cw, lw)
-        keys[np.uint64(2 * CHUNK) + t] = np.uint32((d << two) | (r << field))
-        d, r = _item_t(qc[3], qw[3], rc, ql[3], lw_[3], rl, j, cw, lw)
-        keys[np.uint64(3 * CHUNK) + t] = np.uint32((d << two) | (r << field))
+    m = np.uint64(stop - start)
+    t = np.uint64(0)
+    if len(cw) > 0 and len(lw) > 0:
+        m8 = m & ~np.uint64(7)
+        while t < m8:
+            _keys8(rc, rl, np.uint64(start) + t, qw, lw_, keys, t, cw, lw)
+            t += np.uint64(8)
+    while t < m:
+        j = np.uint64(start) + t
+        for b in range(QUERY_BLOCK):
+            d, r = _item_t(qc[b], qw[b], rc, ql[b], lw_[b], rl, j, cw, lw)
+            keys[np.uint64(b * CHUNK) + t] = np.uint16((d << np.uint64(2)) | (r << np.uint64(_REL_SHIFT)))
+        t += np.uint64(1)
 
 
 @njit(cache=True, nogil=True)
@@ -446,25 +513,56 @@ def _start4(qc, ql, rows, ctr):
     return qc4, qw4, ql4, lw4
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _update(keys, ctr, b, k, item):
+    """Query b's counter update for its key ``k``: returns (the counter before the item, relevant 0/1)."""
+    key = np.uint64(keys[k])
+    i = (key & np.uint64(_SLOT_MASK)) + np.uint64(b)
+    r = key >> np.uint64(_REL_SHIFT)
+    c = ctr[i]
+    ctr[i] = c + item + np.int64(r)
+    return c, r
+
+
 @njit(cache=True, nogil=True)
 def _count4(qc, rc, ql, rl, rows, ctr, keys, cw, lw):
     """``_sweep4`` without the records: only the four queries' final counters (the histograms)."""
     n = rc.shape[1]  # word-major (words, n)
     qc4, qw4, ql4, lw4 = _start4(qc, ql, rows, ctr)
-    mask = np.uint32((1 << _FIELD) - 1)
-    bit = np.uint32(1 << _FIELD)
+    item = np.int64(1 << _FIELD)
+    chunk = np.uint64(CHUNK)
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
         _keys4(qc4, qw4, rc, ql4, lw4, rl, start, stop, keys, cw, lw)
         for t in range(np.uint64(stop - start)):
-            k = keys[t]
-            ctr[np.uint64(k & mask)] += 1 + np.int64(k & bit)
-            k = keys[np.uint64(CHUNK) + t]
-            ctr[np.uint64(k & mask) + np.uint64(1)] += 1 + np.int64(k & bit)
-            k = keys[np.uint64(2 * CHUNK) + t]
-            ctr[np.uint64(k & mask) + np.uint64(2)] += 1 + np.int64(k & bit)
-            k = keys[np.uint64(3 * CHUNK) + t]
-            ctr[np.uint64(k & mask) + np.uint64(3)] += 1 + np.int64(k & bit)
+            _update(keys, ctr, 0, t, item)
+            _update(keys, ctr, 1, chunk + t, item)
+            _update(keys, ctr, 2, chunk + chunk + t, item)
+            _update(keys, ctr, 3, chunk + chunk + chunk + t, item)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _two(keys, ctr, found, h, b, t, item):
+    """Query b's counter updates for items t and t + 1, then their two records, stored back to back.
+
+    Two stores to one cache line in a row retire together; interleaved with the counter stores (other lines)
+    each would take its own cycle. Returns the query's new slot ``h``.
+    """
+    k = np.uint64(b * CHUNK) + t
+    c_a, r_a = _update(keys, ctr, b, k, item)
+    c_b, r_b = _update(keys, ctr, b, k + np.uint64(1), item)
+    found[h] = c_a
+    h += r_a
+    found[h] = c_b
+    return h + r_b
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _one(keys, ctr, found, h, b, t, item):
+    """``_two`` for the single item t (the odd end of the retrieval set)."""
+    c, r = _update(keys, ctr, b, np.uint64(b * CHUNK) + t, item)
+    found[h] = c
+    return h + r
 
 
 @njit(cache=True, nogil=True)
@@ -472,11 +570,11 @@ def _sweep4(qc, rc, ql, rl, rows, ctr, found, stride, keys, cw, lw):
     """Sweep four queries ``rows`` side by side over the retrieval set in chunks; return their record counts.
 
     ``ctr`` int64 (4 num_bins,), interleaved: query b's counter of distance d at 4 d + b, ends with
-    ``d << 48 | relevant << 24 | items``. Every item writes the counter of its distance as it was before the
+    ``d << 48 | items << 24 | relevant``. Every item writes the counter of its distance as it was before the
     item (the distance, and the items and relevant items at that distance earlier in index order) at slot
     ``h`` of its query's part of ``found`` (query b's starts at b · stride) and only relevant items advance
-    ``h``: the records of the relevant items, in index order, with no branch. One base pointer per array
-    keeps the four chains in registers. ``rc``/``rl`` are word-major (words, n), see ``_item_t``.
+    ``h``: the records of the relevant items, in index order, with no branch. Two items per query at a time
+    (``_two``). ``rc``/``rl`` are word-major (words, n), see ``_item_t``.
     """
     n = rc.shape[1]  # word-major (words, n)
     qc4, qw4, ql4, lw4 = _start4(qc, ql, rows, ctr)
@@ -484,44 +582,30 @@ def _sweep4(qc, rc, ql, rl, rows, ctr, found, stride, keys, cw, lw):
     h1 = np.uint64(stride)
     h2 = h1 + np.uint64(stride)
     h3 = h2 + np.uint64(stride)
-    mask = np.uint32((1 << _FIELD) - 1)
-    bit = np.uint32(1 << _FIELD)
-    field = np.uint32(_FIELD)
+    item = np.int64(1 << _FIELD)
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
         _keys4(qc4, qw4, rc, ql4, lw4, rl, start, stop, keys, cw, lw)
-        for t in range(np.uint64(stop - start)):
-            k = keys[t]
-            i = np.uint64(k & mask)
-            c = ctr[i]
-            ctr[i] = c + 1 + np.int64(k & bit)
-            found[h0] = c
-            h0 += np.uint64(k >> field)
-            k = keys[np.uint64(CHUNK) + t]
-            i = np.uint64(k & mask) + np.uint64(1)
-            c = ctr[i]
-            ctr[i] = c + 1 + np.int64(k & bit)
-            found[h1] = c
-            h1 += np.uint64(k >> field)
-            k = keys[np.uint64(2 * CHUNK) + t]
-            i = np.uint64(k & mask) + np.uint64(2)
-            c = ctr[i]
-            ctr[i] = c + 1 + np.int64(k & bit)
-            found[h2] = c
-            h2 += np.uint64(k >> field)
-            k = keys[np.uint64(3 * CHUNK) + t]
-            i = np.uint64(k & mask) + np.uint64(3)
-            c = ctr[i]
-            ctr[i] = c + 1 + np.int64(k & bit)
-            found[h3] = c
-            h3 += np.uint64(k >> field)
+        m = np.uint64(stop - start)
+        t = np.uint64(0)
+        while t + np.uint64(1) < m:
+            h0 = _two(keys, ctr, found, h0, 0, t, item)
+            h1 = _two(keys, ctr, found, h1, 1, t, item)
+            h2 = _two(keys, ctr, found, h2, 2, t, item)
+            h3 = _two(keys, ctr, found, h3, 3, t, item)
+            t += np.uint64(2)
+        if t < m:  # CHUNK is even: only the last chunk can end on one item
+            h0 = _one(keys, ctr, found, h0, 0, t, item)
+            h1 = _one(keys, ctr, found, h1, 1, t, item)
+            h2 = _one(keys, ctr, found, h2, 2, t, item)
+            h3 = _one(keys, ctr, found, h3, 3, t, item)
     s = np.uint64(stride)
     return np.int64(h0), np.int64(h1 - s), np.int64(h2 - s - s), np.int64(h3 - s - s - s)
 
 
 @njit(cache=True, nogil=True)
 def _bases(ctr, b, cnt, rcnt, shift):
-    """Histograms cnt/rcnt from query b's final counters (interleaved, see ``_sweep4``); ``shift[d]`` turns a record at d into rank | relevant rank << 24.
+    """Histograms cnt/rcnt from query b's final counters (interleaved, see ``_sweep4``); ``shift[d]`` turns a record at d into rank << 24 | relevant rank.
 
     Returns the query's number of relevant items.
     """
@@ -529,9 +613,9 @@ def _bases(ctr, b, cnt, rcnt, shift):
     rel_before = 1
     for d in range(cnt.shape[0]):
         c = ctr[QUERY_BLOCK * d + b]
-        cnt[d] = c & _LOW
-        rcnt[d] = (c >> _FIELD) & _LOW
-        shift[d] = items_before + (rel_before << _FIELD) - (np.int64(d) << _D_SHIFT)
+        cnt[d] = (c >> _FIELD) & _LOW
+        rcnt[d] = c & _LOW
+        shift[d] = (items_before << _FIELD) + rel_before - (np.int64(d) << _D_SHIFT)
         items_before += cnt[d]
         rel_before += rcnt[d]
     return rel_before - 1
@@ -545,15 +629,15 @@ def _ap_records(found, h, shift, inv, cut):
         for t in range(np.uint64(h)):
             x = found[t]
             y = x + shift[np.uint64(x >> _D_SHIFT)]
-            total += (y >> _FIELD) * inv[np.uint64(y & _LOW)]
+            total += (y & _LOW) * inv[np.uint64(y >> _FIELD)]
         return total, h
     hits = 0
     for t in range(np.uint64(h)):
         x = found[t]
         y = x + shift[np.uint64(x >> _D_SHIFT)]
-        rank = y & _LOW
+        rank = y >> _FIELD
         if rank <= cut:
-            total += (y >> _FIELD) * inv[np.uint64(rank)]
+            total += (y & _LOW) * inv[np.uint64(rank)]
             hits += 1
     return total, hits
 
@@ -565,9 +649,9 @@ def _gcdh_records(found, h, shift, inv, total_rel):
     for t in range(np.uint64(h)):
         x = found[t]
         y = x + shift[np.uint64(x >> _D_SHIFT)]
-        rel_rank = y >> _FIELD
+        rel_rank = y & _LOW
         if rel_rank <= total_rel:
-            total += rel_rank * inv[np.uint64(y & _LOW)]
+            total += rel_rank * inv[np.uint64(y >> _FIELD)]
     return total
 
 
@@ -579,7 +663,7 @@ def _hits_records(found, h, shift, ks, per_bucket, out):
     per_bucket[:] = 0
     for t in range(h):
         x = found[t]
-        rank = (x + shift[x >> _D_SHIFT]) & _LOW
+        rank = (x + shift[x >> _D_SHIFT]) >> _FIELD
         if rank <= kmax:  # rarely true (K << n): well predicted
             per_bucket[np.searchsorted(ks, rank)] += 1
     running = 0
@@ -611,7 +695,7 @@ def evaluate_blocked(qc, rc, ql, rl, num_bins, topk, gcdh_topk, ks, stripes, wan
     for s in prange(stripes):  # a stripe = blocks s, s + stripes, ...
         ctr = np.empty(QUERY_BLOCK * num_bins, np.int64)
         found = np.empty(QUERY_BLOCK * (n + 1) if want_records else 0, np.int64)  # +1: one slot past (branch-free)
-        keys = np.empty(QUERY_BLOCK * CHUNK, np.uint32)
+        keys = np.empty(QUERY_BLOCK * CHUNK, np.uint16)
         shift = np.empty(num_bins, np.int64)
         rows = np.empty(QUERY_BLOCK, np.int64)
         per_bucket = np.empty(max(nk, 1), np.int64)
@@ -648,14 +732,17 @@ def _tokens(qc, ql):
     return word_tokens(qc.shape[1], ql.shape[1])
 
 
-def blocked(num_retrieval: int) -> bool:
-    """Whether the query-blocked sweep ranks this many retrieval items (else the segmented one does)."""
-    return num_retrieval <= BLOCKED_MAX_N
+def blocked(num_retrieval: int, num_bins: int = 65) -> bool:
+    """Whether the query-blocked sweep ranks this many retrieval items at codes of ``num_bins - 1`` bits (else the segmented one does).
+
+    Its keys hold 4 d in 15 bits: codes of up to ``BLOCKED_MAX_BINS - 1`` = 8,191 bits.
+    """
+    return num_retrieval <= BLOCKED_MAX_N and num_bins <= BLOCKED_MAX_BINS
 
 
 def histograms(qc, rc, ql, rl, num_bins, stripes):
     """Per query: items and relevant items at each Hamming distance, int64 (n_query, num_bins) twice."""
-    if blocked(rc.shape[0]):
+    if blocked(rc.shape[0], num_bins):
         out = evaluate_blocked(
             qc, rc, ql, rl, num_bins, np.int64(0), np.int64(0), _NO_KS, stripes, False, *_tokens(qc, ql)
         )
@@ -667,7 +754,7 @@ def sweep_all(qc, rc, ql, rl, num_bins, topk, gcdh_topk, ks, stripes):
     """``evaluate`` (or ``evaluate_blocked`` where it applies) with the word-count arguments filled in (see there)."""
     ks = np.ascontiguousarray(ks, np.int64)
     args = (qc, rc, ql, rl, num_bins, np.int64(topk), np.int64(gcdh_topk), ks, stripes)
-    if blocked(rc.shape[0]):
+    if blocked(rc.shape[0], num_bins):
         return evaluate_blocked(*args, True, *_tokens(qc, ql))
     return evaluate(*args, *_tokens(qc, ql))
 
