@@ -214,6 +214,44 @@ def test_buckets_all_relevant_none_relevant_and_mixed_by_hand(num_labels):
     assert metrics.mean_average_precision(qB, rB, qL, rL, topk=2, definition="gcdh") == pytest.approx(1.0, abs=1e-15)
 
 
+@pytest.mark.parametrize("code_words, label_words", [(1, 1), (2, 2), (4, 3), (5, 1), (1, 6)])
+def test_eight_lane_keys_equal_keys_computed_item_by_item(code_words, label_words):
+    # _keys4 writes 4 d | relevant << 15 per query and item: eight items at a time with explicit 8-lane
+    # vectors for 1-4 words (_keys8), one at a time for the 3-item tail and for 5+ words; numpy recomputes them
+    rng = np.random.default_rng(code_words * 10 + label_words)
+    n, start, stop = 40, 5, 40  # 35 items: four steps of eight, then three one at a time
+    rct = rng.integers(0, 2**63, size=(code_words, n), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    rlt = np.where(
+        rng.random((label_words, n)) < 0.3,
+        np.uint64(1) << rng.integers(0, 64, size=(label_words, n)).astype(np.uint64),
+        np.uint64(0),
+    )
+    qc = rng.integers(0, 2**63, size=(4, code_words), dtype=np.uint64)
+    ql = np.where(rng.random((4, label_words)) < 0.8, ~np.uint64(0) >> np.uint64(1), np.uint64(0)).astype(np.uint64)
+    ql[2] = 0  # a query with no label: no item is relevant
+    cw, lw = _numba_kernels.word_tokens(code_words, label_words)
+    ctr = np.empty(4 * (64 * code_words + 1), np.int64)
+    qc4, qw4, ql4, lw4 = _numba_kernels._start4(qc, ql, np.arange(4), ctr)
+    keys = np.zeros(4 * _numba_kernels.CHUNK, np.uint16)
+    _numba_kernels._keys4(qc4, qw4, rct, ql4, lw4, rlt, start, stop, keys, cw, lw)
+    for b in range(4):
+        d = np.bitwise_count(rct[:, start:stop] ^ qc[b][:, None]).sum(axis=0).astype(np.int64)
+        relevant = (rlt[:, start:stop] & ql[b][:, None]).any(axis=0)
+        want = (4 * d) | (relevant.astype(np.int64) << 15)
+        got = keys[b * _numba_kernels.CHUNK : b * _numba_kernels.CHUNK + stop - start]
+        np.testing.assert_array_equal(got, want, err_msg=f"query {b}")
+    assert not (keys[2 * _numba_kernels.CHUNK : 2 * _numba_kernels.CHUNK + 35] >> 15).any()
+    assert (keys[:35] >> 15).any() and not (keys[:35] >> 15).all()  # both kinds of item for query 0
+
+
+def test_codes_beyond_8191_bits_take_the_segmented_sweep():
+    # the blocked sweep's uint16 keys hold 4 d for d <= 8191; longer codes (up to MAX_BITS) go to the segmented one
+    assert _numba_kernels.blocked(100, 8192) and not _numba_kernels.blocked(100, 8193)
+    qB, rB, qL, rL = _case(8200, 3, 20, 8200, 5, 0.4)
+    rB[:4] = qB[0]  # distance 0, and ties at it
+    _check_all(qB, rB, qL, rL, ks=(1, 3, 20))
+
+
 def test_large_retrieval_sets_take_the_segmented_sweep(monkeypatch):
     # above BLOCKED_MAX_N items the segmented sweep ranks them; lower the limit to exercise that route here
     qB, rB, qL, rL = _case(3, 6, 300, 65, 80, 0.03)  # the word counts of the test above: the same compiled kernels
