@@ -667,16 +667,27 @@ def _gcdh_records(found, h, shift, total_rel):
 
 
 @njit(cache=True, nogil=True)
-def _hits_records(found, h, shift, ks, per_bucket, out):
-    """out[b] = relevant items within the first ks[b] ranks (``ks`` sorted ascending)."""
+def _hits_records(found, h, shift, cnt, ks, per_bucket, out):
+    """out[b] = relevant items within the first ks[b] ranks (``ks`` sorted ascending).
+
+    Only distances whose first item ranks within ``max(ks)`` can hold such a record: the records of the others,
+    the vast majority, are passed over with one comparison of the record itself (its distance sits on top).
+    """
     nk = ks.shape[0]
     kmax = ks[nk - 1]
     per_bucket[:] = 0
+    d_lim = 0  # records at d >= d_lim rank after kmax
+    items_before = 0
+    while d_lim < cnt.shape[0] and items_before < kmax:
+        items_before += cnt[d_lim]
+        d_lim += 1
+    limit = np.int64(d_lim) << _D_SHIFT
     for t in range(h):
         x = found[t]
-        rank = (x + shift[x >> _D_SHIFT]) >> _FIELD
-        if rank <= kmax:  # rarely true (K << n): well predicted
-            per_bucket[np.searchsorted(ks, rank)] += 1
+        if x < limit:  # rarely true (K << n): well predicted
+            rank = (x + shift[x >> _D_SHIFT]) >> _FIELD
+            if rank <= kmax:
+                per_bucket[np.searchsorted(ks, rank)] += 1
     running = 0
     for b in range(nk):
         running += per_bucket[b]
@@ -734,7 +745,7 @@ def evaluate_blocked(qc, rc, ql, rl, num_bins, topk, gcdh_topk, ks, stripes, wan
                     t = min(gcdh_topk, r)
                     ap_gcdh[i] = _gcdh_records(rec, h, shift, t) / t
                 if nk > 0:
-                    _hits_records(rec, h, shift, ks, per_bucket, hits[i])
+                    _hits_records(rec, h, shift, cnt[i], ks, per_bucket, hits[i])
     return ap, ap_gcdh, hits, cnt, rcnt
 
 
