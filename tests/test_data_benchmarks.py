@@ -79,6 +79,44 @@ def test_mirflickr_raw_partly_extracted_tags_are_named(mir_raw):
         load_dataset("mirflickr25k", root=mir_raw)
 
 
+def test_missing_images_lists_folders_and_agrees_with_a_stat_of_each_candidate(tmp_path, monkeypatch):
+    # the image check lists each folder once instead of a stat per file; it must answer what Path.is_file answers
+    from egath_lite.data import release
+    from egath_lite.data.dataset import candidate_image_paths
+
+    root = tmp_path / "images"
+    (root / "train2014").mkdir(parents=True)
+    (root / "val2014").mkdir()
+    for name in ("train2014/a.jpg", "train2014/b.jpg", "val2014/c.jpg", "loose.jpg"):
+        (root / name).write_bytes(b"x")
+    (root / "train2014" / "folder.jpg").mkdir()  # a folder with an image's name is not an image
+    (root / "train2014" / "link.jpg").symlink_to(root / "val2014" / "c.jpg")
+    (root / "train2014" / "broken.jpg").symlink_to(root / "gone.jpg")
+    outside = tmp_path / "elsewhere.jpg"
+    outside.write_bytes(b"x")
+    entries = [
+        "train2014/a.jpg",  # present
+        "train2014/missing.jpg",
+        "other/b.jpg",  # no folder "other", but b.jpg is not under the root either: missing
+        "c.jpg",  # only under val2014/, and its one candidate is root/c.jpg: missing
+        "val2014/c.jpg",
+        "/somewhere/loose.jpg",  # absolute and absent, but root/loose.jpg exists
+        str(outside),  # absolute, present
+        "train2014/folder.jpg",
+        "train2014/link.jpg",
+        "train2014/broken.jpg",
+        "loose.jpg/x.jpg",  # the parent is a file: not listable, falls back to a stat
+        "no_folder_at_all/x.jpg",
+    ]
+    want = [i for i, e in enumerate(entries) if not any(c.is_file() for c in candidate_image_paths(e, root))]
+    assert want == [1, 2, 3, 7, 9, 10, 11]
+    calls = []
+    real = release.os.scandir
+    monkeypatch.setattr(release.os, "scandir", lambda p: calls.append(Path(p)) or real(p))
+    assert release.missing_images(entries, root) == want
+    assert len(calls) == len(set(calls))  # each folder listed once
+
+
 def test_missing_images_raise_unless_check_images_is_off(mir_raw):
     (mir_raw / "mirflickr" / "im2.jpg").unlink()
     with pytest.raises(DatasetNotFoundError, match=r"1 of 5 image files are missing \(first: 'im2.jpg'"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,7 @@ def finish_dataset(
         },
     )
     if check_images:
-        missing = [
-            i
-            for i in range(len(ds))
-            if not any(c.is_file() for c in candidate_image_paths(ds.image_paths[i], ds.image_root))
-        ]
+        missing = missing_images(ds.image_paths, ds.image_root)
         if missing:
             raise DatasetNotFoundError(
                 f"{source}: {len(missing)} of {len(ds)} image files are missing (first: {ds.image_paths[missing[0]]!r} "
@@ -86,6 +83,36 @@ def finish_dataset(
                 f"to load labels and texts only. {HOW_TO}"
             )
     return ds
+
+
+def missing_images(image_paths: Sequence[str], image_root: Path | None) -> list[int]:
+    """Indices of the entries with no file at any of their candidate paths (``candidate_image_paths``).
+
+    Each folder the candidates point into is listed once (``os.scandir``; a listing tells files from folders
+    without a stat of each file), instead of a stat per candidate: MS-COCO's 122,218 images are two listings. A
+    folder that cannot be listed falls back to a stat of each candidate in it, so the answer is
+    ``Path.is_file``'s.
+    """
+    listings: dict[Path, set[str] | None] = {}
+
+    def listing(folder: Path) -> set[str] | None:
+        if folder not in listings:
+            try:
+                with os.scandir(folder) as entries:
+                    listings[folder] = {e.name for e in entries if e.is_file()}
+            except FileNotFoundError:
+                listings[folder] = set()
+            except OSError:  # not a folder, not readable: ask the file system about each candidate
+                listings[folder] = None
+        return listings[folder]
+
+    def exists(path: Path) -> bool:
+        names = listing(path.parent)
+        return path.is_file() if names is None else path.name in names
+
+    return [
+        i for i, entry in enumerate(image_paths) if not any(exists(c) for c in candidate_image_paths(entry, image_root))
+    ]
 
 
 def read_mat_triple(name: str, root: Path) -> tuple[list[str], list[str], np.ndarray, list[Path]]:

@@ -74,6 +74,7 @@ DEFINITIONS = ("standard", "gcdh")  # AP@k over the top k ranks | GCDH's calc_ma
 EMPTY_QUERIES = ("skip", "zero")  # mean over queries with a relevant item | over all queries, the others as 0
 MAX_BITS = 32_767  # distances live in 15 bits of a uint16 buffer next to the relevance bit
 _PROGRESS_PAIRS = 50_000_000  # show a progress bar when queries × items exceed this
+_CHUNK_PAIRS = 1 << 29  # queries × items per kernel call by default (the NUS-WIDE queries: one call)
 
 
 def _backend(name: str):
@@ -120,8 +121,8 @@ def _chunked(
         "sweep_all": "retrieval metrics",
     }[name]
     nq, n = packed.num_query, packed.num_retrieval
-    if chunk_size is None:
-        chunk_size = 512
+    if chunk_size is None:  # about half a second of one thread per call; fewer calls, fewer fixed costs
+        chunk_size = max(512, _CHUNK_PAIRS // max(n, 1))
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     if progress is None:
