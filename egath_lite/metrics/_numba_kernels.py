@@ -299,6 +299,15 @@ def _gcdh_sum(found, h, stride, base, rbase, inv, total_rel):
 
 
 @njit(cache=True, nogil=True)
+def _cumulate(per_bucket, out):
+    """out[b] = per_bucket[0] + … + per_bucket[b]: relevant items within the first ks[b] ranks, from the counts between consecutive ks."""
+    running = 0
+    for b in range(out.shape[0]):
+        running += per_bucket[b]
+        out[b] = running
+
+
+@njit(cache=True, nogil=True)
 def _hits_at(found, h, stride, base, ks, per_bucket, out):
     """out[b] = relevant items within the first ks[b] ranks (``ks`` sorted ascending)."""
     nk = ks.shape[0]
@@ -312,10 +321,7 @@ def _hits_at(found, h, stride, base, ks, per_bucket, out):
             rank = bs[x & 0xFFFF] + ((x >> 16) & _LOW)
             if rank <= kmax:  # rarely true (K << n): well predicted
                 per_bucket[np.searchsorted(ks, rank)] += 1
-    running = 0
-    for b in range(nk):
-        running += per_bucket[b]
-        out[b] = running
+    _cumulate(per_bucket, out)
 
 
 @njit(cache=True, nogil=True)
@@ -690,10 +696,7 @@ def _hits_records(found, h, shift, cnt, ks, per_bucket, out):
             rank = (x + shift[x >> _D_SHIFT]) >> _FIELD
             if rank <= kmax:
                 per_bucket[np.searchsorted(ks, rank)] += 1
-    running = 0
-    for b in range(nk):
-        running += per_bucket[b]
-        out[b] = running
+    _cumulate(per_bucket, out)
 
 
 @njit(cache=True, parallel=True)
