@@ -107,26 +107,11 @@ _segment_layout = njit(cache=True, nogil=True)(segment_layout)
 def _item(q_code, qw, rc, q_label, lw_, rl, j, cw, lw):
     """Hamming distance and relevance (0/1) of item j, uint64 both (unsigned: no wrap-around when used as an index).
 
-    ``cw``/``lw``: tuples as long as the code/label words when that is 1…4 (a compile-time constant: the
-    query's words ``qw``/``lw_`` stay in registers and the word loop unrolls), else empty (a loop over the words).
+    ``rc``/``rl`` item-major (n, words): ``_item_t`` on their transposed views (no copy). ``cw``/``lw``: tuples as
+    long as the code/label words when that is 1…4 (a compile-time constant: the query's words ``qw``/``lw_`` stay in
+    registers and the word loop unrolls), else empty (a loop over the words).
     """
-    if len(cw) == 0:
-        d = np.uint64(0)
-        for w in range(rc.shape[1]):
-            d += _popcount64(q_code[w] ^ rc[j, w])
-    else:
-        d = _popcount64(qw[0] ^ rc[j, 0])
-        for w in range(1, len(cw)):
-            d += _popcount64(qw[w] ^ rc[j, w])
-    if len(lw) == 0:
-        acc = np.uint64(0)
-        for w in range(rl.shape[1]):
-            acc |= q_label[w] & rl[j, w]
-    else:
-        acc = lw_[0] & rl[j, 0]
-        for w in range(1, len(lw)):
-            acc |= lw_[w] & rl[j, w]
-    return d, np.uint64(acc != np.uint64(0))
+    return _item_t(q_code, qw, rc.T, q_label, lw_, rl.T, j, cw, lw)
 
 
 def word_tokens(code_words: int, label_words: int) -> tuple[tuple, tuple]:
@@ -409,10 +394,10 @@ BLOCKED_MAX_BINS = 1 << (_REL_SHIFT - 2)  # distances 0 .. 8191: 4 d + 3 < 2**15
 
 @njit(cache=True, nogil=True, inline="always")
 def _item_t(q_code, qw, rct, q_label, lw_, rlt, j, cw, lw):
-    """``_item`` on word-major (transposed, C-contiguous) retrieval words ``rct``/``rlt`` (words, n).
+    """Hamming distance and relevance (0/1) of item j from word-major retrieval words ``rct``/``rlt`` (words, n).
 
-    Word w of consecutive items is contiguous, so the vectorised key pass loads it directly (item-major
-    rows of 2+ words would need strided loads).
+    Word w of consecutive items is contiguous in the C-contiguous arrays the blocked sweep builds, so its key pass
+    loads it directly (item-major rows of 2+ words would need strided loads); ``_item`` passes transposed views.
     """
     if len(cw) == 0:
         d = np.uint64(0)
