@@ -256,7 +256,7 @@ def test_large_retrieval_sets_take_the_segmented_sweep(monkeypatch):
     # above BLOCKED_MAX_N items the segmented sweep ranks them; lower the limit to exercise that route here
     qB, rB, qL, rL = _case(3, 6, 300, 65, 80, 0.03)  # the word counts of the test above: the same compiled kernels
     monkeypatch.setattr(_numba_kernels, "BLOCKED_MAX_N", 100)
-    assert not _numba_kernels.blocked(300) and _numba_kernels.blocked(100)
+    assert not _numba_kernels.blocked(300, 66) and _numba_kernels.blocked(100, 66)  # 65-bit codes
     _check_all(qB, rB, qL, rL, ks=(1, 7, 50, 300))
 
 

@@ -743,7 +743,7 @@ def _tokens(qc, ql):
     return word_tokens(qc.shape[1], ql.shape[1])
 
 
-def blocked(num_retrieval: int, num_bins: int = 65) -> bool:
+def blocked(num_retrieval: int, num_bins: int) -> bool:
     """Whether the query-blocked sweep ranks this many retrieval items at codes of ``num_bins - 1`` bits (else the segmented one does).
 
     Its keys hold 4 d in 15 bits: codes of up to ``BLOCKED_MAX_BINS - 1`` = 8,191 bits.
